@@ -1,0 +1,131 @@
+"""The only module that calls BLAS.
+
+GEMM goes through scipy.linalg.cython_blas (as scikit-learn does): no link flags, and the
+library is scipy's bundled OpenBLAS, which threadpoolctl sees and can limit. Thread control
+is looked up once, at import, in that same library.
+"""
+import ctypes
+import os
+
+import scipy
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+from threadpoolctl import ThreadpoolController
+
+ctypedef int (*get_threads_t)() noexcept nogil
+ctypedef void (*set_threads_t)(int) noexcept nogil
+ctypedef int (*set_local_t)(int) noexcept nogil
+
+cdef get_threads_t _get_threads = NULL
+cdef set_threads_t _set_threads = NULL
+cdef set_local_t _set_local = NULL
+
+
+cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+               const floating* a, int lda, const floating* b, int ldb, floating beta,
+               floating* c, int ldc) noexcept nogil:
+    """Row-major C(m, n) = alpha * op(A)(m, k) @ op(B)(k, n) + beta * C.
+
+    A row-major matrix is its column-major transpose, so this is the column-major call
+    C^T = op(B)^T @ op(A)^T: operands swapped, dimensions m and n swapped.
+    """
+    cdef char ta = b"T" if trans_a else b"N"
+    cdef char tb = b"T" if trans_b else b"N"
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
+
+
+cdef int blas_threads() noexcept nogil:
+    """Threads the BLAS will use now (1 if we could not find its thread control)."""
+    return _get_threads() if _get_threads != NULL else 1
+
+
+cdef int set_local_blas_threads(int n) noexcept nogil:
+    """Set the BLAS thread count for the calling thread only; returns the previous value,
+    or -1 if the library cannot do that (then nothing changed)."""
+    return _set_local(n) if _set_local != NULL else -1
+
+
+def _find_library():
+    """The threadpoolctl controller of the OpenBLAS that scipy's cython_blas calls.
+
+    scipy wheels bundle it next to the package (scipy.libs); builds against a system BLAS
+    load it from elsewhere, in which case we take the one BLAS that is not numpy's.
+    """
+    blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    site = os.path.dirname(os.path.dirname(os.path.realpath(scipy.__file__)))
+    ours = [lib for lib in blas
+            if os.path.realpath(lib.filepath).startswith(os.path.join(site, "scipy"))]
+    if not ours:
+        import numpy
+        numpy_dir = os.path.join(site, "numpy")
+        ours = [lib for lib in blas if not os.path.realpath(lib.filepath).startswith(numpy_dir)]
+    return ours[0] if ours else None
+
+
+def _symbol(lib, names):
+    for name in names:
+        try:
+            return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+        except AttributeError:
+            pass
+    return None
+
+
+_controller = _find_library()
+if _controller is not None and _controller.internal_api == "openblas":
+    _lib = ctypes.CDLL(_controller.filepath)
+    _p = _symbol(_lib, ["scipy_openblas_get_num_threads", "openblas_get_num_threads",
+                        "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_"])
+    if _p:
+        _get_threads = <get_threads_t><size_t>_p
+    _p = _symbol(_lib, ["scipy_openblas_set_num_threads", "openblas_set_num_threads",
+                        "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_"])
+    if _p:
+        _set_threads = <set_threads_t><size_t>_p
+    _p = _symbol(_lib, ["openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"])
+    if _p:
+        _set_local = <set_local_t><size_t>_p
+
+
+def get_num_threads():
+    """Threads our BLAS uses (what threadpoolctl reports and limits for it)."""
+    return blas_threads()
+
+
+def set_num_threads(int n):
+    """Set our BLAS's thread count for the whole process. Returns False if it has no control."""
+    if _set_threads == NULL:
+        return False
+    _set_threads(n)
+    return True
+
+
+def info():
+    """What BLAS the kernels call: a dict for `seqcore info` and bench headers."""
+    if _controller is None:
+        return {"library": "unknown (scipy.linalg.cython_blas)", "num_threads": blas_threads(),
+                "thread_control": False}
+    d = _controller.info()
+    return {"library": d.get("internal_api"), "version": d.get("version"),
+            "architecture": d.get("architecture"), "threading_layer": d.get("threading_layer"),
+            "filepath": d.get("filepath"), "num_threads": blas_threads(),
+            "thread_control": _set_threads != NULL, "per_thread_control": _set_local != NULL}
+
+
+def _gemm_for_tests(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0):
+    """C = alpha op(A) op(B) + beta C on C-contiguous float32/float64 arrays (tests only)."""
+    _gemm_typed(a, b, c, trans_a, trans_b, alpha, beta)
+    return c
+
+
+def _gemm_typed(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c,
+                bint trans_a, bint trans_b, floating alpha, floating beta):
+    cdef int m = c.shape[0], n = c.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    with nogil:
+        gemm(trans_a, trans_b, m, n, k, alpha, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
+             beta, &c[0, 0], n)

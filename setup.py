@@ -1,0 +1,45 @@
+"""Build the Cython kernels. Everything else about the package is in pyproject.toml.
+
+Flags (DESIGN.md section 3): -O3 and OpenMP; -fno-math-errno so libm calls can be inlined;
+no -ffast-math (it would change denormal handling for the whole process);
+-march=native only when SEQCORE_NATIVE=1, since wheels must run on other x86-64 CPUs.
+"""
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+KERNELS = ["blas", "cpu"]
+
+compile_args = ["-O3", "-fopenmp", "-fno-math-errno"]
+link_args = ["-fopenmp"]
+if os.environ.get("SEQCORE_NATIVE") == "1":
+    compile_args.append("-march=native")
+if sys.platform == "darwin":  # Apple clang needs libomp and a different spelling
+    compile_args = ["-O3", "-Xpreprocessor", "-fopenmp", "-fno-math-errno"]
+    link_args = ["-lomp"]
+
+extensions = [
+    Extension(
+        f"seqcore._kernels.{name}",
+        [f"seqcore/_kernels/{name}.pyx"],
+        include_dirs=["seqcore/_kernels"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    for name in KERNELS
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+)

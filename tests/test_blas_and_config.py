@@ -1,0 +1,56 @@
+"""The BLAS door (row-major GEMM in both precisions) and the thread settings."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import seqcore
+from seqcore._kernels import blas
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 5, 7), (17, 1, 33), (64, 48, 1)])
+def test_gemm_row_major(dtype, tol, trans_a, trans_b, m, n, k):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    expected = 0.5 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + 2.0 * c
+    got = blas._gemm_for_tests(a, b, c.copy(), trans_a, trans_b, alpha=0.5, beta=2.0)
+    np.testing.assert_allclose(got, expected, atol=tol * np.abs(expected).max())
+
+
+def test_set_num_threads_controls_blas_and_threadpoolctl_sees_it():
+    before = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(1)
+        assert seqcore.get_num_threads() == 1
+        assert seqcore.config()["blas"]["num_threads"] == 1
+    finally:
+        seqcore.set_num_threads(before)
+    assert seqcore.get_num_threads() == before
+    # threadpoolctl limits our BLAS, and through it our OpenMP loops
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert seqcore.get_num_threads() == 1
+    assert seqcore.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, exc):
+    with pytest.raises(exc, match="set_num_threads"):
+        seqcore.set_num_threads(bad)
+
+
+def test_blas_is_found_and_reported():
+    info = seqcore.config()["blas"]
+    assert info["thread_control"], info
+    assert info["library"] == "openblas"
+
+
+def test_cli_info_prints_blas_and_threads():
+    out = subprocess.run([sys.executable, "-m", "seqcore", "info"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "BLAS:" in out and "threads:" in out and "SIMD path:" in out
