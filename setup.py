@@ -10,7 +10,7 @@ import sys
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["blas", "cpu"]
+KERNELS = ["blas", "cpu", "lstm", "gru", "rnn", "checks"]
 
 compile_args = ["-O3", "-fopenmp", "-fno-math-errno"]
 link_args = ["-fopenmp"]

@@ -4,7 +4,7 @@ import sys
 
 
 def _info(args):
-    from .config import show_config
+    from .runtime import show_config
     show_config()
     return 0
 

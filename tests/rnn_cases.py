@@ -74,7 +74,10 @@ def make_problem(variant, T, B, I, H, dtype=np.float64, seed=0, mask=False, drop
         b = rand(2, G * H)
     else:
         b = rand(G * H)
-    p = Problem(variant, rand(T, B, I), rand(I, G * H), rand(H, G * H), b,
+    # weights scaled by fan-in like real initialisations, so the recurrence is not chaotic
+    # (chaotic dynamics amplify float32 rounding without bound)
+    p = Problem(variant, rand(T, B, I), rand(I, G * H) * dtype(2 / np.sqrt(I)),
+                rand(H, G * H) * dtype(2 / np.sqrt(H)), b,
                 [rand(B, H) if initial else None for _ in range(n_states)],
                 reverse=reverse, extra=dict(extra))
     if mask:

@@ -91,6 +91,11 @@ if _controller is not None and _controller.internal_api == "openblas":
         _set_local = <set_local_t><size_t>_p
 
 
+def has_thread_control():
+    """True if we found the BLAS's thread control (then it is the source of truth)."""
+    return _get_threads != NULL and _set_threads != NULL
+
+
 def get_num_threads():
     """Threads our BLAS uses (what threadpoolctl reports and limits for it)."""
     return blas_threads()

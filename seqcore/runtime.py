@@ -29,8 +29,7 @@ def set_num_threads(n):
 
 def get_num_threads():
     """Threads the kernels will use: our BLAS's current thread count."""
-    info = blas.info()
-    return blas.get_num_threads() if info["thread_control"] else _fallback_threads
+    return blas.get_num_threads() if blas.has_thread_control() else _fallback_threads
 
 
 def config():

@@ -1,0 +1,1 @@
+"""Cython kernels: numerics only (see DESIGN.md section 1)."""

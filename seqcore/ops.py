@@ -1,0 +1,346 @@
+"""Validated entry points onto the Cython kernels.
+
+Same signatures as `seqcore.reference` (so tests swap one for the other), plus two keyword
+arguments for the fast paths:
+    training=True          keep what backward needs and return it as `cache`; with False the
+                           inference kernel runs, stores nothing and `cache` is None.
+    return_sequences=True  with False (inference only) the per-step outputs are not kept and
+                           `outputs` is None, so memory does not grow with T.
+
+Arrays are time-major: x (T, B, I), states (B, H), mask (T, B) bool. The compute dtype is the
+dtype of x (float32 or float64; other real inputs are converted to float32); weights, states and
+masks are converted to it. Every argument is checked here and a bad one raises ValueError or
+TypeError naming it; the kernels trust what they get.
+"""
+import numpy as np
+
+from . import runtime
+from ._kernels import gru as _gru
+from ._kernels import lstm as _lstm
+from ._kernels import rnn as _rnn
+
+__all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
+           "rnn_backward", "lengths_to_mask"]
+
+# Inference projects the inputs of this many pre-activations at a time (1 MiB in float32).
+_CHUNK_ELEMENTS = 1 << 18
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _compute_dtype(x):
+    x = np.asarray(x)
+    if x.dtype in (np.float32, np.float64):
+        return x.dtype.type
+    if x.dtype.kind in "biuf":
+        return np.float32
+    raise TypeError(f"x: expected a real floating array (float32 or float64), got dtype {x.dtype}")
+
+
+def _array(name, value, dtype, shape):
+    """value as a C-contiguous array of dtype and exactly `shape`, or a clear error."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _optional(name, value, dtype, shape):
+    return None if value is None else _array(name, value, dtype, shape)
+
+
+def _mask(mask, T, B):
+    if mask is None:
+        return np.ones((T, B), np.uint8)
+    m = np.asarray(mask)
+    if m.shape != (T, B):
+        raise ValueError(f"mask: expected shape (T, B) = {(T, B)}, got {m.shape}")
+    if m.dtype != np.bool_:
+        if m.dtype.kind not in "iu" or not np.isin(m, (0, 1)).all():
+            raise TypeError(f"mask: expected a bool array (or integers 0/1), got dtype {m.dtype}")
+    return np.ascontiguousarray(m, dtype=np.uint8)
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, states, mask,
+                   input_mask, recurrent_mask, reverse):
+    """Validate and convert the common forward arguments. Returns a dict of arrays and sizes."""
+    dtype = _compute_dtype(x)
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x: expected a time-major (T, B, I) array, got shape {x.shape}")
+    T, B, I = x.shape
+    if I == 0:
+        raise ValueError("x: the feature axis (I) must not be empty")
+    U = np.asarray(recurrent_kernel)
+    if U.ndim != 2 or U.shape[0] == 0 or U.shape[1] != gates * U.shape[0]:
+        raise ValueError(f"recurrent_kernel: expected shape (H, {gates}*H) for {cell}, "
+                         f"got {U.shape}")
+    H = U.shape[0]
+    out = dict(
+        dtype=dtype, T=T, B=B, I=I, H=H,
+        x=np.ascontiguousarray(x, dtype=dtype),
+        kernel=_array("kernel", kernel, dtype, (I, gates * H)),
+        recurrent_kernel=_array("recurrent_kernel", U, dtype, (H, gates * H)),
+        bias=_optional("bias", bias, dtype, bias_shape(H)),
+        states=[np.zeros((B, H), dtype) if s is None else _array(name, s, dtype, (B, H)).copy()
+                for name, s in states],
+        mask=_mask(mask, T, B),
+        input_mask=_optional("input_mask", input_mask, dtype, (B, I)),
+        recurrent_mask=_optional("recurrent_mask", recurrent_mask, dtype, (B, H)),
+        reverse=_flag("reverse", reverse),
+    )
+    return out
+
+
+def _check_backward(cache, d_outputs, d_finals, names):
+    if not isinstance(cache, dict) or "kernel_module" not in cache:
+        raise TypeError("cache: expected the cache returned by a seqcore.ops forward call "
+                        "with training=True")
+    T, B, H, dtype = cache["T"], cache["B"], cache["H"], cache["dtype"]
+    dY = _optional("d_outputs", d_outputs, dtype, (T, B, H))
+    finals = [np.zeros((B, H), dtype) if d is None else _array(n, d, dtype, (B, H)).copy()
+              for n, d in zip(names, d_finals)]
+    return dY, finals
+
+
+def _threads():
+    return runtime.get_num_threads()
+
+
+def lengths_to_mask(lengths, T):
+    """(B,) integer lengths in [0, T] -> (T, B) bool mask of post-padded sequences."""
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected a 1-D integer array, got shape {lengths.shape} "
+                        f"dtype {lengths.dtype}")
+    if lengths.size and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths: every length must be in [0, T={T}], got min "
+                         f"{lengths.min()} max {lengths.max()}")
+    return np.arange(T)[:, None] < lengths[None, :]
+
+
+def _chunk_steps(B, width, T):
+    return max(1, min(T, _CHUNK_ELEMENTS // max(1, B * width)))
+
+
+def _inference_outputs(a, return_sequences):
+    return np.empty((a["T"], a["B"], a["H"]), a["dtype"]) if return_sequences else None
+
+
+def _inference_workspace(a, width):
+    """Chunked pre-activations, masked-input chunk (if input dropout) and the Hp buffer."""
+    chunk = _chunk_steps(a["B"], width, a["T"])
+    Z = np.empty((chunk, a["B"], width), a["dtype"])
+    XD = None if a["input_mask"] is None else np.empty((chunk, a["B"], a["I"]), a["dtype"])
+    return Z, XD, np.empty((a["B"], a["H"]), a["dtype"])
+
+
+def _empty_forward(a, training, return_sequences):
+    """T == 0 or B == 0: nothing to compute; outputs are empty and the state is unchanged."""
+    outputs = np.zeros((a["T"], a["B"], a["H"]), a["dtype"])
+    if not training and not return_sequences:
+        outputs = None
+    return outputs, a["states"]
+
+
+def _check_mode(training, return_sequences):
+    training = _flag("training", training)
+    return_sequences = _flag("return_sequences", return_sequences)
+    if training and not return_sequences:
+        raise ValueError("return_sequences=False is only available with training=False "
+                         "(backward needs every step)")
+    return training, return_sequences
+
+
+# ----------------------------------------------------------------------------------- LSTM
+
+def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
+                 input_mask=None, recurrent_mask=None, reverse=False, *, training=True,
+                 return_sequences=True):
+    """LSTM layer over a time-major sequence (see seqcore.reference.lstm_forward).
+
+    Returns (outputs (T, B, H) or None, h_n, c_n, cache or None).
+    """
+    training, return_sequences = _check_mode(training, return_sequences)
+    a = _check_forward("LSTM", 4, x, kernel, recurrent_kernel, bias, lambda H: (4 * H,),
+                       [("h0", h0), ("c0", c0)], mask, input_mask, recurrent_mask, reverse)
+    T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
+    h, c = a["states"]
+    if T == 0 or B == 0:
+        outputs, (h, c) = _empty_forward(a, training, return_sequences)
+        cache = dict(a, kernel_module=_lstm, c0=c.copy()) if training else None
+        return outputs, h, c, cache
+    args = (a["x"], a["kernel"], a["recurrent_kernel"], a["bias"], h, c, a["mask"],
+            a["input_mask"], a["recurrent_mask"], a["reverse"])
+    if not training:
+        Y = _inference_outputs(a, return_sequences)
+        Z, XD, Hp = _inference_workspace(a, 4 * H)
+        _lstm.forward_inference(*args, Y, Z, XD, Hp, _threads())
+        return Y, h, c, None
+    c0 = c.copy()
+    Y = np.empty((T, B, H), dtype)
+    Z = np.empty((T, B, 4 * H), dtype)
+    C = np.empty((T, B, H), dtype)
+    HP = np.empty((T, B, H), dtype)
+    XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
+    _lstm.forward_training(*args, Y, Z, C, HP, XD, _threads())
+    cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
+    return Y, h, c, cache
+
+
+def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
+    """Gradients of an lstm_forward(training=True) call.
+
+    Returns (dx, d_kernel, d_recurrent_kernel, d_bias or None, d_h0, d_c0).
+    """
+    dY, (dh, dc) = _check_backward(cache, d_outputs, [d_h_n, d_c_n], ["d_h_n", "d_c_n"])
+    a = cache
+    T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
+    dX = np.zeros((T, B, I), dtype)
+    dW = np.zeros((I, 4 * H), dtype)
+    dU = np.zeros((H, 4 * H), dtype)
+    db = None if a["bias"] is None else np.zeros(4 * H, dtype)
+    if T == 0 or B == 0:
+        return dX, dW, dU, db, dh, dc
+    _lstm.backward(dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"], a["mask"],
+                   a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
+                   a["XD"], np.empty((T, B, 4 * H), dtype), np.empty((B, H), dtype), dX, dW,
+                   dU, db, _threads())
+    return dX, dW, dU, db, dh, dc
+
+
+# ------------------------------------------------------------------------------------ GRU
+
+def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mask=None,
+                recurrent_mask=None, reverse=False, reset_after=True, *, training=True,
+                return_sequences=True):
+    """GRU layer over a time-major sequence (see seqcore.reference.gru_forward).
+
+    bias: (2, 3H) [input; recurrent] with reset_after=True, (3H,) with False, or None.
+    Returns (outputs (T, B, H) or None, h_n, cache or None).
+    """
+    training, return_sequences = _check_mode(training, return_sequences)
+    reset_after = _flag("reset_after", reset_after)
+    a = _check_forward("GRU", 3, x, kernel, recurrent_kernel, bias,
+                       lambda H: (2, 3 * H) if reset_after else (3 * H,), [("h0", h0)], mask,
+                       input_mask, recurrent_mask, reverse)
+    T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
+    (h,) = a["states"]
+    a["reset_after"] = reset_after
+    if T == 0 or B == 0:
+        outputs, (h,) = _empty_forward(a, training, return_sequences)
+        return outputs, h, (dict(a, kernel_module=_gru) if training else None)
+    b = a["bias"]
+    bias_x, bias_h = (None, None) if b is None else ((b[0], b[1]) if reset_after else (b, None))
+    args = (a["x"], a["kernel"], a["recurrent_kernel"], bias_x, bias_h, h, a["mask"],
+            a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after)
+    work_a = np.empty((B, 3 * H), dtype)
+    work_b = np.empty((B, H), dtype)
+    if not training:
+        Y = _inference_outputs(a, return_sequences)
+        AX, XD, Hp = _inference_workspace(a, 3 * H)
+        _gru.forward_inference(*args, Y, AX, XD, Hp, work_a, work_b, _threads())
+        return Y, h, None
+    Y = np.empty((T, B, H), dtype)
+    AX = np.empty((T, B, 3 * H), dtype)
+    HIN = np.empty((T, B, H), dtype)
+    HP = None if a["recurrent_mask"] is None else np.empty((T, B, H), dtype)
+    STORE = np.empty((T, B, H), dtype)
+    XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
+    _gru.forward_training(*args, Y, AX, HIN, HP, STORE, XD, work_a, work_b, _threads())
+    cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
+    return Y, h, cache
+
+
+def gru_backward(d_outputs, d_h_n, cache):
+    """Gradients of a gru_forward(training=True) call.
+
+    Returns (dx, d_kernel, d_recurrent_kernel, d_bias or None, d_h0).
+    """
+    dY, (dh,) = _check_backward(cache, d_outputs, [d_h_n], ["d_h_n"])
+    a = cache
+    T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
+    reset_after = a["reset_after"]
+    dX = np.zeros((T, B, I), dtype)
+    dW = np.zeros((I, 3 * H), dtype)
+    dU = np.zeros((H, 3 * H), dtype)
+    db = None
+    if a["bias"] is not None:
+        db = np.zeros((2, 3 * H) if reset_after else (3 * H,), dtype)
+    if T == 0 or B == 0:
+        return dX, dW, dU, db, dh
+    db_x, db_h = (None, None) if db is None else ((db[0], db[1]) if reset_after else (db, None))
+    dAH = np.empty((T, B, 3 * H), dtype) if reset_after else None
+    _gru.backward(dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+                  a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"],
+                  a["HIN"], a["HP"], a["STORE"], a["XD"], np.empty((T, B, 3 * H), dtype), dAH,
+                  np.empty((B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
+                  _threads())
+    return dX, dW, dU, db, dh
+
+
+# ------------------------------------------------------------------------------------ RNN
+
+_ACTIVATIONS = ("tanh", "relu")
+
+
+def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mask=None,
+                recurrent_mask=None, reverse=False, activation="tanh", *, training=True,
+                return_sequences=True):
+    """Simple RNN layer over a time-major sequence (see seqcore.reference.rnn_forward).
+
+    Returns (outputs (T, B, H) or None, h_n, cache or None).
+    """
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
+    training, return_sequences = _check_mode(training, return_sequences)
+    a = _check_forward("SimpleRNN", 1, x, kernel, recurrent_kernel, bias, lambda H: (H,),
+                       [("h0", h0)], mask, input_mask, recurrent_mask, reverse)
+    T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
+    (h,) = a["states"]
+    a["relu"] = activation == "relu"
+    if T == 0 or B == 0:
+        outputs, (h,) = _empty_forward(a, training, return_sequences)
+        return outputs, h, (dict(a, kernel_module=_rnn) if training else None)
+    args = (a["x"], a["kernel"], a["recurrent_kernel"], a["bias"], h, a["mask"],
+            a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"])
+    if not training:
+        Y = _inference_outputs(a, return_sequences)
+        A, XD, Hp = _inference_workspace(a, H)
+        _rnn.forward_inference(*args, Y, A, XD, Hp, _threads())
+        return Y, h, None
+    Y = np.empty((T, B, H), dtype)
+    A = np.empty((T, B, H), dtype)
+    HP = np.empty((T, B, H), dtype)
+    XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
+    _rnn.forward_training(*args, Y, A, HP, XD, _threads())
+    return Y, h, dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
+
+
+def rnn_backward(d_outputs, d_h_n, cache):
+    """Gradients of an rnn_forward(training=True) call.
+
+    Returns (dx, d_kernel, d_recurrent_kernel, d_bias or None, d_h0).
+    """
+    dY, (dh,) = _check_backward(cache, d_outputs, [d_h_n], ["d_h_n"])
+    a = cache
+    T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
+    dX = np.zeros((T, B, I), dtype)
+    dW = np.zeros((I, H), dtype)
+    dU = np.zeros((H, H), dtype)
+    db = None if a["bias"] is None else np.zeros(H, dtype)
+    if T == 0 or B == 0:
+        return dX, dW, dU, db, dh
+    _rnn.backward(dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+                  a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"],
+                  a["HP"], a["XD"], np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW,
+                  dU, db, _threads())
+    return dX, dW, dU, db, dh

@@ -1,0 +1,224 @@
+"""The Cython kernels (through seqcore.ops) against the NumPy reference, by finite differences,
+and for the properties the reference cannot show: threads, concurrency, denormals, memory."""
+import itertools
+import threading
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import seqcore
+from seqcore import ops, reference
+from seqcore._kernels import checks
+from rnn_cases import (TOLERANCE, VARIANTS, backward, finite_difference_check, forward,
+                       lengths_to_mask, loss_weights, make_problem)
+
+# (T, B, I, H): single step, single row, hidden 1, sizes off the SIMD width, blocks that split
+SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (5, 1, 4, 17), (9, 4, 3, 33), (6, 7, 13, 16),
+          (4, 2, 5, 65), (3, 9, 2, 130)]
+OPTION_SETS = [dict(), dict(mask=True), dict(reverse=True, mask=True),
+               dict(dropout=True, initial=True), dict(bias=False, mask=True, dropout=True),
+               dict(mask=True, reverse=True, dropout=True, initial=True)]
+
+
+def max_rel_error(got, expected):
+    scale = max(np.max(np.abs(expected)), 1.0) if expected.size else 1.0
+    return np.max(np.abs(got - expected)) / scale if expected.size else 0.0
+
+
+def compare_with_reference(p, threads=None):
+    tol = TOLERANCE[p.x.dtype.type]
+    ref_out, ref_finals, ref_cache = forward(reference, p)
+    out, finals, cache = forward(ops, p)
+    assert out.dtype == p.x.dtype
+    assert max_rel_error(out, ref_out) <= tol
+    for f, g in zip(finals, ref_finals):
+        assert max_rel_error(f, g) <= tol
+    R_out, R_finals = loss_weights(p)
+    ref_grads, _ = backward(reference, p, R_out, R_finals, ref_cache)
+    grads, _ = backward(ops, p, R_out, R_finals, cache)
+    for name_arr, g, r in zip(p.arrays(), grads, ref_grads):
+        assert g.shape == r.shape and g.dtype == p.x.dtype, name_arr[0]
+        # gradients sum over T*B rows: allow the float32 rounding of that many terms
+        assert max_rel_error(g, r) <= tol * (10 if p.x.dtype == np.float32 else 1), name_arr[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: "-".join(o) or "plain")
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_kernel_matches_reference(variant, options, shape, dtype):
+    compare_with_reference(make_problem(variant, *shape, dtype=dtype, seed=sum(shape), **options))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_matches_reference_when_threads_split_the_step(variant, threads):
+    """Large enough that the pointwise pass is split over threads (B * G * H >= 8192)."""
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(threads)
+    try:
+        for dtype in (np.float32, np.float64):
+            compare_with_reference(make_problem(variant, 4, 16, 8, 520, dtype=dtype, mask=True,
+                                                dropout=True, initial=True, scale=0.1))
+    finally:
+        seqcore.set_num_threads(before)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("mask,reverse,dropout,initial,bias",
+                         list(itertools.product([False, True], repeat=5)))
+def test_kernel_backward_matches_finite_differences(variant, mask, reverse, dropout, initial,
+                                                     bias):
+    p = make_problem(variant, T=4, B=4, I=3, H=2, mask=mask, reverse=reverse,
+                     dropout=dropout, initial=initial, bias=bias, seed=7)
+    worst = finite_difference_check(ops, p)
+    assert max(worst.values()) <= 1e-6, worst
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_inference_equals_training_and_chunks_do_not_matter(variant, monkeypatch):
+    p = make_problem(variant, 23, 3, 4, 5, dtype=np.float64, mask=True, reverse=True,
+                     dropout=True, initial=True)
+    out, finals, _ = forward(ops, p)
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 7)     # several steps per chunk, ragged end
+    out_inf, finals_inf, cache = forward(ops, p, training=False)
+    assert cache is None
+    np.testing.assert_array_equal(out_inf, out)
+    for a, b in zip(finals_inf, finals):
+        np.testing.assert_array_equal(a, b)
+    none, finals_last, _ = forward(ops, p, training=False, return_sequences=False)
+    assert none is None
+    for a, b in zip(finals_last, finals):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_length_zero_rows_and_empty_inputs(variant):
+    p = make_problem(variant, 5, 3, 2, 4, initial=True)
+    p.mask = lengths_to_mask([0, 5, 0], 5)
+    out, finals, cache = forward(ops, p)
+    for f, s in zip(finals, p.states):
+        np.testing.assert_array_equal(f[[0, 2]], s[[0, 2]])
+    assert not out[:, [0, 2]].any()
+    R_out, R_finals = loss_weights(p)
+    grads, d_states = backward(ops, p, R_out, R_finals, cache)
+    assert not grads[0][:, [0, 2]].any()                 # no gradient into unused inputs
+    for d, r in zip(d_states, R_finals):                # the state passes straight through
+        np.testing.assert_array_equal(d[[0, 2]], r[[0, 2]])
+    for T, B in [(0, 3), (5, 0)]:
+        q = make_problem(variant, T, B, 2, 4, initial=True)
+        out, finals, cache = forward(ops, q)
+        assert out.shape == (T, B, 4)
+        for f, s in zip(finals, q.states):
+            np.testing.assert_array_equal(f, s)
+        grads, d_states = backward(ops, q, np.ones((T, B, 4)), [np.ones((B, 4))] * len(finals),
+                                   cache)
+        assert all(not g.any() for g in grads[:3])
+        assert all((d == 1).all() for d in d_states)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_same_result_bit_for_bit_at_each_thread_count(variant):
+    p = make_problem(variant, 6, 16, 32, 520, dtype=np.float32, mask=True, dropout=True,
+                     scale=0.1)
+    R_out, R_finals = loss_weights(p)
+    before = seqcore.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            seqcore.set_num_threads(threads)
+            runs = []
+            for _ in range(3):
+                out, finals, cache = forward(ops, p)
+                grads, _ = backward(ops, p, R_out, R_finals, cache)
+                runs.append([out] + finals + grads)
+            for run in runs[1:]:
+                for a, b in zip(run, runs[0]):
+                    np.testing.assert_array_equal(a, b)
+            results[threads] = runs[0]
+    finally:
+        seqcore.set_num_threads(before)
+    for a, b in zip(results[1], results[2]):   # BLAS may sum in another order: close, not equal
+        assert max_rel_error(a, b) <= 1e-5
+
+
+def test_concurrent_calls_from_python_threads_match_serial_calls():
+    problems = [make_problem(v, 8, 5, 6, 40, dtype=np.float32, seed=i, mask=True, dropout=True)
+                for i, v in enumerate(list(VARIANTS) * 2)]
+
+    def run(p):
+        out, finals, cache = forward(ops, p)
+        R_out, R_finals = loss_weights(p)
+        grads, _ = backward(ops, p, R_out, R_finals, cache)
+        return [out] + finals + grads
+
+    serial = [run(p) for p in problems]
+    start = threading.Barrier(4)
+
+    def run_together(k):
+        if k < 4:
+            start.wait()     # the first four start at the same moment
+        return run(problems[k])
+
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(run_together, range(len(problems))))
+    for a_run, b_run in zip(concurrent, serial):
+        for a, b in zip(a_run, b_run):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_float32_activations_are_accurate():
+    tiny = np.finfo(np.float32).tiny
+    x = np.concatenate([np.linspace(-100, 100, 400_001), np.logspace(-30, 2, 20_001)])
+    x = np.concatenate([x, -x]).astype(np.float32)
+    xd = x.astype(np.float64)
+    out = np.empty_like(x)
+    sig = checks.activation_f32("sigmoid", x, out).astype(np.float64)
+    ref = 1 / (1 + np.exp(-xd))
+    normal = ref >= tiny
+    assert (np.abs(sig - ref)[normal] / ref[normal]).max() <= 1e-6
+    assert np.abs(sig - ref)[~normal].max() <= tiny
+    th = checks.activation_f32("tanh", x, out).astype(np.float64)
+    ref = np.tanh(xd)
+    normal = np.abs(ref) >= tiny
+    assert (np.abs(th - ref)[normal] / np.abs(ref[normal])).max() <= 1e-6
+    special = np.array([np.nan, np.inf, -np.inf, 0.0], np.float32)
+    np.testing.assert_array_equal(checks.activation_f32("tanh", special, np.empty(4, np.float32)),
+                                  [np.nan, 1, -1, 0])
+    s = checks.activation_f32("sigmoid", special, np.empty(4, np.float32))
+    assert np.isnan(s[0]) and s[1] == 1 and s[2] <= tiny and s[3] == 0.5
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_denormal_inputs_give_reference_results_and_leave_the_fpu_alone(variant):
+    """Inputs and states in the float32 denormal range (the kernels flush them to zero; the
+    answers differ from the reference by less than the smallest normal float)."""
+    p = make_problem(variant, 6, 4, 3, 20, dtype=np.float32, initial=True, scale=1e-39 / 0.5)
+    p.kernel *= 1e38
+    before = checks.fpu_mode()
+    out, finals, cache = forward(ops, p)
+    R_out, R_finals = loss_weights(p)
+    backward(ops, p, R_out, R_finals, cache)
+    assert checks.fpu_mode() == before
+    ref_out, ref_finals, _ = forward(reference, p)
+    assert np.abs(out - ref_out).max() <= 1e-5 * max(1.0, np.abs(ref_out).max())
+    for f, g in zip(finals, ref_finals):
+        assert np.abs(f - g).max() <= 1e-5 * max(1.0, np.abs(g).max())
+
+
+def test_long_sequence_inference_memory_does_not_grow_with_T():
+    T, B, I, H = 100_000, 1, 8, 64
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    W = (rng.standard_normal((I, 4 * H)) * 0.1).astype(np.float32)
+    U = (rng.standard_normal((H, 4 * H)) * 0.1).astype(np.float32)
+    b = np.zeros(4 * H, np.float32)
+    tracemalloc.start()
+    out, h, c, cache = ops.lstm_forward(x, W, U, b, training=False, return_sequences=False)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert out is None and cache is None and np.isfinite(h).all()
+    assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB beyond the {x.nbytes / 2**20:.1f} MiB input"
