@@ -1,7 +1,9 @@
 """Build the Cython kernels. Everything else about the package is in pyproject.toml.
 
 Flags (DESIGN.md section 3): -O3 and OpenMP; -fno-math-errno so libm calls can be inlined;
-no -ffast-math (it would change denormal handling for the whole process);
+-fno-trapping-math so the branch-free selects in our activations (cells.h) can be vectorized
+(it only lets the compiler ignore floating-point exception traps, which nothing here enables;
+every result stays IEEE-exact as written); no -ffast-math (it would change denormal handling for the whole process);
 -march=native only when SEQCORE_NATIVE=1, since wheels must run on other x86-64 CPUs.
 """
 import os
@@ -12,12 +14,12 @@ from setuptools import Extension, setup
 
 KERNELS = ["blas", "cpu", "lstm", "gru", "rnn", "checks"]
 
-compile_args = ["-O3", "-fopenmp", "-fno-math-errno"]
+compile_args = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 link_args = ["-fopenmp"]
 if os.environ.get("SEQCORE_NATIVE") == "1":
     compile_args.append("-march=native")
 if sys.platform == "darwin":  # Apple clang needs libomp and a different spelling
-    compile_args = ["-O3", "-Xpreprocessor", "-fopenmp", "-fno-math-errno"]
+    compile_args = ["-O3", "-Xpreprocessor", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     link_args = ["-lomp"]
 
 extensions = [

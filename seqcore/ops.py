@@ -105,7 +105,8 @@ def _check_backward(cache, d_outputs, d_finals, names):
         raise TypeError("cache: expected the cache returned by a seqcore.ops forward call "
                         "with training=True")
     T, B, H, dtype = cache["T"], cache["B"], cache["H"], cache["dtype"]
-    dY = _optional("d_outputs", d_outputs, dtype, (T, B, H))
+    dY = (np.zeros((T, B, H), dtype) if d_outputs is None
+          else _array("d_outputs", d_outputs, dtype, (T, B, H)))
     finals = [np.zeros((B, H), dtype) if d is None else _array(n, d, dtype, (B, H)).copy()
               for n, d in zip(names, d_finals)]
     return dY, finals
@@ -113,6 +114,11 @@ def _check_backward(cache, d_outputs, d_finals, names):
 
 def _threads():
     return runtime.get_num_threads()
+
+
+def _packed_kernel(H, gates, dtype):
+    """Workspace for the recurrent kernel packed in panels of 16 units (cells_entry.h)."""
+    return np.empty(gates * -(-H // 16) * H * 16, dtype)
 
 
 def lengths_to_mask(lengths, T):
@@ -183,7 +189,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     if not training:
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
-        _lstm.forward_inference(*args, Y, Z, XD, Hp, _threads())
+        _lstm.forward_inference(*args, Y, Z, XD, Hp, _packed_kernel(H, 4, dtype), _threads())
         return Y, h, c, None
     c0 = c.copy()
     Y = np.empty((T, B, H), dtype)
@@ -191,7 +197,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     C = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _lstm.forward_training(*args, Y, Z, C, HP, XD, _threads())
+    _lstm.forward_training(*args, Y, Z, C, HP, XD, _packed_kernel(H, 4, dtype), _threads())
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
     return Y, h, c, cache
 
@@ -247,7 +253,8 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
-        _gru.forward_inference(*args, Y, AX, XD, Hp, work_a, work_b, _threads())
+        _gru.forward_inference(*args, Y, AX, XD, Hp, work_a, work_b, _packed_kernel(H, 3, dtype),
+                               _threads())
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     AX = np.empty((T, B, 3 * H), dtype)
@@ -255,7 +262,8 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     HP = None if a["recurrent_mask"] is None else np.empty((T, B, H), dtype)
     STORE = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _gru.forward_training(*args, Y, AX, HIN, HP, STORE, XD, work_a, work_b, _threads())
+    _gru.forward_training(*args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
+                          _packed_kernel(H, 3, dtype), _threads())
     cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
     return Y, h, cache
 
@@ -315,13 +323,13 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
-        _rnn.forward_inference(*args, Y, A, XD, Hp, _threads())
+        _rnn.forward_inference(*args, Y, A, XD, Hp, _packed_kernel(H, 1, dtype), _threads())
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     A = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _rnn.forward_training(*args, Y, A, HP, XD, _threads())
+    _rnn.forward_training(*args, Y, A, HP, XD, _packed_kernel(H, 1, dtype), _threads())
     return Y, h, dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
 
 

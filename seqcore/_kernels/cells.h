@@ -3,8 +3,16 @@
  * these once per step on a block of rows x hidden units; GEMMs and threads stay in Cython.
  *
  * Why C and not Cython: the hot loops are compiled several times for different instruction
- * sets and picked at run time (GCC target_clones), which Cython cannot express. The loops are
- * written once, in cells_impl.h, and instantiated here for float and double.
+ * sets (AVX-512, AVX2+FMA, baseline) and picked at run time, which Cython cannot express.
+ * Layout of the sources:
+ *   cells.h        this file: shared helpers, the per-ISA instantiation, the dispatch
+ *   cells_isa.h    activations over arrays + the passes, for one instruction set
+ *   cells_impl.h   the passes (per-step, per block of units), written once for both precisions
+ *   cells_entry.h  entry points: split a pass over threads, call the best variant
+ *
+ * Why #pragma GCC target regions and not target_clones: with target_clones GCC lowers the
+ * 8-lane vector code and decides vectorization for the default target before cloning, and the
+ * AVX clones ran baseline code (measured 6x slower activations).
  */
 #ifndef SEQCORE_CELLS_H
 #define SEQCORE_CELLS_H
@@ -13,63 +21,96 @@
 #include <stdint.h>
 #include <string.h>
 
+/* restrict: the blocks a pass reads and writes never overlap, and saying so lets the
+ * compiler vectorize loops over several of them without run-time overlap checks */
+#define SC_R __restrict__
+
+/* Several instruction sets are compiled only for GCC on x86-64 and not in native builds
+ * (SEQCORE_NATIVE=1 compiles one variant with -march=native). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(SEQCORE_NATIVE)
-#define SC_DISPATCH __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-#else
-#define SC_DISPATCH
+#define SC_MULTI_ISA 1
 #endif
 
-/* ---- float32 activations: branch-free so loops over them vectorize; accurate to a few ulp
- * (tests/test_kernels.py checks <= 1e-6 relative error against float64 NumPy). ---- */
+#define SC_CAT_(a, b, c) a##b##c
+#define SC_CAT(a, b, c) SC_CAT_(a, b, c)
 
-static inline float sc_bits_to_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
-static inline int32_t sc_float_to_bits(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
+/* ---- activations, applied to arrays: out[j] = act(x[j]) for j < n (out may equal x). ----
+ *
+ * float32: written with GCC vector extensions, 8 lanes at a time, so they are SIMD on every
+ * target without relying on the auto-vectorizer (which gives up on the bit casts exp needs);
+ * each instruction-set region of cells_isa.h compiles the 8-lane code its own way. Accurate to a
+ * few ulp: tests/test_kernels.py checks <= 1e-6 relative error against float64 NumPy. */
+typedef float sc_v8f __attribute__((vector_size(32)));
+typedef int32_t sc_v8i __attribute__((vector_size(32)));
+typedef double sc_v4d __attribute__((vector_size(32)));
+#define SC_V8(c) ((sc_v8f){c, c, c, c, c, c, c, c})
+
+/* The 8-lane helpers are macros so that they belong to no instruction set of their own: each
+ * is compiled inside the cells_isa.h region that uses it. */
+
+/* lane-wise m ? a : b for a comparison mask m (all ones / all zeros per lane) */
+#define SC_V8_SELECT(m, a, b) ((sc_v8f)(((m) & (sc_v8i)(a)) | (~(m) & (sc_v8i)(b))))
+
+#define SC_V8_ABS(x) ((sc_v8f)((sc_v8i)(x) & 0x7fffffff))
 
 /* exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln(2)/2; exp(r) by its Taylor series to
- * r^7 (truncation error < 6e-9 relative). x is clamped to [ln(FLT_MIN), 88.3] so 2^n stays a normal
- * float; NaN passes through the clamps and comes out NaN. */
-static inline float sc_expf(float x) {
-    const float shifter = 12582912.0f;          /* 1.5 * 2^23: adding it rounds to an integer */
-    x = x < -87.3365447f ? -87.3365447f : x;     /* ln(FLT_MIN) = -126 ln 2 */
-    x = x > 88.3f ? 88.3f : x;
-    float k = x * 1.44269504088896341f + shifter;
-    int32_t n = sc_float_to_bits(k) - sc_float_to_bits(shifter);
-    float nf = k - shifter;
-    float r = x - nf * 0.693359375f - nf * -2.12194440e-4f;   /* ln 2 split in hi + lo */
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120
-              + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    return p * sc_bits_to_float((n + 127) << 23);
-}
+ * r^7 (truncation error < 6e-9 relative). x is clamped to [ln(FLT_MIN), 88.3] so 2^n stays a
+ * normal float; NaN fails both comparisons, passes through and comes out NaN. Adding
+ * 1.5 * 2^23 (bits 0x4B400000) rounds to an integer n, left in the low mantissa bits. */
+#define SC_V8_EXP(arg) ({                                                                 \
+    sc_v8f ex_ = (arg);                                                                   \
+    ex_ = SC_V8_SELECT(ex_ < -87.3365447f, SC_V8(-87.3365447f), ex_); /* ln(FLT_MIN) */   \
+    ex_ = SC_V8_SELECT(ex_ > 88.3f, SC_V8(88.3f), ex_);                                   \
+    sc_v8f ek_ = ex_ * 1.44269504088896341f + 12582912.0f;                                \
+    sc_v8f en_ = ek_ - 12582912.0f;                                                       \
+    sc_v8f er_ = ex_ - en_ * 0.693359375f - en_ * -2.12194440e-4f;   /* ln 2 = hi + lo */  \
+    sc_v8f ep_ = 1.0f + er_ * (1.0f + er_ * (0.5f + er_ * (1.0f / 6 + er_ * (1.0f / 24     \
+                 + er_ * (1.0f / 120 + er_ * (1.0f / 720 + er_ * (1.0f / 5040)))))));     \
+    ep_ * (sc_v8f)(((sc_v8i)ek_ - 0x4B400000 + 127) << 23);                               \
+})
 
 /* sigmoid via e = exp(-|x|) in (0, 1]: 1/(1+e) for x >= 0, e/(1+e) below, so neither branch
  * overflows or cancels. */
-static inline float sc_sigmoidf(float x) {
-    float e = sc_expf(-fabsf(x));
-    float s = 1.0f / (1.0f + e);
-    return x >= 0.0f ? s : e * s;
-}
+#define SC_V8_SIGMOID(arg) ({                                                             \
+    sc_v8f sx_ = (arg);                                                                   \
+    sc_v8f se_ = SC_V8_EXP(-SC_V8_ABS(sx_));                                              \
+    sc_v8f ss_ = 1.0f / (1.0f + se_);                                                     \
+    SC_V8_SELECT(sx_ >= 0.0f, ss_, se_ * ss_);                                            \
+})
 
 /* tanh: (1-e)/(1+e) with e = exp(-2|x|) for |x| >= 0.5; below, where 1-e would cancel, the
- * odd Taylor series to x^13 (error < 1e-7 relative at |x| = 0.5). */
-static inline float sc_tanhf(float x) {
-    float a = fabsf(x);
-    float e = sc_expf(-2.0f * a);
-    float big = (1.0f - e) / (1.0f + e);
-    float a2 = a * a;
-    float small = a * (1.0f + a2 * (-1.0f / 3 + a2 * (2.0f / 15 + a2 * (-17.0f / 315
-                  + a2 * (62.0f / 2835 + a2 * (-1382.0f / 155925 + a2 * (21844.0f / 6081075)))))));
-    return copysignf(a < 0.5f ? small : big, x);
-}
+ * odd Taylor series to x^13 (error < 1e-7 relative at |x| = 0.5). Sign copied from x. */
+#define SC_V8_TANH(arg) ({                                                                \
+    sc_v8f tx_ = (arg);                                                                   \
+    sc_v8f ta_ = SC_V8_ABS(tx_);                                                          \
+    sc_v8f te_ = SC_V8_EXP(-2.0f * ta_);                                                  \
+    sc_v8f tbig_ = (1.0f - te_) / (1.0f + te_);                                           \
+    sc_v8f t2_ = ta_ * ta_;                                                               \
+    sc_v8f tsmall_ = ta_ * (1.0f + t2_ * (-1.0f / 3 + t2_ * (2.0f / 15 + t2_ * (-17.0f / 315 \
+                     + t2_ * (62.0f / 2835 + t2_ * (-1382.0f / 155925                     \
+                     + t2_ * (21844.0f / 6081075)))))));                                 \
+    sc_v8f tt_ = SC_V8_SELECT(ta_ < 0.5f, tsmall_, tbig_);                                \
+    (sc_v8f)((sc_v8i)tt_ | ((sc_v8i)tx_ & (int32_t)0x80000000));                          \
+})
 
-/* float64: libm, exact to the last bit or so; the double path is for validation and users who
- * need it, float32 is the fast path. */
-static inline double sc_sigmoid(double x) {
-    double e = exp(-fabs(x));
-    double s = 1.0 / (1.0 + e);
-    return x >= 0.0 ? s : e * s;
-}
-
-static inline double sc_tanh(double x) { return tanh(x); }
+/* Apply an 8-lane function to n floats; the tail goes through a zero-padded buffer. */
+#define SC_V8_MAP(fn, x, out, n) do {                                                       \
+    int j_ = 0;                                                                           \
+    sc_v8f v_;                                                                            \
+    for (; j_ + 8 <= (n); j_ += 8) {                                                      \
+        memcpy(&v_, (x) + j_, sizeof v_);                                                 \
+        v_ = fn(v_);                                                                      \
+        memcpy((out) + j_, &v_, sizeof v_);                                               \
+    }                                                                                     \
+    if (j_ < (n)) {                                                                       \
+        float buf_[8] = {0};                                                              \
+        memcpy(buf_, (x) + j_, (size_t)((n) - j_) * sizeof(float));                       \
+        memcpy(&v_, buf_, sizeof v_);                                                     \
+        v_ = fn(v_);                                                                      \
+        memcpy(buf_, &v_, sizeof v_);                                                     \
+        memcpy((out) + j_, buf_, (size_t)((n) - j_) * sizeof(float));                     \
+    }                                                                                     \
+} while (0)
 
 /* ---- denormals: flush-to-zero and denormals-are-zero for the calling thread during a kernel
  * call (RNN states decaying towards zero otherwise hit slow microcode paths). MXCSR is per
@@ -91,7 +132,7 @@ static inline unsigned int sc_get_fpu_mode(void) { return 0; }
 
 /* ---- threads: a step's pass is split by hidden units, thread k taking a block of whole SIMD
  * vectors (multiples of 16 units). Each thread sets flush-to-zero for itself. The caller decides
- * n_threads (1 runs on the calling thread, no OpenMP region). ---- */
+ * n_threads. ---- */
 #include <omp.h>
 
 static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
@@ -100,42 +141,91 @@ static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
     *j1 = (k + 1) * per < H ? (k + 1) * per : H;
 }
 
-#define SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, CALL)                                \
-    do {                                                                            \
-        if ((n_threads) <= 1) {                                                     \
-            int j0 = 0, j1 = (H);                                                   \
-            CALL;                                                                   \
-        } else {                                                                    \
-            _Pragma("omp parallel num_threads(n_threads)")                          \
-            {                                                                       \
-                int j0, j1;                                                         \
-                unsigned int sc_mode_ = sc_ftz_enter();                             \
-                sc_unit_block(omp_get_thread_num(), omp_get_num_threads(), (H), &j0, &j1); \
-                CALL;                                                               \
-                sc_ftz_exit(sc_mode_);                                              \
-            }                                                                       \
-        }                                                                           \
-    } while (0)
+/* A parallel region in which each thread knows its block of units [j0, j1) and has
+ * flush-to-zero set. With n_threads == 1 the region runs on the calling thread alone. */
+#define SC_UNITS_BEGIN(n_threads, H)                                                      \
+    _Pragma("omp parallel num_threads(n_threads) if (n_threads > 1)")                      \
+    {                                                                                     \
+        int j0, j1;                                                                       \
+        unsigned int sc_mode_ = sc_ftz_enter();                                           \
+        sc_unit_block(omp_get_thread_num(), omp_get_num_threads(), (H), &j0, &j1);
+#define SC_UNITS_END                                                                      \
+        sc_ftz_exit(sc_mode_);                                                            \
+    }
+#define SC_BARRIER _Pragma("omp barrier")
 
-/* ---- the cells, once per precision ---- */
+/* Copy / zero units [j0, j1) of a row; dst may be NULL (an optional output). Macros for the
+ * same reason as the activations: they expand inside each target_clones clone. */
+#define SC_COPY_UNITS(dst, src, j0, j1)                                                   \
+    do { if ((dst) && (j1) > (j0))                                                        \
+        memcpy((dst) + (j0), (src) + (j0), (size_t)((j1) - (j0)) * sizeof(*(dst))); } while (0)
+#define SC_ZERO_UNITS(dst, j0, j1)                                                        \
+    do { if ((dst) && (j1) > (j0))                                                        \
+        memset((dst) + (j0), 0, (size_t)((j1) - (j0)) * sizeof(*(dst))); } while (0)
+
+/* ---- the passes for each instruction set, then the dispatching entry points ---- */
+#ifdef SC_MULTI_ISA
+#pragma GCC push_options
+#pragma GCC target("arch=skylake-avx512")
+#define SC_ISA _avx512
+#include "cells_isa.h"
+#undef SC_ISA
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("arch=haswell")
+#define SC_ISA _avx2
+#include "cells_isa.h"
+#undef SC_ISA
+#pragma GCC pop_options
+#endif
+
+#define SC_ISA _base
+#include "cells_isa.h"
+#undef SC_ISA
+
+/* 2: AVX-512 (Skylake-X and later), 1: AVX2 + FMA (Haswell and later), 0: baseline. The
+ * same test as cpu.h's report, computed once; a race here writes the same value twice. */
+static int sc_isa = -1;
+static inline int sc_isa_level(void) {
+    if (sc_isa < 0) {
+#ifdef SC_MULTI_ISA
+        __builtin_cpu_init();
+        sc_isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") ? 2
+               : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+#else
+        sc_isa = 0;
+#endif
+    }
+    return sc_isa;
+}
+
+#ifdef SC_MULTI_ISA
+#define SC_BEST(name) (sc_isa_level() == 2 ? SC_CAT(name, SC_PREC, _avx512)                 \
+                       : sc_isa_level() == 1 ? SC_CAT(name, SC_PREC, _avx2)                  \
+                       : SC_CAT(name, SC_PREC, _base))
+#else
+#define SC_BEST(name) SC_CAT(name, SC_PREC, _base)
+#endif
+#define SC_ENTRY(name) SC_CAT(name, SC_PREC, )
+
 #define SC_T float
-#define SC_NAME(name) name##_f32
-#define SC_SIGMOID sc_sigmoidf
-#define SC_TANH sc_tanhf
-#include "cells_impl.h"
+#define SC_PREC _f32
+#include "cells_entry.h"
+static void sc_sigmoid_array_f32(const float *x, float *out, int n) {
+    SC_BEST(sc_sigmoid_array)(x, out, n);
+}
+static void sc_tanh_array_f32(const float *x, float *out, int n) {
+    SC_BEST(sc_tanh_array)(x, out, n);
+}
 #undef SC_T
-#undef SC_NAME
-#undef SC_SIGMOID
-#undef SC_TANH
+#undef SC_PREC
 
 #define SC_T double
-#define SC_NAME(name) name##_f64
-#define SC_SIGMOID sc_sigmoid
-#define SC_TANH sc_tanh
-#include "cells_impl.h"
+#define SC_PREC _f64
+#include "cells_entry.h"
 #undef SC_T
-#undef SC_NAME
-#undef SC_SIGMOID
-#undef SC_TANH
+#undef SC_PREC
 
 #endif

@@ -1,68 +1,71 @@
-/* The fused pointwise passes of one time step, written once and included by cells.h for each
- * precision (SC_T, SC_NAME, SC_SIGMOID, SC_TANH defined there). No include guard on purpose.
+/* The fused pointwise passes of one time step, written once and included by cells_isa.h for each
+ * precision and instruction set (SC_T and SC_NAME defined by cells_isa.h). No include guard.
  *
- * Every function works on rows [0, rows) and hidden units [j0, j1) of one step, so threads can
- * split a step by units. Gate blocks follow the Keras layout: a row of pre-activations holds
- * G blocks of H units. `valid[b]` is the step's mask for row b: a masked row keeps its state,
- * outputs zero, and gets zero pre-activation gradients. Optional outputs may be NULL.
+ * Every *_block function works on rows [0, rows) and hidden units [j0, j1) of one step, so
+ * threads can split a step by units. Gate blocks follow the Keras layout: a row of
+ * pre-activations holds G blocks of H units. `valid[b]` is the step's mask for row b: a masked
+ * row keeps its state, outputs zero, and gets zero pre-activation gradients. Optional outputs
+ * may be NULL; they are filled after the arithmetic loop, which keeps that loop free of
+ * branches so that it vectorizes. Activations run first over whole unit ranges (SIGMOID, TANH:
+ * the SIMD array functions of cells.h), the state arithmetic after them in plain loops.
  * Notation as in seqcore/reference (thinc style).
  */
+#define SIGMOID(x, out) SC_NAME(sc_sigmoid_array)((x) + j0, (out) + j0, j1 - j0)
+#define TANH(x, out) SC_NAME(sc_tanh_array)((x) + j0, (out) + j0, j1 - j0)
 
 /* ===================================== LSTM ===================================== */
 
 /* Z holds Xt W + Hp U + b (ld 4H): replaced by the activations i, f, g, o. c, h (ld H): state,
- * updated for valid rows. y: the step's output row block (ld H) or NULL. c_store: where training
+ * updated for valid rows. y: the step's output rows (ld H) or NULL. c_store: where training
  * keeps the carried cell state after this step (ld H) or NULL. */
-SC_DISPATCH static void SC_NAME(sc_lstm_forward_block)(
+static void SC_NAME(sc_lstm_forward_block)(
         int rows, int j0, int j1, int H, SC_T *Z, SC_T *c, SC_T *h,
         const unsigned char *valid, SC_T *y, SC_T *c_store) {
     for (int b = 0; b < rows; b++) {
-        SC_T *zi = Z + (long)b * 4 * H, *zf = zi + H, *zg = zi + 2 * H, *zo = zi + 3 * H;
-        SC_T *cb = c + (long)b * H, *hb = h + (long)b * H;
+        SC_T *SC_R zi = Z + (long)b * 4 * H, *SC_R zf = zi + H, *SC_R zg = zi + 2 * H,
+             *SC_R zo = zi + 3 * H;
+        SC_T *SC_R cb = c + (long)b * H, *SC_R hb = h + (long)b * H;
         SC_T *yb = y ? y + (long)b * H : NULL, *sb = c_store ? c_store + (long)b * H : NULL;
         if (!valid[b]) {
-            for (int j = j0; j < j1; j++) {
-                if (yb) yb[j] = 0;
-                if (sb) sb[j] = cb[j];
-            }
+            SC_ZERO_UNITS(yb, j0, j1);
+            SC_COPY_UNITS(sb, cb, j0, j1);
             continue;
         }
-        for (int j = j0; j < j1; j++) {
-            SC_T It = SC_SIGMOID(zi[j]), Ft = SC_SIGMOID(zf[j]);
-            SC_T Gt = SC_TANH(zg[j]), Ot = SC_SIGMOID(zo[j]);
-            SC_T Ct = Ft * cb[j] + It * Gt;
-            SC_T Ht = Ot * SC_TANH(Ct);
-            zi[j] = It; zf[j] = Ft; zg[j] = Gt; zo[j] = Ot;
-            cb[j] = Ct;
-            hb[j] = Ht;
-            if (yb) yb[j] = Ht;
-            if (sb) sb[j] = Ct;
-        }
+        SIGMOID(zi, zi); SIGMOID(zf, zf); TANH(zg, zg); SIGMOID(zo, zo);
+        for (int j = j0; j < j1; j++) cb[j] = zf[j] * cb[j] + zi[j] * zg[j];   /* Ct */
+        TANH(cb, hb);
+        for (int j = j0; j < j1; j++) hb[j] *= zo[j];                          /* Ht */
+        SC_COPY_UNITS(yb, hb, j0, j1);
+        SC_COPY_UNITS(sb, cb, j0, j1);
     }
 }
 
 /* A: activations i, f, g, o of the step (ld 4H). C: cell state after the step, Cp: before it
- * (ld H). dy: gradient of the step's output or NULL. dh, dc: gradients w.r.t. the state after
+ * (ld H). dy: gradient of the step's output (ld H). dh, dc: gradients w.r.t. the state after
  * the step, on return w.r.t. the state before it (dh: only its direct part, which is zero for
  * the LSTM; the recurrent part dZ U^T is added by sc_add_recurrent_grad). dZ: pre-activation
  * gradients (ld 4H). */
-SC_DISPATCH static void SC_NAME(sc_lstm_backward_block)(
+static void SC_NAME(sc_lstm_backward_block)(
         int rows, int j0, int j1, int H, const SC_T *A, const SC_T *C, const SC_T *Cp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ) {
     for (int b = 0; b < rows; b++) {
-        const SC_T *Ib = A + (long)b * 4 * H, *Fb = Ib + H, *Gb = Ib + 2 * H, *Ob = Ib + 3 * H;
-        const SC_T *Cb = C + (long)b * H, *Cpb = Cp + (long)b * H;
-        const SC_T *dyb = dy ? dy + (long)b * H : NULL;
-        SC_T *dhb = dh + (long)b * H, *dcb = dc + (long)b * H;
-        SC_T *dI = dZ + (long)b * 4 * H, *dF = dI + H, *dG = dI + 2 * H, *dO = dI + 3 * H;
+        const SC_T *SC_R Ib = A + (long)b * 4 * H, *SC_R Fb = Ib + H, *SC_R Gb = Ib + 2 * H,
+                   *SC_R Ob = Ib + 3 * H;
+        const SC_T *SC_R Cb = C + (long)b * H, *SC_R Cpb = Cp + (long)b * H;
+        const SC_T *SC_R dyb = dy + (long)b * H;
+        SC_T *SC_R dhb = dh + (long)b * H, *SC_R dcb = dc + (long)b * H;
+        SC_T *SC_R dI = dZ + (long)b * 4 * H, *SC_R dF = dI + H, *SC_R dG = dI + 2 * H,
+             *SC_R dO = dI + 3 * H;
         if (!valid[b]) {
-            for (int j = j0; j < j1; j++) dI[j] = dF[j] = dG[j] = dO[j] = 0;
+            SC_ZERO_UNITS(dI, j0, j1); SC_ZERO_UNITS(dF, j0, j1);
+            SC_ZERO_UNITS(dG, j0, j1); SC_ZERO_UNITS(dO, j0, j1);
             continue;
         }
+        TANH(Cb, dI);                  /* dI holds tanh(Ct) until the loop overwrites it */
         for (int j = j0; j < j1; j++) {
             SC_T It = Ib[j], Ft = Fb[j], Gt = Gb[j], Ot = Ob[j];
-            SC_T dHt = dhb[j] + (dyb ? dyb[j] : 0);
-            SC_T tanhCt = SC_TANH(Cb[j]);
+            SC_T dHt = dhb[j] + dyb[j];
+            SC_T tanhCt = dI[j];
             /* Ht = Ot * tanh(Ct) */
             SC_T dOt = dHt * tanhCt;
             SC_T dCt = dcb[j] + dHt * Ot * (1 - tanhCt * tanhCt);
@@ -81,58 +84,60 @@ SC_DISPATCH static void SC_NAME(sc_lstm_backward_block)(
 
 /* AX: Xt W + bx (ld 3H), replaced by the activations z, r, n. AH: Hp U + bh (ld 3H).
  * h: state (ld H), updated for valid rows. An_store: training keeps AH's n block here (ld H). */
-SC_DISPATCH static void SC_NAME(sc_gru_forward_block)(
+static void SC_NAME(sc_gru_forward_block)(
         int rows, int j0, int j1, int H, SC_T *AX, const SC_T *AH, SC_T *h,
         const unsigned char *valid, SC_T *y, SC_T *An_store) {
     for (int b = 0; b < rows; b++) {
-        SC_T *xz = AX + (long)b * 3 * H, *xr = xz + H, *xn = xz + 2 * H;
-        const SC_T *hz = AH + (long)b * 3 * H, *hr = hz + H, *hn = hz + 2 * H;
-        SC_T *hb = h + (long)b * H;
-        SC_T *yb = y ? y + (long)b * H : NULL, *ab = An_store ? An_store + (long)b * H : NULL;
+        SC_T *SC_R xz = AX + (long)b * 3 * H, *SC_R xr = xz + H, *SC_R xn = xz + 2 * H;
+        const SC_T *SC_R hz = AH + (long)b * 3 * H, *SC_R hr = hz + H, *SC_R hn = hz + 2 * H;
+        SC_T *SC_R hb = h + (long)b * H;
+        SC_T *yb = y ? y + (long)b * H : NULL;
+        SC_COPY_UNITS(An_store ? An_store + (long)b * H : NULL, hn, j0, j1);
         if (!valid[b]) {
-            if (yb) for (int j = j0; j < j1; j++) yb[j] = 0;
+            SC_ZERO_UNITS(yb, j0, j1);
             continue;
         }
         for (int j = j0; j < j1; j++) {
-            SC_T Zt = SC_SIGMOID(xz[j] + hz[j]);
-            SC_T Rt = SC_SIGMOID(xr[j] + hr[j]);
-            SC_T Nt = SC_TANH(xn[j] + Rt * hn[j]);
-            SC_T Ht = (1 - Zt) * Nt + Zt * hb[j];
-            xz[j] = Zt; xr[j] = Rt; xn[j] = Nt;
-            hb[j] = Ht;
-            if (yb) yb[j] = Ht;
-            if (ab) ab[j] = hn[j];
+            xz[j] += hz[j];
+            xr[j] += hr[j];
         }
+        SIGMOID(xz, xz); SIGMOID(xr, xr);                                     /* Zt, Rt */
+        for (int j = j0; j < j1; j++) xn[j] += xr[j] * hn[j];
+        TANH(xn, xn);                                                          /* Nt */
+        for (int j = j0; j < j1; j++) hb[j] = (1 - xz[j]) * xn[j] + xz[j] * hb[j];
+        SC_COPY_UNITS(yb, hb, j0, j1);
     }
 }
 
 /* A: activations z, r, n (ld 3H); An: recurrent n pre-activation (ld H); Hin: state before
  * the step (ld H). Writes dAX (input pre-activation gradients) and dAH (gradients of Hp U + bh),
  * both ld 3H; dh becomes its direct part dHt * z for valid rows. */
-SC_DISPATCH static void SC_NAME(sc_gru_backward_block)(
+static void SC_NAME(sc_gru_backward_block)(
         int rows, int j0, int j1, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH) {
     for (int b = 0; b < rows; b++) {
-        const SC_T *Zb = A + (long)b * 3 * H, *Rb = Zb + H, *Nb = Zb + 2 * H;
-        const SC_T *Anb = An + (long)b * H, *hb = Hin + (long)b * H;
-        const SC_T *dyb = dy ? dy + (long)b * H : NULL;
-        SC_T *dhb = dh + (long)b * H;
-        SC_T *dxz = dAX + (long)b * 3 * H, *dxr = dxz + H, *dxn = dxz + 2 * H;
-        SC_T *dhz = dAH + (long)b * 3 * H, *dhr = dhz + H, *dhn = dhz + 2 * H;
+        const SC_T *SC_R Zb = A + (long)b * 3 * H, *SC_R Rb = Zb + H, *SC_R Nb = Zb + 2 * H;
+        const SC_T *SC_R Anb = An + (long)b * H, *SC_R hb = Hin + (long)b * H;
+        const SC_T *SC_R dyb = dy + (long)b * H;
+        SC_T *SC_R dhb = dh + (long)b * H;
+        SC_T *SC_R dxz = dAX + (long)b * 3 * H, *SC_R dxr = dxz + H, *SC_R dxn = dxz + 2 * H;
+        SC_T *SC_R dhz = dAH + (long)b * 3 * H, *SC_R dhr = dhz + H, *SC_R dhn = dhz + 2 * H;
         if (!valid[b]) {
-            for (int j = j0; j < j1; j++) dxz[j] = dxr[j] = dxn[j] = dhz[j] = dhr[j] = dhn[j] = 0;
+            SC_ZERO_UNITS(dxz, j0, j1); SC_ZERO_UNITS(dxr, j0, j1);
+            SC_ZERO_UNITS(dxn, j0, j1); SC_ZERO_UNITS(dhz, j0, j1);
+            SC_ZERO_UNITS(dhr, j0, j1); SC_ZERO_UNITS(dhn, j0, j1);
             continue;
         }
         for (int j = j0; j < j1; j++) {
             SC_T Zt = Zb[j], Rt = Rb[j], Nt = Nb[j];
-            SC_T dHt = dhb[j] + (dyb ? dyb[j] : 0);
+            SC_T dHt = dhb[j] + dyb[j];
             /* Ht = (1 - Zt) * Nt + Zt * h */
             SC_T dAz = dHt * (hb[j] - Nt) * Zt * (1 - Zt);
             SC_T dAn = dHt * (1 - Zt) * (1 - Nt * Nt);
             /* Nt = tanh(Ax_n + Rt * An) */
             SC_T dAr = dAn * Anb[j] * Rt * (1 - Rt);
-            dxz[j] = dhz[j] = dAz;
-            dxr[j] = dhr[j] = dAr;
+            dxz[j] = dAz; dhz[j] = dAz;
+            dxr[j] = dAr; dhr[j] = dAr;
             dxn[j] = dAn;
             dhn[j] = dAn * Rt;
             dhb[j] = dHt * Zt;
@@ -145,64 +150,62 @@ SC_DISPATCH static void SC_NAME(sc_gru_backward_block)(
 /* Phase 1 of a step. AX: Xt W + b (ld 3H), its z, r blocks replaced by the activations.
  * AZR: Hp U_zr (ld 2H). Hp: state as the recurrent product sees it (ld H). Writes
  * RH = Rt * Hp (ld H), the input of the n block's recurrent product. */
-SC_DISPATCH static void SC_NAME(sc_gru1_gates_block)(
+static void SC_NAME(sc_gru1_gates_block)(
         int rows, int j0, int j1, int H, SC_T *AX, const SC_T *AZR, const SC_T *Hp, SC_T *RH) {
     for (int b = 0; b < rows; b++) {
-        SC_T *xz = AX + (long)b * 3 * H, *xr = xz + H;
-        const SC_T *hz = AZR + (long)b * 2 * H, *hr = hz + H, *hpb = Hp + (long)b * H;
-        SC_T *rhb = RH + (long)b * H;
+        SC_T *SC_R xz = AX + (long)b * 3 * H, *SC_R xr = xz + H;
+        const SC_T *SC_R hz = AZR + (long)b * 2 * H, *SC_R hr = hz + H;
+        const SC_T *SC_R hpb = Hp + (long)b * H;
+        SC_T *SC_R rhb = RH + (long)b * H;
         for (int j = j0; j < j1; j++) {
-            SC_T Zt = SC_SIGMOID(xz[j] + hz[j]);
-            SC_T Rt = SC_SIGMOID(xr[j] + hr[j]);
-            xz[j] = Zt; xr[j] = Rt;
-            rhb[j] = Rt * hpb[j];
+            xz[j] += hz[j];
+            xr[j] += hr[j];
         }
+        SIGMOID(xz, xz); SIGMOID(xr, xr);                                     /* Zt, Rt */
+        for (int j = j0; j < j1; j++) rhb[j] = xr[j] * hpb[j];
     }
 }
 
 /* Phase 2. AN: RH U_n (ld H). Writes n into AX's n block and updates h for valid rows. */
-SC_DISPATCH static void SC_NAME(sc_gru1_forward_block)(
+static void SC_NAME(sc_gru1_forward_block)(
         int rows, int j0, int j1, int H, SC_T *AX, const SC_T *AN, SC_T *h,
         const unsigned char *valid, SC_T *y) {
     for (int b = 0; b < rows; b++) {
-        SC_T *xz = AX + (long)b * 3 * H, *xn = xz + 2 * H;
-        const SC_T *anb = AN + (long)b * H;
-        SC_T *hb = h + (long)b * H, *yb = y ? y + (long)b * H : NULL;
+        SC_T *SC_R xz = AX + (long)b * 3 * H, *SC_R xn = xz + 2 * H;
+        const SC_T *SC_R anb = AN + (long)b * H;
+        SC_T *SC_R hb = h + (long)b * H, *yb = y ? y + (long)b * H : NULL;
         if (!valid[b]) {
-            if (yb) for (int j = j0; j < j1; j++) yb[j] = 0;
+            SC_ZERO_UNITS(yb, j0, j1);
             continue;
         }
-        for (int j = j0; j < j1; j++) {
-            SC_T Zt = xz[j];
-            SC_T Nt = SC_TANH(xn[j] + anb[j]);
-            SC_T Ht = (1 - Zt) * Nt + Zt * hb[j];
-            xn[j] = Nt;
-            hb[j] = Ht;
-            if (yb) yb[j] = Ht;
-        }
+        for (int j = j0; j < j1; j++) xn[j] += anb[j];
+        TANH(xn, xn);                                                          /* Nt */
+        for (int j = j0; j < j1; j++) hb[j] = (1 - xz[j]) * xn[j] + xz[j] * hb[j];
+        SC_COPY_UNITS(yb, hb, j0, j1);
     }
 }
 
 /* Backward phase A: the z and n pre-activation gradients into dAX (ld 3H; r block zeroed,
  * filled by phase B), dh's direct part dHt * z. */
-SC_DISPATCH static void SC_NAME(sc_gru1_backward_a_block)(
+static void SC_NAME(sc_gru1_backward_a_block)(
         int rows, int j0, int j1, int H, const SC_T *A, const SC_T *Hin,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX) {
     for (int b = 0; b < rows; b++) {
-        const SC_T *Zb = A + (long)b * 3 * H, *Nb = Zb + 2 * H, *hb = Hin + (long)b * H;
-        const SC_T *dyb = dy ? dy + (long)b * H : NULL;
-        SC_T *dhb = dh + (long)b * H;
-        SC_T *dxz = dAX + (long)b * 3 * H, *dxr = dxz + H, *dxn = dxz + 2 * H;
+        const SC_T *SC_R Zb = A + (long)b * 3 * H, *SC_R Nb = Zb + 2 * H;
+        const SC_T *SC_R hb = Hin + (long)b * H, *SC_R dyb = dy + (long)b * H;
+        SC_T *SC_R dhb = dh + (long)b * H;
+        SC_T *SC_R dxz = dAX + (long)b * 3 * H, *SC_R dxr = dxz + H, *SC_R dxn = dxz + 2 * H;
+        SC_ZERO_UNITS(dxr, j0, j1);
         if (!valid[b]) {
-            for (int j = j0; j < j1; j++) dxz[j] = dxr[j] = dxn[j] = 0;
+            SC_ZERO_UNITS(dxz, j0, j1);
+            SC_ZERO_UNITS(dxn, j0, j1);
             continue;
         }
         for (int j = j0; j < j1; j++) {
             SC_T Zt = Zb[j], Nt = Nb[j];
-            SC_T dHt = dhb[j] + (dyb ? dyb[j] : 0);
+            SC_T dHt = dhb[j] + dyb[j];
             dxz[j] = dHt * (hb[j] - Nt) * Zt * (1 - Zt);
             dxn[j] = dHt * (1 - Zt) * (1 - Nt * Nt);
-            dxr[j] = 0;
             dhb[j] = dHt * Zt;
         }
     }
@@ -211,13 +214,13 @@ SC_DISPATCH static void SC_NAME(sc_gru1_backward_a_block)(
 /* Backward phase B. dRH: gradient of RH = Rt * Hp (dAX_n U_n^T, ld H). Fills dAX's r block
  * and writes dHp = dRH * Rt, the part of Hp's gradient that goes through RH (ld H).
  * Masked rows have dAX_n = 0, hence dRH = 0, and need no special case. */
-SC_DISPATCH static void SC_NAME(sc_gru1_backward_b_block)(
+static void SC_NAME(sc_gru1_backward_b_block)(
         int rows, int j0, int j1, int H, const SC_T *A, const SC_T *Hp, const SC_T *dRH,
         SC_T *dAX, SC_T *dHp) {
     for (int b = 0; b < rows; b++) {
-        const SC_T *Rb = A + (long)b * 3 * H + H, *hpb = Hp + (long)b * H;
-        const SC_T *drb = dRH + (long)b * H;
-        SC_T *dxr = dAX + (long)b * 3 * H + H, *dhpb = dHp + (long)b * H;
+        const SC_T *SC_R Rb = A + (long)b * 3 * H + H, *SC_R hpb = Hp + (long)b * H;
+        const SC_T *SC_R drb = dRH + (long)b * H;
+        SC_T *SC_R dxr = dAX + (long)b * 3 * H + H, *SC_R dhpb = dHp + (long)b * H;
         for (int j = j0; j < j1; j++) {
             SC_T Rt = Rb[j];
             dxr[j] = drb[j] * hpb[j] * Rt * (1 - Rt);
@@ -229,39 +232,41 @@ SC_DISPATCH static void SC_NAME(sc_gru1_backward_b_block)(
 /* ================================ simple RNN ================================ */
 
 /* A: Xt W + Hp U + b (ld H), replaced by Ht = act(A); relu if `relu`, else tanh. */
-SC_DISPATCH static void SC_NAME(sc_rnn_forward_block)(
+static void SC_NAME(sc_rnn_forward_block)(
         int rows, int j0, int j1, int H, SC_T *A, SC_T *h, const unsigned char *valid,
         SC_T *y, int relu) {
     for (int b = 0; b < rows; b++) {
-        SC_T *ab = A + (long)b * H, *hb = h + (long)b * H, *yb = y ? y + (long)b * H : NULL;
+        SC_T *SC_R ab = A + (long)b * H, *SC_R hb = h + (long)b * H;
+        SC_T *yb = y ? y + (long)b * H : NULL;
         if (!valid[b]) {
-            if (yb) for (int j = j0; j < j1; j++) yb[j] = 0;
+            SC_ZERO_UNITS(yb, j0, j1);
             continue;
         }
-        for (int j = j0; j < j1; j++) {
-            SC_T Ht = relu ? (ab[j] > 0 ? ab[j] : 0) : SC_TANH(ab[j]);
-            ab[j] = Ht;
-            hb[j] = Ht;
-            if (yb) yb[j] = Ht;
+        if (relu) {
+            for (int j = j0; j < j1; j++) ab[j] = ab[j] > 0 ? ab[j] : 0;
+        } else {
+            TANH(ab, ab);
         }
+        SC_COPY_UNITS(hb, ab, j0, j1);
+        SC_COPY_UNITS(yb, ab, j0, j1);
     }
 }
 
 /* Hact: the step's activations (ld H). Writes dA; dh's direct part is zero. */
-SC_DISPATCH static void SC_NAME(sc_rnn_backward_block)(
+static void SC_NAME(sc_rnn_backward_block)(
         int rows, int j0, int j1, int H, const SC_T *Hact, const unsigned char *valid,
         const SC_T *dy, SC_T *dh, SC_T *dA, int relu) {
     for (int b = 0; b < rows; b++) {
-        const SC_T *hb = Hact + (long)b * H, *dyb = dy ? dy + (long)b * H : NULL;
-        SC_T *dhb = dh + (long)b * H, *dab = dA + (long)b * H;
+        const SC_T *SC_R hb = Hact + (long)b * H, *SC_R dyb = dy + (long)b * H;
+        SC_T *SC_R dhb = dh + (long)b * H, *SC_R dab = dA + (long)b * H;
         if (!valid[b]) {
-            for (int j = j0; j < j1; j++) dab[j] = 0;
+            SC_ZERO_UNITS(dab, j0, j1);
             continue;
         }
         for (int j = j0; j < j1; j++) {
-            SC_T dHt = dhb[j] + (dyb ? dyb[j] : 0);
             SC_T Ht = hb[j];
-            dab[j] = dHt * (relu ? (SC_T)(Ht > 0) : 1 - Ht * Ht);
+            SC_T slope = relu ? (SC_T)(Ht > 0) : 1 - Ht * Ht;
+            dab[j] = (dhb[j] + dyb[j]) * slope;
             dhb[j] = 0;
         }
     }
@@ -271,73 +276,192 @@ SC_DISPATCH static void SC_NAME(sc_rnn_backward_block)(
 
 /* dh += dHp * rmask for valid rows: the recurrent part of the state gradient (dHp = dZ U^T,
  * ld H; rmask: the recurrent dropout mask of row b, or NULL). Masked rows pass dh through. */
-SC_DISPATCH static void SC_NAME(sc_add_recurrent_grad_block)(
+static void SC_NAME(sc_add_recurrent_grad_block)(
         int rows, int j0, int j1, int H, const SC_T *dHp, const SC_T *rmask,
         const unsigned char *valid, SC_T *dh) {
     for (int b = 0; b < rows; b++) {
         if (!valid[b]) continue;
-        const SC_T *gb = dHp + (long)b * H, *mb = rmask ? rmask + (long)b * H : NULL;
-        SC_T *dhb = dh + (long)b * H;
-        for (int j = j0; j < j1; j++) dhb[j] += mb ? gb[j] * mb[j] : gb[j];
+        const SC_T *SC_R gb = dHp + (long)b * H;
+        SC_T *SC_R dhb = dh + (long)b * H;
+        if (rmask) {
+            const SC_T *SC_R mb = rmask + (long)b * H;
+            for (int j = j0; j < j1; j++) dhb[j] += gb[j] * mb[j];
+        } else {
+            for (int j = j0; j < j1; j++) dhb[j] += gb[j];
+        }
     }
 }
 
 /* Hp = h * rmask (or a copy of h when rmask is NULL), ld H. */
-SC_DISPATCH static void SC_NAME(sc_masked_state_block)(
+static void SC_NAME(sc_masked_state_block)(
         int rows, int j0, int j1, int H, const SC_T *h, const SC_T *rmask, SC_T *Hp) {
     for (int b = 0; b < rows; b++) {
-        const SC_T *hb = h + (long)b * H, *mb = rmask ? rmask + (long)b * H : NULL;
-        SC_T *pb = Hp + (long)b * H;
-        for (int j = j0; j < j1; j++) pb[j] = mb ? hb[j] * mb[j] : hb[j];
+        const SC_T *SC_R hb = h + (long)b * H;
+        SC_T *SC_R pb = Hp + (long)b * H;
+        if (rmask) {
+            const SC_T *SC_R mb = rmask + (long)b * H;
+            for (int j = j0; j < j1; j++) pb[j] = hb[j] * mb[j];
+        } else {
+            SC_COPY_UNITS(pb, hb, j0, j1);
+        }
     }
 }
 
-/* ============== entry points: the pass split over threads by hidden units ============== */
+#undef SIGMOID
+#undef TANH
 
-static void SC_NAME(sc_lstm_forward)(int n_threads, int rows, int H, SC_T *Z, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_lstm_forward_block)(rows, j0, j1, H, Z, c, h, valid, y, c_store));
+/* ====================== the recurrent products of one step ====================== */
+/* Small-batch matrix products written here rather than called from BLAS: inside the time loop
+ * each thread multiplies only its own block of units (columns of U for every gate, or rows of
+ * U going back), so BLAS would need one call per gate and thread, re-packing U every step, and
+ * its own thread pool would fight the OpenMP one. SC_VEC is an SC_VL-lane vector of SC_T. */
+
+#define SC_LOADV(p) ({ SC_VEC v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define SC_STOREV(p, v) do { SC_VEC s_ = (v); memcpy((p), &s_, sizeof s_); } while (0)
+
+/* Horizontal sum of a vector's lanes. */
+static inline SC_T SC_NAME(sc_hsum)(SC_VEC v) {
+    SC_T s = 0;
+    for (int l = 0; l < SC_VL; l++) s += v[l];
+    return s;
 }
 
-static void SC_NAME(sc_lstm_backward)(int n_threads, int rows, int H, const SC_T *A, const SC_T *C, const SC_T *Cp, const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ));
+/* Z[r, zc + j] += sum_k A[r, k] * U_g[k, j] for rows r < rows and units j in panels
+ * [p0, p1) of one gate g, U_g coming packed (see sc_pack_recurrent in cells_entry.h): panel p
+ * holds units [16p, 16p + 16) of the gate for every k, contiguous, zero past H. Z ld ldz; zc is
+ * the gate's first column in Z; units at or past H are neither read nor written.
+ * Tiles of 4 rows x 16 units stay in registers across the k loop, each loaded piece of U
+ * serving 4 rows; single rows take 4 panels at a time so that 8 independent multiply-add
+ * chains hide the latency. */
+static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
+                                        const SC_T *Upk, int p0, int p1, SC_T *Z, int ldz,
+                                        int zc, int H) {
+    const int W = 16, NV = 16 / SC_VL;    /* panel width in units and in vectors (2 or 4) */
+    SC_T zbuf[4][16];
+#define SC_ZROW(r, p) (Z + (long)(r) * ldz + zc + (p) * W)
+#define SC_PANEL(p) (Upk + (long)(p) * K * W)
+    int r = 0;
+    for (; r + 4 <= rows; r += 4)
+        for (int p = p0; p < p1; p++) {
+            int n = H - p * W < W ? H - p * W : W;    /* units of this panel that exist */
+            SC_VEC acc[4][16 / SC_VL];
+            for (int i = 0; i < 4; i++) {
+                memset(zbuf[i], 0, sizeof zbuf[i]);
+                memcpy(zbuf[i], SC_ZROW(r + i, p), (size_t)n * sizeof(SC_T));
+                for (int v = 0; v < NV; v++) acc[i][v] = SC_LOADV(zbuf[i] + v * SC_VL);
+            }
+            const SC_T *u = SC_PANEL(p);
+            const SC_T *a0 = A + (long)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            for (int k = 0; k < K; k++, u += W)
+                for (int v = 0; v < NV; v++) {
+                    SC_VEC uv = SC_LOADV(u + v * SC_VL);
+                    acc[0][v] += a0[k] * uv;
+                    acc[1][v] += a1[k] * uv;
+                    acc[2][v] += a2[k] * uv;
+                    acc[3][v] += a3[k] * uv;
+                }
+            for (int i = 0; i < 4; i++) {
+                for (int v = 0; v < NV; v++) SC_STOREV(zbuf[i] + v * SC_VL, acc[i][v]);
+                memcpy(SC_ZROW(r + i, p), zbuf[i], (size_t)n * sizeof(SC_T));
+            }
+        }
+    for (; r < rows; r++) {
+        const SC_T *a = A + (long)r * lda;
+        for (int p = p0; p < p1; p += 4) {
+            int np = p1 - p < 4 ? p1 - p : 4;
+            SC_T buf[4][16];
+            SC_VEC acc[4][16 / SC_VL];
+            const SC_T *u[4];
+            for (int q = 0; q < 4; q++) {
+                int pq = q < np ? p + q : p;           /* past the end: repeat, not stored */
+                int n = H - pq * W < W ? H - pq * W : W;
+                memset(buf[q], 0, sizeof buf[q]);
+                memcpy(buf[q], SC_ZROW(r, pq), (size_t)n * sizeof(SC_T));
+                for (int v = 0; v < NV; v++) acc[q][v] = SC_LOADV(buf[q] + v * SC_VL);
+                u[q] = SC_PANEL(pq);
+            }
+            for (int k = 0; k < K; k++) {
+                SC_T ak = a[k];
+                for (int q = 0; q < 4; q++)
+                    for (int v = 0; v < NV; v++)
+                        acc[q][v] += ak * SC_LOADV(u[q] + (long)k * W + v * SC_VL);
+            }
+            for (int q = 0; q < np; q++) {
+                int n = H - (p + q) * W < W ? H - (p + q) * W : W;
+                for (int v = 0; v < NV; v++) SC_STOREV(buf[q] + v * SC_VL, acc[q][v]);
+                memcpy(SC_ZROW(r, p + q), buf[q], (size_t)n * sizeof(SC_T));
+            }
+        }
+    }
+#undef SC_ZROW
+#undef SC_PANEL
 }
 
-static void SC_NAME(sc_gru_forward)(int n_threads, int rows, int H, SC_T *AX, const SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *An_store) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_gru_forward_block)(rows, j0, j1, H, AX, AH, h, valid, y, An_store));
-}
-
-static void SC_NAME(sc_gru_backward)(int n_threads, int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin, const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH));
-}
-
-static void SC_NAME(sc_gru1_gates)(int n_threads, int rows, int H, SC_T *AX, const SC_T *AZR, const SC_T *Hp, SC_T *RH) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_gru1_gates_block)(rows, j0, j1, H, AX, AZR, Hp, RH));
-}
-
-static void SC_NAME(sc_gru1_forward)(int n_threads, int rows, int H, SC_T *AX, const SC_T *AN, SC_T *h, const unsigned char *valid, SC_T *y) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_gru1_forward_block)(rows, j0, j1, H, AX, AN, h, valid, y));
-}
-
-static void SC_NAME(sc_gru1_backward_a)(int n_threads, int rows, int H, const SC_T *A, const SC_T *Hin, const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX));
-}
-
-static void SC_NAME(sc_gru1_backward_b)(int n_threads, int rows, int H, const SC_T *A, const SC_T *Hp, const SC_T *dRH, SC_T *dAX, SC_T *dHp) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_gru1_backward_b_block)(rows, j0, j1, H, A, Hp, dRH, dAX, dHp));
-}
-
-static void SC_NAME(sc_rnn_forward)(int n_threads, int rows, int H, SC_T *A, SC_T *h, const unsigned char *valid, SC_T *y, int relu) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_rnn_forward_block)(rows, j0, j1, H, A, h, valid, y, relu));
-}
-
-static void SC_NAME(sc_rnn_backward)(int n_threads, int rows, int H, const SC_T *Hact, const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dA, int relu) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu));
-}
-
-static void SC_NAME(sc_add_recurrent_grad)(int n_threads, int rows, int H, const SC_T *dHp, const SC_T *rmask, const unsigned char *valid, SC_T *dh) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh));
-}
-
-static void SC_NAME(sc_masked_state)(int n_threads, int rows, int H, const SC_T *h, const SC_T *rmask, SC_T *Hp) {
-    SC_FOR_UNIT_BLOCKS(n_threads, H, j0, j1, SC_NAME(sc_masked_state_block)(rows, j0, j1, H, h, rmask, Hp));
+/* out[r, j] (= or +=, by `accumulate`) sum_c A[r, c] * U[j, c] for rows r < rows, j in
+ * [j0, j1), c < N: the product with U transposed, as dot products along rows of U.
+ * A (rows, N) ld lda; U ld ldu; out ld ldo. Tiles of 4 rows of A x 2 rows of U (8 dot products
+ * advancing together, each loaded vector used 2 or 4 times); rows of A left over take 4 rows
+ * of U at a time. */
+static void SC_NAME(sc_gemm_bt_block)(int rows, int N, const SC_T *A, int lda, const SC_T *U,
+                                      int ldu, SC_T *out, int ldo, int j0, int j1,
+                                      int accumulate) {
+    int nv = N / SC_VL * SC_VL;
+#define SC_DOT_TAIL(arow, urow) ({ SC_T t_ = 0; for (int cc = nv; cc < N; cc++)               \
+                                   t_ += (arow)[cc] * (urow)[cc]; t_; })
+#define SC_PUT(r, j, value) do { SC_T *o_ = out + (long)(r) * ldo + (j);                     \
+                                 *o_ = accumulate ? *o_ + (value) : (value); } while (0)
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const SC_T *a0 = A + (long)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        for (int j = j0; j < j1; j += 2) {
+            const SC_T *u0 = U + (long)j * ldu;
+            const SC_T *u1 = j + 1 < j1 ? u0 + ldu : u0;     /* odd end: repeat, drop below */
+            SC_VEC s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0};
+            SC_VEC s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
+            for (int cc = 0; cc < nv; cc += SC_VL) {
+                SC_VEC v0 = SC_LOADV(u0 + cc), v1 = SC_LOADV(u1 + cc), x;
+                x = SC_LOADV(a0 + cc); s00 += x * v0; s01 += x * v1;
+                x = SC_LOADV(a1 + cc); s10 += x * v0; s11 += x * v1;
+                x = SC_LOADV(a2 + cc); s20 += x * v0; s21 += x * v1;
+                x = SC_LOADV(a3 + cc); s30 += x * v0; s31 += x * v1;
+            }
+            SC_PUT(r, j, SC_NAME(sc_hsum)(s00) + SC_DOT_TAIL(a0, u0));
+            SC_PUT(r + 1, j, SC_NAME(sc_hsum)(s10) + SC_DOT_TAIL(a1, u0));
+            SC_PUT(r + 2, j, SC_NAME(sc_hsum)(s20) + SC_DOT_TAIL(a2, u0));
+            SC_PUT(r + 3, j, SC_NAME(sc_hsum)(s30) + SC_DOT_TAIL(a3, u0));
+            if (j + 1 < j1) {
+                SC_PUT(r, j + 1, SC_NAME(sc_hsum)(s01) + SC_DOT_TAIL(a0, u1));
+                SC_PUT(r + 1, j + 1, SC_NAME(sc_hsum)(s11) + SC_DOT_TAIL(a1, u1));
+                SC_PUT(r + 2, j + 1, SC_NAME(sc_hsum)(s21) + SC_DOT_TAIL(a2, u1));
+                SC_PUT(r + 3, j + 1, SC_NAME(sc_hsum)(s31) + SC_DOT_TAIL(a3, u1));
+            }
+        }
+    }
+    for (; r < rows; r++) {
+        const SC_T *a0 = A + (long)r * lda;
+        int j = j0;
+        for (; j + 4 <= j1; j += 4) {
+            const SC_T *u0 = U + (long)j * ldu, *u1 = u0 + ldu, *u2 = u1 + ldu, *u3 = u2 + ldu;
+            SC_VEC s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+            for (int cc = 0; cc < nv; cc += SC_VL) {
+                SC_VEC x = SC_LOADV(a0 + cc);
+                s0 += x * SC_LOADV(u0 + cc);
+                s1 += x * SC_LOADV(u1 + cc);
+                s2 += x * SC_LOADV(u2 + cc);
+                s3 += x * SC_LOADV(u3 + cc);
+            }
+            SC_PUT(r, j, SC_NAME(sc_hsum)(s0) + SC_DOT_TAIL(a0, u0));
+            SC_PUT(r, j + 1, SC_NAME(sc_hsum)(s1) + SC_DOT_TAIL(a0, u1));
+            SC_PUT(r, j + 2, SC_NAME(sc_hsum)(s2) + SC_DOT_TAIL(a0, u2));
+            SC_PUT(r, j + 3, SC_NAME(sc_hsum)(s3) + SC_DOT_TAIL(a0, u3));
+        }
+        for (; j < j1; j++) {
+            const SC_T *u0 = U + (long)j * ldu;
+            SC_VEC s0 = {0};
+            for (int cc = 0; cc < nv; cc += SC_VL) s0 += SC_LOADV(a0 + cc) * SC_LOADV(u0 + cc);
+            SC_PUT(r, j, SC_NAME(sc_hsum)(s0) + SC_DOT_TAIL(a0, u0));
+        }
+    }
+#undef SC_DOT_TAIL
+#undef SC_PUT
 }

@@ -7,10 +7,10 @@ Notation and cache contents follow seqcore/reference/lstm.py.
 """
 from cython cimport floating
 from .blas cimport gemm
-from .cells cimport (add_recurrent_grad_pass, lstm_backward_pass, lstm_forward_pass,
-                     masked_state_pass, sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec,
-                    pointwise_threads, project_steps, time_index)
+from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, pack_recurrent,
+                     sc_ftz_enter, sc_ftz_exit, u8)
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps, step_threads,
+                    time_index)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -18,7 +18,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      const u8[:, ::1] mask, floating[:, ::1] input_mask,
                      floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                      floating[:, :, ::1] Z, floating[:, :, ::1] C, floating[:, :, ::1] HP,
-                     floating[:, :, ::1] XD, int n_threads):
+                     floating[:, :, ::1] XD, floating[::1] Upk, int n_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (4H,) or None; h, c (B, H) initial state, overwritten with the
@@ -26,24 +26,24 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     Out: Y (T, B, H) outputs; Z (T, B, 4H) gate activations; C (T, B, H) cell state carried
     after each step; HP (T, B, H) state entering each step as the recurrent product saw it;
     XD (T, B, I) x with input dropout applied (None when input_mask is None).
+    Upk: workspace for the packed recurrent kernel (packed_size(H, 4) values).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &x[0, 0, 0]
     cdef floating* b = opt_vec(bias)
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
-    cdef int nt = pointwise_threads(B, 4 * H, n_threads)
+    cdef int nt = step_threads(B, 4, H, n_threads)
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
+        pack_recurrent(H, 4, &U[0, 0], 4 * H, &Upk[0])
         project_steps(T, B, I, 4 * H, X, dmask, opt3(XD), &W[0, 0], b, &Z[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
-            masked_state_pass(1, B, H, &h[0, 0], rmask, &HP[t, 0, 0])
-            gemm(False, False, B, 4 * H, H, <floating>1, &HP[t, 0, 0], H, &U[0, 0], 4 * H,
-                 <floating>1, &Z[t, 0, 0], 4 * H)
-            lstm_forward_pass(nt, B, H, &Z[t, 0, 0], &c[0, 0], &h[0, 0], &mask[t, 0],
-                              &Y[t, 0, 0], &C[t, 0, 0])
+            masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
+            lstm_forward_step(nt, B, H, &HP[t, 0, 0], &Upk[0], &Z[t, 0, 0], &c[0, 0], &h[0, 0],
+                              &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0])
         sc_ftz_exit(mode)
 
 
@@ -52,12 +52,12 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                       floating[:, :, ::1] Z, floating[:, :, ::1] XD, floating[:, ::1] Hp,
-                      int n_threads):
+                      floating[::1] Upk, int n_threads):
     """Forward pass that keeps nothing for backward.
 
     The input projection runs in chunks of Z.shape[0] steps, so memory does not grow with T
     when Y is None (return_sequences=False). Z (chunk, B, 4H), XD (chunk, B, I) or None,
-    Hp (B, H): workspaces. Other arguments as forward_training.
+    Hp (B, H), Upk: workspaces. Other arguments as forward_training.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = Z.shape[0], s0, n, t0, s, t
@@ -65,10 +65,11 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* y
-    cdef int nt = pointwise_threads(B, 4 * H, n_threads)
+    cdef int nt = step_threads(B, 4, H, n_threads)
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
+        pack_recurrent(H, 4, &U[0, 0], 4 * H, &Upk[0])
         s0 = 0
         while s0 < T:
             n = min(chunk, T - s0)
@@ -77,12 +78,10 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                           &Z[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
-                masked_state_pass(1, B, H, &h[0, 0], rmask, &Hp[0, 0])
-                gemm(False, False, B, 4 * H, H, <floating>1, &Hp[0, 0], H, &U[0, 0], 4 * H,
-                     <floating>1, &Z[t - t0, 0, 0], 4 * H)
+                masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
                 y = &Y[t, 0, 0] if Y is not None else NULL
-                lstm_forward_pass(nt, B, H, &Z[t - t0, 0, 0], &c[0, 0], &h[0, 0], &mask[t, 0],
-                                  y, NULL)
+                lstm_forward_step(nt, B, H, &Hp[0, 0], &Upk[0], &Z[t - t0, 0, 0], &c[0, 0],
+                                  &h[0, 0], &mask[t, 0], y, NULL)
             s0 += n
         sc_ftz_exit(mode)
 
@@ -96,7 +95,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
              floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, int n_threads):
     """Backpropagation through time for one forward_training call.
 
-    In: dY (T, B, H) or None; dh, dc (B, H): gradients w.r.t. the final state, overwritten with
+    In: dY (T, B, H); dh, dc (B, H): gradients w.r.t. the final state, overwritten with
     those w.r.t. the initial state; x, W, U, c0 (initial cell state), masks, reverse and the
     forward's Z, C, HP, XD. Workspaces: dZ (T, B, 4H), dHp (B, H). Out: dX (T, B, I),
     dW (I, 4H), dU (H, 4H), db (4H,) or None.
@@ -107,20 +106,16 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef floating* rmask = opt(recurrent_mask)
     cdef const floating* dy
     cdef const floating* Cp
-    cdef int nt = pointwise_threads(B, 4 * H, n_threads)
+    cdef int nt = step_threads(B, 4, H, n_threads)
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             Cp = &C[time_index(s - 1, T, reverse), 0, 0] if s > 0 else &c0[0, 0]
-            dy = &dY[t, 0, 0] if dY is not None else NULL
-            lstm_backward_pass(nt, B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
-                               &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0])
-            # Zt = Xt W + Hp U + b  =>  dHp = dZt U^T
-            gemm(False, True, B, H, 4 * H, <floating>1, &dZ[t, 0, 0], 4 * H, &U[0, 0], 4 * H,
-                 <floating>0, &dHp[0, 0], H)
-            add_recurrent_grad_pass(1, B, H, &dHp[0, 0], rmask, &mask[t, 0], &dh[0, 0])
+            dy = &dY[t, 0, 0]
+            lstm_backward_step(nt, B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
+                               &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], &U[0, 0], rmask, &dHp[0, 0])
         # the weight gradients over all steps at once
         gemm(True, False, I, 4 * H, T * B, <floating>1, X, I, &dZ[0, 0, 0], 4 * H,
              <floating>0, &dW[0, 0], 4 * H)

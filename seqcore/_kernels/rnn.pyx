@@ -8,39 +8,40 @@ Notation follows seqcore/reference/rnn.py.
 from cython cimport floating
 
 from .blas cimport gemm
-from .cells cimport (add_recurrent_grad_pass, masked_state_pass, rnn_backward_pass,
-                     rnn_forward_pass, sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec,
-                    pointwise_threads, project_steps, time_index)
+from .cells cimport (masked_state, pack_recurrent, rnn_backward_step, rnn_forward_step,
+                     sc_ftz_enter, sc_ftz_exit, u8)
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps, step_threads,
+                    time_index)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
                      floating[::1] bias, floating[:, ::1] h, const u8[:, ::1] mask,
                      floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                      bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
-                     floating[:, :, ::1] HP, floating[:, :, ::1] XD, int n_threads):
+                     floating[:, :, ::1] HP, floating[:, :, ::1] XD, floating[::1] Upk,
+                     int n_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (H,) or None; h (B, H) initial state, overwritten with the final
     one; mask (T, B) uint8; dropout masks or None; relu (else tanh). Out: Y (T, B, H);
     A (T, B, H) activations; HP (T, B, H) state entering each step times the recurrent mask;
-    XD (T, B, I) x with input dropout (or None).
+    XD (T, B, I) x with input dropout (or None). Upk: workspace for the packed recurrent kernel.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &x[0, 0, 0]
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
-    cdef int nt = pointwise_threads(B, H, n_threads)
+    cdef int nt = step_threads(B, 1, H, n_threads)
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
+        pack_recurrent(H, 1, &U[0, 0], H, &Upk[0])
         project_steps(T, B, I, H, X, dmask, opt3(XD), &W[0, 0], opt_vec(bias), &A[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
-            masked_state_pass(1, B, H, &h[0, 0], rmask, &HP[t, 0, 0])
-            gemm(False, False, B, H, H, <floating>1, &HP[t, 0, 0], H, &U[0, 0], H,
-                 <floating>1, &A[t, 0, 0], H)
-            rnn_forward_pass(nt, B, H, &A[t, 0, 0], &h[0, 0], &mask[t, 0], &Y[t, 0, 0], relu)
+            masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
+            rnn_forward_step(nt, B, H, &HP[t, 0, 0], &Upk[0], &A[t, 0, 0], &h[0, 0], &mask[t, 0],
+                             &Y[t, 0, 0], relu)
         sc_ftz_exit(mode)
 
 
@@ -48,19 +49,21 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[::1] bias, floating[:, ::1] h, const u8[:, ::1] mask,
                       floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                       bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
-                      floating[:, :, ::1] XD, floating[:, ::1] Hp, int n_threads):
+                      floating[:, :, ::1] XD, floating[:, ::1] Hp, floating[::1] Upk,
+                      int n_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     A.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None and
-    Hp (B, H): workspaces."""
+    Hp (B, H), Upk: workspaces."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = A.shape[0], s0 = 0, n, t0, s, t
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* y
-    cdef int nt = pointwise_threads(B, H, n_threads)
+    cdef int nt = step_threads(B, 1, H, n_threads)
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
+        pack_recurrent(H, 1, &U[0, 0], H, &Upk[0])
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
@@ -68,11 +71,10 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                           &A[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
-                masked_state_pass(1, B, H, &h[0, 0], rmask, &Hp[0, 0])
-                gemm(False, False, B, H, H, <floating>1, &Hp[0, 0], H, &U[0, 0], H,
-                     <floating>1, &A[t - t0, 0, 0], H)
+                masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
                 y = &Y[t, 0, 0] if Y is not None else NULL
-                rnn_forward_pass(nt, B, H, &A[t - t0, 0, 0], &h[0, 0], &mask[t, 0], y, relu)
+                rnn_forward_step(nt, B, H, &Hp[0, 0], &Upk[0], &A[t - t0, 0, 0], &h[0, 0],
+                                 &mask[t, 0], y, relu)
             s0 += n
         sc_ftz_exit(mode)
 
@@ -85,7 +87,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
              floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, int n_threads):
     """Backpropagation through time for one forward_training call.
 
-    In: dY (T, B, H) or None; dh (B, H): gradient w.r.t. the final state, overwritten with the
+    In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dA (T, B, H),
     dHp (B, H). Out: dX (T, B, I), dW (I, H), dU (H, H), db (H,) or None.
     """
@@ -94,19 +96,15 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef const floating* dy
-    cdef int nt = pointwise_threads(B, H, n_threads)
+    cdef int nt = step_threads(B, 1, H, n_threads)
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
-            dy = &dY[t, 0, 0] if dY is not None else NULL
-            rnn_backward_pass(nt, B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0],
-                              relu)
-            # At = Xt W + Hp U + b  =>  dHp = dAt U^T
-            gemm(False, True, B, H, H, <floating>1, &dA[t, 0, 0], H, &U[0, 0], H, <floating>0,
-                 &dHp[0, 0], H)
-            add_recurrent_grad_pass(1, B, H, &dHp[0, 0], rmask, &mask[t, 0], &dh[0, 0])
+            dy = &dY[t, 0, 0]
+            rnn_backward_step(nt, B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0],
+                              relu, &U[0, 0], rmask, &dHp[0, 0])
         gemm(True, False, I, H, T * B, <floating>1, X, I, &dA[0, 0, 0], H, <floating>0,
              &dW[0, 0], H)
         gemm(True, False, H, H, T * B, <floating>1, &HP[0, 0, 0], H, &dA[0, 0, 0], H,

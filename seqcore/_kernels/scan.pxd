@@ -1,15 +1,16 @@
 # What the one-direction scans of every cell share: the time order, the split of a step's
-# pointwise pass over threads, and the GEMMs hoisted out of the time loop (input projection
+# time step over threads, and the GEMMs hoisted out of the time loop (input projection
 # before it; weight, bias and input gradients after it). DESIGN.md section 3.
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from .blas cimport gemm
 
-# Below this many pre-activations per step a fork/join costs more than the pass it splits.
-# Measured with bench/threshold.py (see that file's notes).
+# Below this much work per step (multiply-adds of the recurrent product, rows * G*H * H) a
+# fork/join of the thread team costs more than splitting the step saves. Measured with
+# bench/threshold.py.
 cdef enum:
-    PARALLEL_MIN = 8192
+    STEP_PARALLEL_MIN = 65536
 
 
 cdef inline floating* opt(floating[:, ::1] a) noexcept nogil:
@@ -27,11 +28,11 @@ cdef inline int time_index(int s, int T, bint reverse) noexcept nogil:
     return T - 1 - s if reverse else s
 
 
-cdef inline int pointwise_threads(int rows, int width, int n_threads) noexcept nogil:
-    """How many threads share a step's pointwise pass over rows x width pre-activations."""
-    if n_threads <= 1 or rows * width < PARALLEL_MIN:
+cdef inline int step_threads(int rows, int gates, int H, int n_threads) noexcept nogil:
+    """How many threads share a time step (each takes a block of at least 16 hidden units)."""
+    if n_threads <= 1 or <long>rows * gates * H * H < STEP_PARALLEL_MIN:
         return 1
-    return n_threads
+    return max(1, min(n_threads, H // 16))
 
 
 cdef inline void project_inputs(int rows, int I, int N, const floating* X, const floating* W,

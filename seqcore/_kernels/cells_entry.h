@@ -1,0 +1,160 @@
+/* Entry points, once per precision (SC_T, SC_PREC set by cells.h). One call runs a whole time
+ * step after the input projection: the recurrent product(s) and the fused pass(es), split over
+ * n_threads threads by hidden units. Thread k owns units [j0, j1): the columns of U that feed
+ * them (every gate) going forward, the rows of U that carry their gradient going back. Phases
+ * that need every unit's result from the phase before are separated by a barrier. Each block
+ * runs the variant compiled for this CPU (SC_BEST). Arguments as in cells_impl.h, plus:
+ *   Hp   state entering the step as the recurrent product sees it (B, H)
+ *   U    recurrent kernel (H, G*H), Keras layout (backward)
+ *   Upk  the same, packed by sc_pack_recurrent (forward)
+ *   rmask recurrent dropout mask (B, H) or NULL; dHp, dRH: (B, H) workspaces */
+
+/* Units per panel of a packed recurrent kernel; blocks of units given to threads are multiples
+ * of it (sc_unit_block). */
+#define SC_PANEL_UNITS 16
+
+/* Pack U (H, G*H), ld ldu, for sc_gemm_acc_packed: gate by gate, panels of 16 units, each panel
+ * holding its units' columns for every k contiguously (k-major), zero past H. Upk has room
+ * for G * ceil(H/16) * H * 16 values. Done once per call, so every step streams U in order. */
+static void SC_ENTRY(sc_pack_recurrent)(int H, int G, const SC_T *U, int ldu, SC_T *Upk) {
+    int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    for (int g = 0; g < G; g++)
+        for (int p = 0; p < P; p++) {
+            SC_T *dst = Upk + ((long)g * P + p) * H * SC_PANEL_UNITS;
+            int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
+            for (int k = 0; k < H; k++) {
+                memcpy(dst + (long)k * SC_PANEL_UNITS, U + (long)k * ldu + g * H + j,
+                       (size_t)n * sizeof(SC_T));
+                memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
+                       (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
+            }
+        }
+}
+
+/* Z[:, zc + j] += Hp U_g[:, j] for this thread's units [j0, j1) of gate g (packed U). */
+#define SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, ldz, zc)                                   \
+    SC_BEST(sc_gemm_acc_packed)((rows), (H), (Hp), (H),                                  \
+        (Upk) + (long)(g) * (((H) + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS) * (H) * SC_PANEL_UNITS, \
+        j0 / SC_PANEL_UNITS, (j1 + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, (Z), (ldz), (zc), (H))
+
+/* zero (or set to the bias) columns [c0, c1) of every row of an (rows, ld) array */
+static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bias, int c0, int c1) {
+    for (int r = 0; r < rows; r++) {
+        if (bias) memcpy(X + (long)r * ld + c0, bias + c0, (size_t)(c1 - c0) * sizeof(SC_T));
+        else memset(X + (long)r * ld + c0, 0, (size_t)(c1 - c0) * sizeof(SC_T));
+    }
+}
+
+static void SC_ENTRY(sc_lstm_forward_step)(
+        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,
+        SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store) {
+    SC_UNITS_BEGIN(n_threads, H)
+        for (int g = 0; g < 4; g++)
+            SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, 4 * H, g * H);
+        SC_BEST(sc_lstm_forward_block)(rows, j0, j1, H, Z, c, h, valid, y, c_store);
+    SC_UNITS_END
+}
+
+static void SC_ENTRY(sc_lstm_backward_step)(
+        int n_threads, int rows, int H, const SC_T *A, const SC_T *C, const SC_T *Cp,
+        const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ,
+        const SC_T *U, const SC_T *rmask, SC_T *dHp) {
+    SC_UNITS_BEGIN(n_threads, H)
+        SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
+        SC_BARRIER
+        /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
+        SC_BEST(sc_gemm_bt_block)(rows, 4 * H, dZ, 4 * H, U, 4 * H, dHp, H, j0, j1, 0);
+        SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
+    SC_UNITS_END
+}
+
+/* GRU, reset_after=True. AH: (B, 3H) workspace for Hp U + bh (bh may be NULL). */
+static void SC_ENTRY(sc_gru_forward_step)(
+        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, const SC_T *bh,
+        SC_T *AX, SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *An_store) {
+    SC_UNITS_BEGIN(n_threads, H)
+        for (int g = 0; g < 3; g++) {
+            SC_ENTRY(sc_fill_columns)(rows, AH, 3 * H, bh, g * H + j0, g * H + j1);
+            SC_RECURRENT_ACC(rows, H, Hp, Upk, g, AH, 3 * H, g * H);
+        }
+        SC_BEST(sc_gru_forward_block)(rows, j0, j1, H, AX, AH, h, valid, y, An_store);
+    SC_UNITS_END
+}
+
+static void SC_ENTRY(sc_gru_backward_step)(
+        int n_threads, int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
+        const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
+        const SC_T *U, const SC_T *rmask, SC_T *dHp) {
+    SC_UNITS_BEGIN(n_threads, H)
+        SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
+        SC_BARRIER
+        /* AH = Hp U + bh  =>  dHp = dAH U^T */
+        SC_BEST(sc_gemm_bt_block)(rows, 3 * H, dAH, 3 * H, U, 3 * H, dHp, H, j0, j1, 0);
+        SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
+    SC_UNITS_END
+}
+
+/* GRU, reset_after=False. AZR (B, 2H), AN (B, H): workspaces; RH (B, H): r * Hp, kept by
+ * training for the weight gradient. */
+static void SC_ENTRY(sc_gru1_forward_step)(
+        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *AX, SC_T *AZR,
+        SC_T *RH, SC_T *AN, SC_T *h, const unsigned char *valid, SC_T *y) {
+    SC_UNITS_BEGIN(n_threads, H)
+        for (int g = 0; g < 2; g++) {
+            SC_ENTRY(sc_fill_columns)(rows, AZR, 2 * H, NULL, g * H + j0, g * H + j1);
+            SC_RECURRENT_ACC(rows, H, Hp, Upk, g, AZR, 2 * H, g * H);
+        }
+        SC_BEST(sc_gru1_gates_block)(rows, j0, j1, H, AX, AZR, Hp, RH);
+        SC_BARRIER
+        /* AN = RH U_n needs every unit of RH */
+        SC_ENTRY(sc_fill_columns)(rows, AN, H, NULL, j0, j1);
+        SC_RECURRENT_ACC(rows, H, RH, Upk, 2, AN, H, 0);
+        SC_BEST(sc_gru1_forward_block)(rows, j0, j1, H, AX, AN, h, valid, y);
+    SC_UNITS_END
+}
+
+static void SC_ENTRY(sc_gru1_backward_step)(
+        int n_threads, int rows, int H, const SC_T *A, const SC_T *Hin, const SC_T *Hp,
+        const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *U,
+        const SC_T *rmask, SC_T *dRH, SC_T *dHp) {
+    SC_UNITS_BEGIN(n_threads, H)
+        SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
+        SC_BARRIER
+        /* AN = RH U_n  =>  dRH = dAN U_n^T */
+        SC_BEST(sc_gemm_bt_block)(rows, H, dAX + 2 * H, 3 * H, U + 2 * H, 3 * H, dRH, H, j0, j1, 0);
+        SC_BEST(sc_gru1_backward_b_block)(rows, j0, j1, H, A, Hp, dRH, dAX, dHp);
+        SC_BARRIER
+        /* AZR = Hp U_zr  =>  dHp += dAZR U_zr^T */
+        SC_BEST(sc_gemm_bt_block)(rows, 2 * H, dAX, 3 * H, U, 3 * H, dHp, H, j0, j1, 1);
+        SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
+    SC_UNITS_END
+}
+
+/* simple RNN: A holds Xt W + b on entry */
+static void SC_ENTRY(sc_rnn_forward_step)(
+        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *A, SC_T *h,
+        const unsigned char *valid, SC_T *y, int relu) {
+    SC_UNITS_BEGIN(n_threads, H)
+        SC_RECURRENT_ACC(rows, H, Hp, Upk, 0, A, H, 0);
+        SC_BEST(sc_rnn_forward_block)(rows, j0, j1, H, A, h, valid, y, relu);
+    SC_UNITS_END
+}
+
+static void SC_ENTRY(sc_rnn_backward_step)(
+        int n_threads, int rows, int H, const SC_T *Hact, const unsigned char *valid,
+        const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *U, const SC_T *rmask,
+        SC_T *dHp) {
+    SC_UNITS_BEGIN(n_threads, H)
+        SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
+        SC_BARRIER
+        /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
+        SC_BEST(sc_gemm_bt_block)(rows, H, dA, H, U, H, dHp, H, j0, j1, 0);
+        SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
+    SC_UNITS_END
+}
+
+/* Hp = h * rmask (or a copy of h), on the calling thread */
+static void SC_ENTRY(sc_masked_state)(int rows, int H, const SC_T *h, const SC_T *rmask,
+                                      SC_T *Hp) {
+    SC_BEST(sc_masked_state_block)(rows, 0, H, H, h, rmask, Hp);
+}

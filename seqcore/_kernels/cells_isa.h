@@ -1,0 +1,45 @@
+/* Activations over arrays and every pass, compiled for one instruction set: cells.h includes
+ * this file once per ISA, inside a #pragma GCC target region, with SC_ISA set to the suffix
+ * (_avx512, _avx2, _base) that all names defined here carry. No include guard on purpose. */
+
+static void SC_CAT(sc_sigmoid_array, _f32, SC_ISA)(const float *x, float *out, int n) {
+    SC_V8_MAP(SC_V8_SIGMOID, x, out, n);
+}
+
+static void SC_CAT(sc_tanh_array, _f32, SC_ISA)(const float *x, float *out, int n) {
+    SC_V8_MAP(SC_V8_TANH, x, out, n);
+}
+
+/* float64: libm, exact to the last bit or so; the double path is for validation and users who
+ * need it, float32 is the fast path. */
+static void SC_CAT(sc_sigmoid_array, _f64, SC_ISA)(const double *x, double *out, int n) {
+    for (int j = 0; j < n; j++) {
+        double e = exp(-fabs(x[j]));
+        double s = 1.0 / (1.0 + e);
+        out[j] = x[j] >= 0.0 ? s : e * s;
+    }
+}
+
+static void SC_CAT(sc_tanh_array, _f64, SC_ISA)(const double *x, double *out, int n) {
+    for (int j = 0; j < n; j++) out[j] = tanh(x[j]);
+}
+
+#define SC_T float
+#define SC_VEC sc_v8f
+#define SC_VL 8
+#define SC_NAME(name) SC_CAT(name, _f32, SC_ISA)
+#include "cells_impl.h"
+#undef SC_T
+#undef SC_VEC
+#undef SC_VL
+#undef SC_NAME
+
+#define SC_T double
+#define SC_VEC sc_v4d
+#define SC_VL 4
+#define SC_NAME(name) SC_CAT(name, _f64, SC_ISA)
+#include "cells_impl.h"
+#undef SC_T
+#undef SC_VEC
+#undef SC_VL
+#undef SC_NAME
