@@ -112,8 +112,12 @@ def _check_backward(cache, d_outputs, d_finals, names):
     return dY, finals
 
 
-def _threads():
-    return runtime.get_num_threads()
+def _run(kernel, *args):
+    """Call a kernel with the current thread count as its last argument, our BLAS held
+    single-threaded meanwhile (the kernels split their GEMMs over their own threads)."""
+    n_threads = runtime.get_num_threads()
+    with runtime.blas_single_threaded(n_threads):
+        kernel(*args, n_threads)
 
 
 def _packed_kernel(H, gates, dtype):
@@ -189,7 +193,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     if not training:
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
-        _lstm.forward_inference(*args, Y, Z, XD, Hp, _packed_kernel(H, 4, dtype), _threads())
+        _run(_lstm.forward_inference, *args, Y, Z, XD, Hp, _packed_kernel(H, 4, dtype))
         return Y, h, c, None
     c0 = c.copy()
     Y = np.empty((T, B, H), dtype)
@@ -197,7 +201,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     C = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _lstm.forward_training(*args, Y, Z, C, HP, XD, _packed_kernel(H, 4, dtype), _threads())
+    _run(_lstm.forward_training, *args, Y, Z, C, HP, XD, _packed_kernel(H, 4, dtype))
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
     return Y, h, c, cache
 
@@ -216,10 +220,9 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     db = None if a["bias"] is None else np.zeros(4 * H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh, dc
-    _lstm.backward(dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"], a["mask"],
-                   a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
-                   a["XD"], np.empty((T, B, 4 * H), dtype), np.empty((B, H), dtype), dX, dW,
-                   dU, db, _threads())
+    _run(_lstm.backward, dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
+         a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
+         a["XD"], np.empty((T, B, 4 * H), dtype), np.empty((B, H), dtype), dX, dW, dU, db)
     return dX, dW, dU, db, dh, dc
 
 
@@ -253,8 +256,8 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
-        _gru.forward_inference(*args, Y, AX, XD, Hp, work_a, work_b, _packed_kernel(H, 3, dtype),
-                               _threads())
+        _run(_gru.forward_inference, *args, Y, AX, XD, Hp, work_a, work_b,
+             _packed_kernel(H, 3, dtype))
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     AX = np.empty((T, B, 3 * H), dtype)
@@ -262,8 +265,8 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     HP = None if a["recurrent_mask"] is None else np.empty((T, B, H), dtype)
     STORE = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _gru.forward_training(*args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
-                          _packed_kernel(H, 3, dtype), _threads())
+    _run(_gru.forward_training, *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
+         _packed_kernel(H, 3, dtype))
     cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
     return Y, h, cache
 
@@ -287,11 +290,10 @@ def gru_backward(d_outputs, d_h_n, cache):
         return dX, dW, dU, db, dh
     db_x, db_h = (None, None) if db is None else ((db[0], db[1]) if reset_after else (db, None))
     dAH = np.empty((T, B, 3 * H), dtype) if reset_after else None
-    _gru.backward(dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
-                  a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"],
-                  a["HIN"], a["HP"], a["STORE"], a["XD"], np.empty((T, B, 3 * H), dtype), dAH,
-                  np.empty((B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
-                  _threads())
+    _run(_gru.backward, dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+         a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"], a["HIN"],
+         a["HP"], a["STORE"], a["XD"], np.empty((T, B, 3 * H), dtype), dAH,
+         np.empty((B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db_x, db_h)
     return dX, dW, dU, db, dh
 
 
@@ -323,13 +325,13 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
-        _rnn.forward_inference(*args, Y, A, XD, Hp, _packed_kernel(H, 1, dtype), _threads())
+        _run(_rnn.forward_inference, *args, Y, A, XD, Hp, _packed_kernel(H, 1, dtype))
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     A = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _rnn.forward_training(*args, Y, A, HP, XD, _packed_kernel(H, 1, dtype), _threads())
+    _run(_rnn.forward_training, *args, Y, A, HP, XD, _packed_kernel(H, 1, dtype))
     return Y, h, dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
 
 
@@ -347,8 +349,7 @@ def rnn_backward(d_outputs, d_h_n, cache):
     db = None if a["bias"] is None else np.zeros(H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh
-    _rnn.backward(dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
-                  a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"],
-                  a["HP"], a["XD"], np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW,
-                  dU, db, _threads())
+    _run(_rnn.backward, dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+         a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"], a["XD"],
+         np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db)
     return dX, dW, dU, db, dh

@@ -4,8 +4,10 @@ One number governs both thread pools we use: the thread count of our BLAS. The k
 it at each call and pass it to their OpenMP loops, so `set_num_threads(n)` and threadpoolctl
 limits on our BLAS (e.g. `threadpool_limits(1)`) steer OpenMP and BLAS together.
 """
+import contextlib
 import operator
 import platform
+import threading
 
 import numpy as np
 
@@ -16,20 +18,58 @@ _fallback_threads = cpu.openmp_max_threads()   # used only if the BLAS has no th
 
 def set_num_threads(n):
     """Use n threads (OpenMP loops and BLAS alike) in all later kernel calls."""
-    global _fallback_threads
+    global _fallback_threads, _saved_blas_threads
     try:
         n = operator.index(n)
     except TypeError:
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}") from None
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    with _single_lock:
+        if _single_users:                 # a kernel call holds BLAS at 1: restore n after it
+            _saved_blas_threads = n
+            return
     if not blas.set_num_threads(n):
         _fallback_threads = n
 
 
 def get_num_threads():
-    """Threads the kernels will use: our BLAS's current thread count."""
-    return blas.get_num_threads() if blas.has_thread_control() else _fallback_threads
+    """Threads the kernels will use: our BLAS's current thread count (while a kernel call
+    holds BLAS single-threaded, the count it had before)."""
+    if not blas.has_thread_control():
+        return _fallback_threads
+    with _single_lock:
+        return _saved_blas_threads if _single_users else blas.get_num_threads()
+
+
+# While a kernel call with several threads runs, our BLAS is held at one thread: the kernels
+# split every GEMM over their own OpenMP threads (one thread pool at a time; two busy pools on
+# the same cores slow each other down many times). Concurrent calls share the hold; the last
+# one out restores the count. Other users of scipy's BLAS see one thread meanwhile.
+_single_lock = threading.Lock()
+_single_users = 0
+_saved_blas_threads = 1
+
+
+@contextlib.contextmanager
+def blas_single_threaded(n_threads):
+    """Hold our BLAS at one thread for the duration (a no-op when n_threads == 1)."""
+    global _single_users, _saved_blas_threads
+    if n_threads <= 1 or not blas.has_thread_control():
+        yield
+        return
+    with _single_lock:
+        if _single_users == 0:
+            _saved_blas_threads = blas.get_num_threads()
+            blas.set_num_threads(1)
+        _single_users += 1
+    try:
+        yield
+    finally:
+        with _single_lock:
+            _single_users -= 1
+            if _single_users == 0:
+                blas.set_num_threads(_saved_blas_threads)
 
 
 def config():

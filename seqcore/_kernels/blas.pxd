@@ -6,5 +6,8 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                const floating* a, int lda, const floating* b, int ldb, floating beta,
                floating* c, int ldc) noexcept nogil
 
+cdef void gemm_threads(int n_threads, bint trans_a, bint trans_b, int m, int n, int k,
+                       floating alpha, const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil
+
 cdef int blas_threads() noexcept nogil
-cdef int set_local_blas_threads(int n) noexcept nogil

@@ -8,16 +8,15 @@ import ctypes
 import os
 
 import scipy
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from threadpoolctl import ThreadpoolController
 
 ctypedef int (*get_threads_t)() noexcept nogil
 ctypedef void (*set_threads_t)(int) noexcept nogil
-ctypedef int (*set_local_t)(int) noexcept nogil
 
 cdef get_threads_t _get_threads = NULL
 cdef set_threads_t _set_threads = NULL
-cdef set_local_t _set_local = NULL
 
 
 cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
@@ -38,15 +37,45 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
 
 
+# Below this many multiply-adds a GEMM runs on the calling thread alone.
+cdef enum:
+    GEMM_SPLIT_MIN = 1 << 18
+
+
+cdef void gemm_threads(int n_threads, bint trans_a, bint trans_b, int m, int n, int k,
+                       floating alpha, const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """gemm (row-major, as above) split over n_threads OpenMP threads, each computing a slab of
+    C's rows (or columns, when C is wider than tall) with one BLAS call.
+
+    The caller guarantees that BLAS itself is single-threaded meanwhile (seqcore.runtime's
+    blas_single_threaded): the kernels' time loop runs on OpenMP threads, and if the GEMMs
+    around it used BLAS's own pool, the two pools would spin against each other on the same
+    cores (measured: 2 threads up to 30x slower than 1). One pool, ours, does all the work.
+    """
+    cdef int parts, p, lo, hi, per
+    cdef bint by_rows = m >= n
+    if n_threads <= 1 or m == 0 or n == 0 or <long>m * n * k < GEMM_SPLIT_MIN:
+        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    parts = n_threads
+    per = ((m if by_rows else n) + parts - 1) // parts
+    for p in prange(parts, num_threads=parts, schedule="static"):
+        lo = p * per
+        hi = min(lo + per, m if by_rows else n)
+        if lo < hi:
+            if by_rows:
+                gemm(trans_a, trans_b, hi - lo, n, k, alpha,
+                     a + (lo if trans_a else <long>lo * lda), lda, b, ldb, beta,
+                     c + <long>lo * ldc, ldc)
+            else:
+                gemm(trans_a, trans_b, m, hi - lo, k, alpha, a, lda,
+                     b + (<long>lo * ldb if trans_b else lo), ldb, beta, c + lo, ldc)
+
+
 cdef int blas_threads() noexcept nogil:
     """Threads the BLAS will use now (1 if we could not find its thread control)."""
     return _get_threads() if _get_threads != NULL else 1
-
-
-cdef int set_local_blas_threads(int n) noexcept nogil:
-    """Set the BLAS thread count for the calling thread only; returns the previous value,
-    or -1 if the library cannot do that (then nothing changed)."""
-    return _set_local(n) if _set_local != NULL else -1
 
 
 def _find_library():
@@ -86,9 +115,6 @@ if _controller is not None and _controller.internal_api == "openblas":
                         "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_"])
     if _p:
         _set_threads = <set_threads_t><size_t>_p
-    _p = _symbol(_lib, ["openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"])
-    if _p:
-        _set_local = <set_local_t><size_t>_p
 
 
 def has_thread_control():
@@ -118,7 +144,7 @@ def info():
     return {"library": d.get("internal_api"), "version": d.get("version"),
             "architecture": d.get("architecture"), "threading_layer": d.get("threading_layer"),
             "filepath": d.get("filepath"), "num_threads": blas_threads(),
-            "thread_control": _set_threads != NULL, "per_thread_control": _set_local != NULL}
+            "thread_control": _set_threads != NULL}
 
 
 def _gemm_for_tests(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0):

@@ -11,7 +11,7 @@ Per step, reset_after=True:  AH = Hp U + bh (one GEMM), then one fused pass.
 """
 from cython cimport floating
 
-from .blas cimport gemm
+from .blas cimport gemm_threads
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state, pack_recurrent, sc_ftz_enter, sc_ftz_exit,
                      u8)
@@ -65,7 +65,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     with nogil:
         mode = sc_ftz_enter()
         pack_recurrent(H, 3, &U[0, 0], 3 * H, &Upk[0])
-        project_steps(T, B, I, 3 * H, X, dmask, opt3(XD), &W[0, 0], bx, &AX[0, 0, 0])
+        project_steps(n_threads, T, B, I, 3 * H, X, dmask, opt3(XD), &W[0, 0], bx, &AX[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
             masked_state(B, H, &h[0, 0], <floating*>NULL, &HIN[t, 0, 0])
@@ -104,7 +104,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
-            project_steps(n, B, I, 3 * H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], bx,
+            project_steps(n_threads, n, B, I, 3 * H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], bx,
                           &AX[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
@@ -156,19 +156,19 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                                    &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], U0, rmask,
                                    &dRH[0, 0], &dHp[0, 0])
 
-        gemm(True, False, I, 3 * H, T * B, <floating>1, X, I, &dAX[0, 0, 0], 3 * H,
+        gemm_threads(n_threads, True, False, I, 3 * H, T * B, <floating>1, X, I, &dAX[0, 0, 0], 3 * H,
              <floating>0, &dW[0, 0], 3 * H)
         if reset_after:
-            gemm(True, False, H, 3 * H, T * B, <floating>1, HPall, H, &dAH[0, 0, 0], 3 * H,
+            gemm_threads(n_threads, True, False, H, 3 * H, T * B, <floating>1, HPall, H, &dAH[0, 0, 0], 3 * H,
                  <floating>0, &dU[0, 0], 3 * H)
             if db_h is not None:
                 add_col_sums(TB, 3 * H, &dAH[0, 0, 0], 3 * H, &db_h[0])
         else:
-            gemm(True, False, H, 2 * H, T * B, <floating>1, HPall, H, &dAX[0, 0, 0], 3 * H,
+            gemm_threads(n_threads, True, False, H, 2 * H, T * B, <floating>1, HPall, H, &dAX[0, 0, 0], 3 * H,
                  <floating>0, &dU[0, 0], 3 * H)
-            gemm(True, False, H, H, T * B, <floating>1, &STORE[0, 0, 0], H, &dAX[0, 0, 2 * H],
+            gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &STORE[0, 0, 0], H, &dAX[0, 0, 2 * H],
                  3 * H, <floating>0, &dU[0, 2 * H], 3 * H)
         if db_x is not None:
             add_col_sums(TB, 3 * H, &dAX[0, 0, 0], 3 * H, &db_x[0])
-        input_gradient(T, B, I, 3 * H, &dAX[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
         sc_ftz_exit(mode)

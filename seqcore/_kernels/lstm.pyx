@@ -6,7 +6,7 @@ time-major, in the Keras layout (kernel (I, 4H), recurrent_kernel (H, 4H), gates
 Notation and cache contents follow seqcore/reference/lstm.py.
 """
 from cython cimport floating
-from .blas cimport gemm
+from .blas cimport gemm_threads
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, pack_recurrent,
                      sc_ftz_enter, sc_ftz_exit, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps, step_threads,
@@ -38,7 +38,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     with nogil:
         mode = sc_ftz_enter()
         pack_recurrent(H, 4, &U[0, 0], 4 * H, &Upk[0])
-        project_steps(T, B, I, 4 * H, X, dmask, opt3(XD), &W[0, 0], b, &Z[0, 0, 0])
+        project_steps(n_threads, T, B, I, 4 * H, X, dmask, opt3(XD), &W[0, 0], b, &Z[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
             masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
@@ -74,7 +74,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
-            project_steps(n, B, I, 4 * H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], b,
+            project_steps(n_threads, n, B, I, 4 * H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], b,
                           &Z[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
@@ -117,11 +117,11 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
             lstm_backward_step(nt, B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
                                &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], &U[0, 0], rmask, &dHp[0, 0])
         # the weight gradients over all steps at once
-        gemm(True, False, I, 4 * H, T * B, <floating>1, X, I, &dZ[0, 0, 0], 4 * H,
+        gemm_threads(n_threads, True, False, I, 4 * H, T * B, <floating>1, X, I, &dZ[0, 0, 0], 4 * H,
              <floating>0, &dW[0, 0], 4 * H)
-        gemm(True, False, H, 4 * H, T * B, <floating>1, &HP[0, 0, 0], H, &dZ[0, 0, 0], 4 * H,
+        gemm_threads(n_threads, True, False, H, 4 * H, T * B, <floating>1, &HP[0, 0, 0], H, &dZ[0, 0, 0], 4 * H,
              <floating>0, &dU[0, 0], 4 * H)
         if db is not None:
             add_col_sums(<long>T * B, 4 * H, &dZ[0, 0, 0], 4 * H, &db[0])
-        input_gradient(T, B, I, 4 * H, &dZ[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
         sc_ftz_exit(mode)

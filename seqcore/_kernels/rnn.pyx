@@ -7,7 +7,7 @@ Notation follows seqcore/reference/rnn.py.
 """
 from cython cimport floating
 
-from .blas cimport gemm
+from .blas cimport gemm_threads
 from .cells cimport (masked_state, pack_recurrent, rnn_backward_step, rnn_forward_step,
                      sc_ftz_enter, sc_ftz_exit, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps, step_threads,
@@ -36,7 +36,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     with nogil:
         mode = sc_ftz_enter()
         pack_recurrent(H, 1, &U[0, 0], H, &Upk[0])
-        project_steps(T, B, I, H, X, dmask, opt3(XD), &W[0, 0], opt_vec(bias), &A[0, 0, 0])
+        project_steps(n_threads, T, B, I, H, X, dmask, opt3(XD), &W[0, 0], opt_vec(bias), &A[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
             masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
@@ -67,7 +67,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
-            project_steps(n, B, I, H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], opt_vec(bias),
+            project_steps(n_threads, n, B, I, H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], opt_vec(bias),
                           &A[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
@@ -105,11 +105,11 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
             dy = &dY[t, 0, 0]
             rnn_backward_step(nt, B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0],
                               relu, &U[0, 0], rmask, &dHp[0, 0])
-        gemm(True, False, I, H, T * B, <floating>1, X, I, &dA[0, 0, 0], H, <floating>0,
+        gemm_threads(n_threads, True, False, I, H, T * B, <floating>1, X, I, &dA[0, 0, 0], H, <floating>0,
              &dW[0, 0], H)
-        gemm(True, False, H, H, T * B, <floating>1, &HP[0, 0, 0], H, &dA[0, 0, 0], H,
+        gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &HP[0, 0, 0], H, &dA[0, 0, 0], H,
              <floating>0, &dU[0, 0], H)
         if db is not None:
             add_col_sums(<long>T * B, H, &dA[0, 0, 0], H, &db[0])
-        input_gradient(T, B, I, H, &dA[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
         sc_ftz_exit(mode)

@@ -4,7 +4,7 @@
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-from .blas cimport gemm
+from .blas cimport gemm_threads
 
 # Below this much work per step (multiply-adds of the recurrent product, rows * G*H * H) a
 # fork/join of the thread team costs more than splitting the step saves. Measured with
@@ -35,16 +35,17 @@ cdef inline int step_threads(int rows, int gates, int H, int n_threads) noexcept
     return max(1, min(n_threads, H // 16))
 
 
-cdef inline void project_inputs(int rows, int I, int N, const floating* X, const floating* W,
-                                const floating* bias, floating* out) noexcept nogil:
+cdef inline void project_inputs(int n_threads, int rows, int I, int N, const floating* X,
+                                const floating* W, const floating* bias,
+                                floating* out) noexcept nogil:
     """out(rows, N) = X(rows, I) @ W(I, N) + bias(N) (bias may be NULL)."""
     cdef long r
     if bias != NULL:
         for r in range(rows):
             memcpy(out + r * N, bias, N * sizeof(floating))
-        gemm(False, False, rows, N, I, <floating>1, X, I, W, N, <floating>1, out, N)
+        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>1, out, N)
     else:
-        gemm(False, False, rows, N, I, <floating>1, X, I, W, N, <floating>0, out, N)
+        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>0, out, N)
 
 
 cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:
@@ -52,7 +53,7 @@ cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:
     return &a[0, 0, 0] if a is not None else NULL
 
 
-cdef inline void project_steps(int steps, int B, int I, int N, const floating* x,
+cdef inline void project_steps(int n_threads, int steps, int B, int I, int N, const floating* x,
                                const floating* dmask, floating* XD, const floating* W,
                                const floating* bias, floating* out) noexcept nogil:
     """Input projection of `steps` consecutive steps: out = (x * dmask) @ W + bias, with input
@@ -60,7 +61,7 @@ cdef inline void project_steps(int steps, int B, int I, int N, const floating* x
     if dmask != NULL:
         mask_inputs(steps, B, I, x, dmask, XD)
         x = XD
-    project_inputs(steps * B, I, N, x, W, bias, out)
+    project_inputs(n_threads, steps * B, I, N, x, W, bias, out)
 
 
 cdef inline void mask_inputs(int T, int B, int I, const floating* x, const floating* dmask,
@@ -89,13 +90,13 @@ cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
             out[j] += row[j]
 
 
-cdef inline void input_gradient(int T, int B, int I, int N, const floating* dZ,
+cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
                                 const floating* W, const floating* dmask,
                                 floating* dX) noexcept nogil:
     """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T, times the input dropout mask (may be NULL)."""
     cdef long r
     cdef int i
-    gemm(False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0, dX, I)
+    gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0, dX, I)
     if dmask != NULL:
         for r in range(<long>T * B):
             for i in range(I):
