@@ -112,16 +112,27 @@ def _check_backward(cache, d_outputs, d_finals, names):
     return dY, finals
 
 
-def _run(kernel, *args):
-    """Call a kernel with the current thread count as its last argument, our BLAS held
-    single-threaded meanwhile (the kernels split their GEMMs over their own threads)."""
+# A time step is split over threads only when its recurrent product has at least this many
+# multiply-adds (rows * G*H * H): below, a fork/join of the team costs more than it saves.
+# Measured with bench/threshold.py.
+_STEP_PARALLEL_MIN = 1 << 16
+
+
+def _run(kernel, step_shape, *args):
+    """Call a kernel with the thread counts as its last two arguments (GEMM threads, step
+    threads), our BLAS held single-threaded meanwhile (the kernels split their GEMMs over their
+    own threads). step_shape: (rows B, gates G, hidden H) of one time step."""
+    B, G, H = step_shape
     n_threads = runtime.get_num_threads()
+    step_threads = n_threads if B * G * H * H >= _STEP_PARALLEL_MIN else 1
+    step_threads = max(1, min(step_threads, H // 16))   # threads own blocks of >= 16 units
     with runtime.blas_single_threaded(n_threads):
-        kernel(*args, n_threads)
+        kernel(*args, n_threads, step_threads)
 
 
 def _packed_kernel(H, gates, dtype):
-    """Workspace for the recurrent kernel packed in panels of 16 units (cells_entry.h)."""
+    """Workspace for the recurrent kernel (or its transpose) packed in panels of 16 units
+    (cells_entry.h)."""
     return np.empty(gates * -(-H // 16) * H * 16, dtype)
 
 
@@ -193,7 +204,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     if not training:
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
-        _run(_lstm.forward_inference, *args, Y, Z, XD, Hp, _packed_kernel(H, 4, dtype))
+        _run(_lstm.forward_inference, (B, 4, H), *args, Y, Z, XD, Hp, _packed_kernel(H, 4, dtype))
         return Y, h, c, None
     c0 = c.copy()
     Y = np.empty((T, B, H), dtype)
@@ -201,7 +212,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     C = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _run(_lstm.forward_training, *args, Y, Z, C, HP, XD, _packed_kernel(H, 4, dtype))
+    _run(_lstm.forward_training, (B, 4, H), *args, Y, Z, C, HP, XD, _packed_kernel(H, 4, dtype))
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
     return Y, h, c, cache
 
@@ -220,9 +231,10 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     db = None if a["bias"] is None else np.zeros(4 * H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh, dc
-    _run(_lstm.backward, dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
+    _run(_lstm.backward, (B, 4, H), dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
          a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
-         a["XD"], np.empty((T, B, 4 * H), dtype), np.empty((B, H), dtype), dX, dW, dU, db)
+         a["XD"], np.empty((T, B, 4 * H), dtype), np.empty((B, H), dtype), dX, dW, dU, db,
+         _packed_kernel(H, 4, dtype))
     return dX, dW, dU, db, dh, dc
 
 
@@ -256,7 +268,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
-        _run(_gru.forward_inference, *args, Y, AX, XD, Hp, work_a, work_b,
+        _run(_gru.forward_inference, (B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
              _packed_kernel(H, 3, dtype))
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
@@ -265,7 +277,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     HP = None if a["recurrent_mask"] is None else np.empty((T, B, H), dtype)
     STORE = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _run(_gru.forward_training, *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
+    _run(_gru.forward_training, (B, 3, H), *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
          _packed_kernel(H, 3, dtype))
     cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
     return Y, h, cache
@@ -290,10 +302,11 @@ def gru_backward(d_outputs, d_h_n, cache):
         return dX, dW, dU, db, dh
     db_x, db_h = (None, None) if db is None else ((db[0], db[1]) if reset_after else (db, None))
     dAH = np.empty((T, B, 3 * H), dtype) if reset_after else None
-    _run(_gru.backward, dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+    _run(_gru.backward, (B, 3, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
          a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"], a["HIN"],
          a["HP"], a["STORE"], a["XD"], np.empty((T, B, 3 * H), dtype), dAH,
-         np.empty((B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db_x, db_h)
+         np.empty((B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
+         _packed_kernel(H, 3, dtype))
     return dX, dW, dU, db, dh
 
 
@@ -325,13 +338,13 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
-        _run(_rnn.forward_inference, *args, Y, A, XD, Hp, _packed_kernel(H, 1, dtype))
+        _run(_rnn.forward_inference, (B, 1, H), *args, Y, A, XD, Hp, _packed_kernel(H, 1, dtype))
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     A = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _run(_rnn.forward_training, *args, Y, A, HP, XD, _packed_kernel(H, 1, dtype))
+    _run(_rnn.forward_training, (B, 1, H), *args, Y, A, HP, XD, _packed_kernel(H, 1, dtype))
     return Y, h, dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
 
 
@@ -349,7 +362,8 @@ def rnn_backward(d_outputs, d_h_n, cache):
     db = None if a["bias"] is None else np.zeros(H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh
-    _run(_rnn.backward, dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+    _run(_rnn.backward, (B, 1, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
          a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"], a["XD"],
-         np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db)
+         np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db,
+         _packed_kernel(H, 1, dtype))
     return dX, dW, dU, db, dh

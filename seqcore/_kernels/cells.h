@@ -43,6 +43,8 @@
 typedef float sc_v8f __attribute__((vector_size(32)));
 typedef int32_t sc_v8i __attribute__((vector_size(32)));
 typedef double sc_v4d __attribute__((vector_size(32)));
+typedef float sc_v16f __attribute__((vector_size(64)));
+typedef double sc_v8d __attribute__((vector_size(64)));
 #define SC_V8(c) ((sc_v8f){c, c, c, c, c, c, c, c})
 
 /* The 8-lane helpers are macros so that they belong to no instruction set of their own: each
@@ -168,20 +170,26 @@ static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
 #pragma GCC push_options
 #pragma GCC target("arch=skylake-avx512")
 #define SC_ISA _avx512
+#define SC_WIDE 1
 #include "cells_isa.h"
+#undef SC_WIDE
 #undef SC_ISA
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("arch=haswell")
 #define SC_ISA _avx2
+#define SC_WIDE 0
 #include "cells_isa.h"
+#undef SC_WIDE
 #undef SC_ISA
 #pragma GCC pop_options
 #endif
 
 #define SC_ISA _base
+#define SC_WIDE 0
 #include "cells_isa.h"
+#undef SC_WIDE
 #undef SC_ISA
 
 /* 2: AVX-512 (Skylake-X and later), 1: AVX2 + FMA (Haswell and later), 0: baseline. The

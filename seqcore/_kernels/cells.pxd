@@ -14,90 +14,157 @@ cdef extern from "cells.h" nogil:
 
     void sc_pack_recurrent_f32(int, int, const float*, int, float*)
     void sc_pack_recurrent_f64(int, int, const double*, int, double*)
-    void sc_lstm_forward_step_f32(int, int, int, const float*, const float*, float*, float*, float*, const u8*, float*, float*)
-    void sc_lstm_forward_step_f64(int, int, int, const double*, const double*, double*, double*, double*, const u8*, double*, double*)
-    void sc_lstm_backward_step_f32(int, int, int, const float*, const float*, const float*, const u8*, const float*, float*, float*, float*, const float*, const float*, float*)
-    void sc_lstm_backward_step_f64(int, int, int, const double*, const double*, const double*, const u8*, const double*, double*, double*, double*, const double*, const double*, double*)
-    void sc_gru_forward_step_f32(int, int, int, const float*, const float*, const float*, float*, float*, float*, const u8*, float*, float*)
-    void sc_gru_forward_step_f64(int, int, int, const double*, const double*, const double*, double*, double*, double*, const u8*, double*, double*)
-    void sc_gru_backward_step_f32(int, int, int, const float*, const float*, const float*, const u8*, const float*, float*, float*, float*, const float*, const float*, float*)
-    void sc_gru_backward_step_f64(int, int, int, const double*, const double*, const double*, const u8*, const double*, double*, double*, double*, const double*, const double*, double*)
-    void sc_gru1_forward_step_f32(int, int, int, const float*, const float*, float*, float*, float*, float*, float*, const u8*, float*)
-    void sc_gru1_forward_step_f64(int, int, int, const double*, const double*, double*, double*, double*, double*, double*, const u8*, double*)
-    void sc_gru1_backward_step_f32(int, int, int, const float*, const float*, const float*, const u8*, const float*, float*, float*, const float*, const float*, float*, float*)
-    void sc_gru1_backward_step_f64(int, int, int, const double*, const double*, const double*, const u8*, const double*, double*, double*, const double*, const double*, double*, double*)
-    void sc_rnn_forward_step_f32(int, int, int, const float*, const float*, float*, float*, const u8*, float*, int)
-    void sc_rnn_forward_step_f64(int, int, int, const double*, const double*, double*, double*, const u8*, double*, int)
-    void sc_rnn_backward_step_f32(int, int, int, const float*, const u8*, const float*, float*, float*, int, const float*, const float*, float*)
-    void sc_rnn_backward_step_f64(int, int, int, const double*, const u8*, const double*, double*, double*, int, const double*, const double*, double*)
+    void sc_pack_recurrent_t_f32(int, int, const float*, int, float*)
+    void sc_pack_recurrent_t_f64(int, int, const double*, int, double*)
+    void sc_lstm_forward_step_f32(int, int, int, const float*, const float*, float*, float*,
+                                  float*, const u8*, float*, float*)
+    void sc_lstm_forward_step_f64(int, int, int, const double*, const double*, double*, double*,
+                                  double*, const u8*, double*, double*)
+    void sc_lstm_backward_step_f32(int, int, int, const float*, const float*, const float*,
+                                   const u8*, const float*, float*, float*, float*, const float*,
+                                   const float*, float*)
+    void sc_lstm_backward_step_f64(int, int, int, const double*, const double*, const double*,
+                                   const u8*, const double*, double*, double*, double*,
+                                   const double*, const double*, double*)
+    void sc_gru_forward_step_f32(int, int, int, const float*, const float*, const float*, float*,
+                                 float*, float*, const u8*, float*, float*)
+    void sc_gru_forward_step_f64(int, int, int, const double*, const double*, const double*,
+                                 double*, double*, double*, const u8*, double*, double*)
+    void sc_gru_backward_step_f32(int, int, int, const float*, const float*, const float*,
+                                  const u8*, const float*, float*, float*, float*, const float*,
+                                  const float*, float*)
+    void sc_gru_backward_step_f64(int, int, int, const double*, const double*, const double*,
+                                  const u8*, const double*, double*, double*, double*,
+                                  const double*, const double*, double*)
+    void sc_gru1_forward_step_f32(int, int, int, const float*, const float*, float*, float*,
+                                  float*, float*, float*, const u8*, float*)
+    void sc_gru1_forward_step_f64(int, int, int, const double*, const double*, double*, double*,
+                                  double*, double*, double*, const u8*, double*)
+    void sc_gru1_backward_step_f32(int, int, int, const float*, const float*, const float*,
+                                   const u8*, const float*, float*, float*, const float*,
+                                   const float*, float*, float*)
+    void sc_gru1_backward_step_f64(int, int, int, const double*, const double*, const double*,
+                                   const u8*, const double*, double*, double*, const double*,
+                                   const double*, double*, double*)
+    void sc_rnn_forward_step_f32(int, int, int, const float*, const float*, float*, float*,
+                                 const u8*, float*, int)
+    void sc_rnn_forward_step_f64(int, int, int, const double*, const double*, double*, double*,
+                                 const u8*, double*, int)
+    void sc_rnn_backward_step_f32(int, int, int, const float*, const u8*, const float*, float*,
+                                  float*, int, const float*, const float*, float*)
+    void sc_rnn_backward_step_f64(int, int, int, const double*, const u8*, const double*, double*,
+                                  double*, int, const double*, const double*, double*)
     void sc_masked_state_f32(int, int, const float*, const float*, float*)
     void sc_masked_state_f64(int, int, const double*, const double*, double*)
 
 
-cdef inline void pack_recurrent(int H, int G, const floating* U, int ldu, floating* Upk) noexcept nogil:
+cdef inline void pack_recurrent(int H, int G, const floating* U, int ldu,
+                                floating* Upk) noexcept nogil:
     if floating is float:
         sc_pack_recurrent_f32(H, G, U, ldu, Upk)
     else:
         sc_pack_recurrent_f64(H, G, U, ldu, Upk)
 
 
-cdef inline void lstm_forward_step(int n_threads, int rows, int H, const floating* Hp, const floating* Upk, floating* Z, floating* c, floating* h, const u8* valid, floating* y, floating* c_store) noexcept nogil:
+cdef inline void pack_recurrent_t(int H, int G, const floating* U, int ldu,
+                                  floating* UpkT) noexcept nogil:
+    if floating is float:
+        sc_pack_recurrent_t_f32(H, G, U, ldu, UpkT)
+    else:
+        sc_pack_recurrent_t_f64(H, G, U, ldu, UpkT)
+
+
+cdef inline void lstm_forward_step(int n_threads, int rows, int H, const floating* Hp,
+                                   const floating* Upk, floating* Z, floating* c, floating* h,
+                                   const u8* valid, floating* y, floating* c_store) noexcept nogil:
     if floating is float:
         sc_lstm_forward_step_f32(n_threads, rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
     else:
         sc_lstm_forward_step_f64(n_threads, rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
 
 
-cdef inline void lstm_backward_step(int n_threads, int rows, int H, const floating* A, const floating* C, const floating* Cp, const u8* valid, const floating* dy, floating* dh, floating* dc, floating* dZ, const floating* U, const floating* rmask, floating* dHp) noexcept nogil:
+cdef inline void lstm_backward_step(int n_threads, int rows, int H, const floating* A,
+                                    const floating* C, const floating* Cp, const u8* valid,
+                                    const floating* dy, floating* dh, floating* dc, floating* dZ,
+                                    const floating* UpkT, const floating* rmask,
+                                    floating* dHp) noexcept nogil:
     if floating is float:
-        sc_lstm_backward_step_f32(n_threads, rows, H, A, C, Cp, valid, dy, dh, dc, dZ, U, rmask, dHp)
+        sc_lstm_backward_step_f32(n_threads, rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
+                                  dHp)
     else:
-        sc_lstm_backward_step_f64(n_threads, rows, H, A, C, Cp, valid, dy, dh, dc, dZ, U, rmask, dHp)
+        sc_lstm_backward_step_f64(n_threads, rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
+                                  dHp)
 
 
-cdef inline void gru_forward_step(int n_threads, int rows, int H, const floating* Hp, const floating* Upk, const floating* bh, floating* AX, floating* AH, floating* h, const u8* valid, floating* y, floating* An_store) noexcept nogil:
+cdef inline void gru_forward_step(int n_threads, int rows, int H, const floating* Hp,
+                                  const floating* Upk, const floating* bh, floating* AX,
+                                  floating* AH, floating* h, const u8* valid, floating* y,
+                                  floating* An_store) noexcept nogil:
     if floating is float:
         sc_gru_forward_step_f32(n_threads, rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
     else:
         sc_gru_forward_step_f64(n_threads, rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
 
 
-cdef inline void gru_backward_step(int n_threads, int rows, int H, const floating* A, const floating* An, const floating* Hin, const u8* valid, const floating* dy, floating* dh, floating* dAX, floating* dAH, const floating* U, const floating* rmask, floating* dHp) noexcept nogil:
+cdef inline void gru_backward_step(int n_threads, int rows, int H, const floating* A,
+                                   const floating* An, const floating* Hin, const u8* valid,
+                                   const floating* dy, floating* dh, floating* dAX, floating* dAH,
+                                   const floating* UpkT, const floating* rmask,
+                                   floating* dHp) noexcept nogil:
     if floating is float:
-        sc_gru_backward_step_f32(n_threads, rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, U, rmask, dHp)
+        sc_gru_backward_step_f32(n_threads, rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
+                                 rmask, dHp)
     else:
-        sc_gru_backward_step_f64(n_threads, rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, U, rmask, dHp)
+        sc_gru_backward_step_f64(n_threads, rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
+                                 rmask, dHp)
 
 
-cdef inline void gru1_forward_step(int n_threads, int rows, int H, const floating* Hp, const floating* Upk, floating* AX, floating* AZR, floating* RH, floating* AN, floating* h, const u8* valid, floating* y) noexcept nogil:
+cdef inline void gru1_forward_step(int n_threads, int rows, int H, const floating* Hp,
+                                   const floating* Upk, floating* AX, floating* AZR, floating* RH,
+                                   floating* AN, floating* h, const u8* valid,
+                                   floating* y) noexcept nogil:
     if floating is float:
         sc_gru1_forward_step_f32(n_threads, rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
     else:
         sc_gru1_forward_step_f64(n_threads, rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
 
 
-cdef inline void gru1_backward_step(int n_threads, int rows, int H, const floating* A, const floating* Hin, const floating* Hp, const u8* valid, const floating* dy, floating* dh, floating* dAX, const floating* U, const floating* rmask, floating* dRH, floating* dHp) noexcept nogil:
+cdef inline void gru1_backward_step(int n_threads, int rows, int H, const floating* A,
+                                    const floating* Hin, const floating* Hp, const u8* valid,
+                                    const floating* dy, floating* dh, floating* dAX,
+                                    const floating* UpkT, const floating* rmask, floating* dRH,
+                                    floating* dHp) noexcept nogil:
     if floating is float:
-        sc_gru1_backward_step_f32(n_threads, rows, H, A, Hin, Hp, valid, dy, dh, dAX, U, rmask, dRH, dHp)
+        sc_gru1_backward_step_f32(n_threads, rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
+                                  dRH, dHp)
     else:
-        sc_gru1_backward_step_f64(n_threads, rows, H, A, Hin, Hp, valid, dy, dh, dAX, U, rmask, dRH, dHp)
+        sc_gru1_backward_step_f64(n_threads, rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
+                                  dRH, dHp)
 
 
-cdef inline void rnn_forward_step(int n_threads, int rows, int H, const floating* Hp, const floating* Upk, floating* A, floating* h, const u8* valid, floating* y, int relu) noexcept nogil:
+cdef inline void rnn_forward_step(int n_threads, int rows, int H, const floating* Hp,
+                                  const floating* Upk, floating* A, floating* h, const u8* valid,
+                                  floating* y, int relu) noexcept nogil:
     if floating is float:
         sc_rnn_forward_step_f32(n_threads, rows, H, Hp, Upk, A, h, valid, y, relu)
     else:
         sc_rnn_forward_step_f64(n_threads, rows, H, Hp, Upk, A, h, valid, y, relu)
 
 
-cdef inline void rnn_backward_step(int n_threads, int rows, int H, const floating* Hact, const u8* valid, const floating* dy, floating* dh, floating* dA, int relu, const floating* U, const floating* rmask, floating* dHp) noexcept nogil:
+cdef inline void rnn_backward_step(int n_threads, int rows, int H, const floating* Hact,
+                                   const u8* valid, const floating* dy, floating* dh, floating* dA,
+                                   int relu, const floating* UpkT, const floating* rmask,
+                                   floating* dHp) noexcept nogil:
     if floating is float:
-        sc_rnn_backward_step_f32(n_threads, rows, H, Hact, valid, dy, dh, dA, relu, U, rmask, dHp)
+        sc_rnn_backward_step_f32(n_threads, rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
+                                 dHp)
     else:
-        sc_rnn_backward_step_f64(n_threads, rows, H, Hact, valid, dy, dh, dA, relu, U, rmask, dHp)
+        sc_rnn_backward_step_f64(n_threads, rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
+                                 dHp)
 
 
-cdef inline void masked_state(int rows, int H, const floating* h, const floating* rmask, floating* Hp) noexcept nogil:
+cdef inline void masked_state(int rows, int H, const floating* h, const floating* rmask,
+                              floating* Hp) noexcept nogil:
     if floating is float:
         sc_masked_state_f32(rows, H, h, rmask, Hp)
     else:

@@ -5,8 +5,8 @@
  * that need every unit's result from the phase before are separated by a barrier. Each block
  * runs the variant compiled for this CPU (SC_BEST). Arguments as in cells_impl.h, plus:
  *   Hp   state entering the step as the recurrent product sees it (B, H)
- *   U    recurrent kernel (H, G*H), Keras layout (backward)
- *   Upk  the same, packed by sc_pack_recurrent (forward)
+ *   Upk  recurrent kernel U (H, G*H) packed by sc_pack_recurrent (forward)
+ *   UpkT its transpose packed by sc_pack_recurrent_t (backward)
  *   rmask recurrent dropout mask (B, H) or NULL; dHp, dRH: (B, H) workspaces */
 
 /* Units per panel of a packed recurrent kernel; blocks of units given to threads are multiples
@@ -31,11 +31,35 @@ static void SC_ENTRY(sc_pack_recurrent)(int H, int G, const SC_T *U, int ldu, SC
         }
 }
 
+/* Pack U^T for the backward products: panels over U's rows (the H units whose gradient they
+ * carry), each holding U[j, k] for its 16 units j and every k < G*H contiguously (k-major),
+ * zero past H. UpkT has room for ceil(H/16) * G*H * 16 values. */
+static void SC_ENTRY(sc_pack_recurrent_t)(int H, int G, const SC_T *U, int ldu, SC_T *UpkT) {
+    int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, K = G * H;
+    for (int p = 0; p < P; p++) {
+        SC_T *dst = UpkT + (long)p * K * SC_PANEL_UNITS;
+        for (int k = 0; k < K; k++)
+            for (int l = 0; l < SC_PANEL_UNITS; l++) {
+                int j = p * SC_PANEL_UNITS + l;
+                dst[(long)k * SC_PANEL_UNITS + l] = j < H ? U[(long)j * ldu + k] : 0;
+            }
+    }
+}
+
+/* This thread's panels: units [j0, j1). */
+#define SC_OWN_PANELS j0 / SC_PANEL_UNITS, (j1 + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS
+
 /* Z[:, zc + j] += Hp U_g[:, j] for this thread's units [j0, j1) of gate g (packed U). */
 #define SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, ldz, zc)                                   \
     SC_BEST(sc_gemm_acc_packed)((rows), (H), (Hp), (H),                                  \
         (Upk) + (long)(g) * (((H) + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS) * (H) * SC_PANEL_UNITS, \
-        j0 / SC_PANEL_UNITS, (j1 + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, (Z), (ldz), (zc), (H))
+        (H), SC_OWN_PANELS, (Z), (ldz), (zc), (H))
+
+/* dHp[:, j] (+)= sum_k dA[:, k0 + k] U[j, k0 + k], k < K, for this thread's units j (packed
+ * U^T with Kp = G*H values of k per panel). dHp's own columns must hold the sum to add to. */
+#define SC_RECURRENT_GRAD(rows, H, K, dA, lda, UpkT, Kp, k0, dHp)                           \
+    SC_BEST(sc_gemm_acc_packed)((rows), (K), (dA), (lda), (UpkT) + (long)(k0) * SC_PANEL_UNITS, \
+                                (Kp), SC_OWN_PANELS, (dHp), (H), 0, (H))
 
 /* zero (or set to the bias) columns [c0, c1) of every row of an (rows, ld) array */
 static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bias, int c0, int c1) {
@@ -58,12 +82,13 @@ static void SC_ENTRY(sc_lstm_forward_step)(
 static void SC_ENTRY(sc_lstm_backward_step)(
         int n_threads, int rows, int H, const SC_T *A, const SC_T *C, const SC_T *Cp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ,
-        const SC_T *U, const SC_T *rmask, SC_T *dHp) {
+        const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
     SC_UNITS_BEGIN(n_threads, H)
         SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
         SC_BARRIER
         /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
-        SC_BEST(sc_gemm_bt_block)(rows, 4 * H, dZ, 4 * H, U, 4 * H, dHp, H, j0, j1, 0);
+        SC_ENTRY(sc_fill_columns)(rows, dHp, H, NULL, j0, j1);
+        SC_RECURRENT_GRAD(rows, H, 4 * H, dZ, 4 * H, UpkT, 4 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }
@@ -84,12 +109,13 @@ static void SC_ENTRY(sc_gru_forward_step)(
 static void SC_ENTRY(sc_gru_backward_step)(
         int n_threads, int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
-        const SC_T *U, const SC_T *rmask, SC_T *dHp) {
+        const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
     SC_UNITS_BEGIN(n_threads, H)
         SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
         SC_BARRIER
         /* AH = Hp U + bh  =>  dHp = dAH U^T */
-        SC_BEST(sc_gemm_bt_block)(rows, 3 * H, dAH, 3 * H, U, 3 * H, dHp, H, j0, j1, 0);
+        SC_ENTRY(sc_fill_columns)(rows, dHp, H, NULL, j0, j1);
+        SC_RECURRENT_GRAD(rows, H, 3 * H, dAH, 3 * H, UpkT, 3 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }
@@ -115,17 +141,18 @@ static void SC_ENTRY(sc_gru1_forward_step)(
 
 static void SC_ENTRY(sc_gru1_backward_step)(
         int n_threads, int rows, int H, const SC_T *A, const SC_T *Hin, const SC_T *Hp,
-        const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *U,
+        const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *UpkT,
         const SC_T *rmask, SC_T *dRH, SC_T *dHp) {
     SC_UNITS_BEGIN(n_threads, H)
         SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
         SC_BARRIER
         /* AN = RH U_n  =>  dRH = dAN U_n^T */
-        SC_BEST(sc_gemm_bt_block)(rows, H, dAX + 2 * H, 3 * H, U + 2 * H, 3 * H, dRH, H, j0, j1, 0);
+        SC_ENTRY(sc_fill_columns)(rows, dRH, H, NULL, j0, j1);
+        SC_RECURRENT_GRAD(rows, H, H, dAX + 2 * H, 3 * H, UpkT, 3 * H, 2 * H, dRH);
         SC_BEST(sc_gru1_backward_b_block)(rows, j0, j1, H, A, Hp, dRH, dAX, dHp);
         SC_BARRIER
         /* AZR = Hp U_zr  =>  dHp += dAZR U_zr^T */
-        SC_BEST(sc_gemm_bt_block)(rows, 2 * H, dAX, 3 * H, U, 3 * H, dHp, H, j0, j1, 1);
+        SC_RECURRENT_GRAD(rows, H, 2 * H, dAX, 3 * H, UpkT, 3 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }
@@ -142,13 +169,14 @@ static void SC_ENTRY(sc_rnn_forward_step)(
 
 static void SC_ENTRY(sc_rnn_backward_step)(
         int n_threads, int rows, int H, const SC_T *Hact, const unsigned char *valid,
-        const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *U, const SC_T *rmask,
+        const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *UpkT, const SC_T *rmask,
         SC_T *dHp) {
     SC_UNITS_BEGIN(n_threads, H)
         SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
         SC_BARRIER
         /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
-        SC_BEST(sc_gemm_bt_block)(rows, H, dA, H, U, H, dHp, H, j0, j1, 0);
+        SC_ENTRY(sc_fill_columns)(rows, dHp, H, NULL, j0, j1);
+        SC_RECURRENT_GRAD(rows, H, H, dA, H, UpkT, H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }

@@ -319,50 +319,49 @@ static void SC_NAME(sc_masked_state_block)(
 #define SC_LOADV(p) ({ SC_VEC v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define SC_STOREV(p, v) do { SC_VEC s_ = (v); memcpy((p), &s_, sizeof s_); } while (0)
 
-/* Horizontal sum of a vector's lanes. */
-static inline SC_T SC_NAME(sc_hsum)(SC_VEC v) {
-    SC_T s = 0;
-    for (int l = 0; l < SC_VL; l++) s += v[l];
-    return s;
-}
-
-/* Z[r, zc + j] += sum_k A[r, k] * U_g[k, j] for rows r < rows and units j in panels
- * [p0, p1) of one gate g, U_g coming packed (see sc_pack_recurrent in cells_entry.h): panel p
- * holds units [16p, 16p + 16) of the gate for every k, contiguous, zero past H. Z ld ldz; zc is
- * the gate's first column in Z; units at or past H are neither read nor written.
+/* Z[r, zc + j] += sum_k A[r, k] * M[k, j] for rows r < rows, k < K and units j in panels
+ * [p0, p1), M coming packed (sc_pack_recurrent and sc_pack_recurrent_t in cells_entry.h):
+ * panel p holds units [16p, 16p + 16) for every k, contiguous, zero past H, panels Kp values of
+ * k apart (Kp >= K: a product may use the first K of them). Z ld ldz; zc is the first column in
+ * Z; units at or past H are neither read nor written.
  * Tiles of 4 rows x 16 units stay in registers across the k loop, each loaded piece of U
  * serving 4 rows; single rows take 4 panels at a time so that 8 independent multiply-add
  * chains hide the latency. */
 static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
-                                        const SC_T *Upk, int p0, int p1, SC_T *Z, int ldz,
-                                        int zc, int H) {
-    const int W = 16, NV = 16 / SC_VL;    /* panel width in units and in vectors (2 or 4) */
-    SC_T zbuf[4][16];
+                                        const SC_T *Upk, int Kp, int p0, int p1, SC_T *Z,
+                                        int ldz, int zc, int H) {
+    const int W = 16, NV = 16 / SC_VL;    /* panel width in units and in vectors */
+    enum { PT = SC_TILE_PANELS, TV = SC_TILE_PANELS * 16 / SC_VL };   /* tile: 4 rows x PT panels */
 #define SC_ZROW(r, p) (Z + (long)(r) * ldz + zc + (p) * W)
-#define SC_PANEL(p) (Upk + (long)(p) * K * W)
+#define SC_PANEL(p) (Upk + (long)(p) * Kp * W)
+#define SC_UNITS(p) (H - (p) * W < W ? H - (p) * W : W)     /* units of panel p that exist */
     int r = 0;
     for (; r + 4 <= rows; r += 4)
-        for (int p = p0; p < p1; p++) {
-            int n = H - p * W < W ? H - p * W : W;    /* units of this panel that exist */
-            SC_VEC acc[4][16 / SC_VL];
+        for (int p = p0; p < p1; p += PT) {
+            SC_T zbuf[4][PT * 16];
+            SC_VEC acc[4][TV];
+            const SC_T *u[PT];
+            for (int q = 0; q < PT; q++) u[q] = SC_PANEL(p + q < p1 ? p + q : p);
             for (int i = 0; i < 4; i++) {
                 memset(zbuf[i], 0, sizeof zbuf[i]);
-                memcpy(zbuf[i], SC_ZROW(r + i, p), (size_t)n * sizeof(SC_T));
-                for (int v = 0; v < NV; v++) acc[i][v] = SC_LOADV(zbuf[i] + v * SC_VL);
+                for (int q = 0; q < PT && p + q < p1; q++)
+                    memcpy(zbuf[i] + q * W, SC_ZROW(r + i, p + q), (size_t)SC_UNITS(p + q) * sizeof(SC_T));
+                for (int v = 0; v < TV; v++) acc[i][v] = SC_LOADV(zbuf[i] + v * SC_VL);
             }
-            const SC_T *u = SC_PANEL(p);
             const SC_T *a0 = A + (long)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-            for (int k = 0; k < K; k++, u += W)
-                for (int v = 0; v < NV; v++) {
-                    SC_VEC uv = SC_LOADV(u + v * SC_VL);
-                    acc[0][v] += a0[k] * uv;
-                    acc[1][v] += a1[k] * uv;
-                    acc[2][v] += a2[k] * uv;
-                    acc[3][v] += a3[k] * uv;
-                }
+            for (int k = 0; k < K; k++)
+                for (int q = 0; q < PT; q++)
+                    for (int v = 0; v < NV; v++) {
+                        SC_VEC uv = SC_LOADV(u[q] + (long)k * W + v * SC_VL);
+                        acc[0][q * NV + v] += a0[k] * uv;
+                        acc[1][q * NV + v] += a1[k] * uv;
+                        acc[2][q * NV + v] += a2[k] * uv;
+                        acc[3][q * NV + v] += a3[k] * uv;
+                    }
             for (int i = 0; i < 4; i++) {
-                for (int v = 0; v < NV; v++) SC_STOREV(zbuf[i] + v * SC_VL, acc[i][v]);
-                memcpy(SC_ZROW(r + i, p), zbuf[i], (size_t)n * sizeof(SC_T));
+                for (int v = 0; v < TV; v++) SC_STOREV(zbuf[i] + v * SC_VL, acc[i][v]);
+                for (int q = 0; q < PT && p + q < p1; q++)
+                    memcpy(SC_ZROW(r + i, p + q), zbuf[i] + q * W, (size_t)SC_UNITS(p + q) * sizeof(SC_T));
             }
         }
     for (; r < rows; r++) {
@@ -374,9 +373,8 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
             const SC_T *u[4];
             for (int q = 0; q < 4; q++) {
                 int pq = q < np ? p + q : p;           /* past the end: repeat, not stored */
-                int n = H - pq * W < W ? H - pq * W : W;
                 memset(buf[q], 0, sizeof buf[q]);
-                memcpy(buf[q], SC_ZROW(r, pq), (size_t)n * sizeof(SC_T));
+                memcpy(buf[q], SC_ZROW(r, pq), (size_t)SC_UNITS(pq) * sizeof(SC_T));
                 for (int v = 0; v < NV; v++) acc[q][v] = SC_LOADV(buf[q] + v * SC_VL);
                 u[q] = SC_PANEL(pq);
             }
@@ -387,81 +385,13 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
                         acc[q][v] += ak * SC_LOADV(u[q] + (long)k * W + v * SC_VL);
             }
             for (int q = 0; q < np; q++) {
-                int n = H - (p + q) * W < W ? H - (p + q) * W : W;
                 for (int v = 0; v < NV; v++) SC_STOREV(buf[q] + v * SC_VL, acc[q][v]);
-                memcpy(SC_ZROW(r, p + q), buf[q], (size_t)n * sizeof(SC_T));
+                memcpy(SC_ZROW(r, p + q), buf[q], (size_t)SC_UNITS(p + q) * sizeof(SC_T));
             }
         }
     }
 #undef SC_ZROW
 #undef SC_PANEL
+#undef SC_UNITS
 }
 
-/* out[r, j] (= or +=, by `accumulate`) sum_c A[r, c] * U[j, c] for rows r < rows, j in
- * [j0, j1), c < N: the product with U transposed, as dot products along rows of U.
- * A (rows, N) ld lda; U ld ldu; out ld ldo. Tiles of 4 rows of A x 2 rows of U (8 dot products
- * advancing together, each loaded vector used 2 or 4 times); rows of A left over take 4 rows
- * of U at a time. */
-static void SC_NAME(sc_gemm_bt_block)(int rows, int N, const SC_T *A, int lda, const SC_T *U,
-                                      int ldu, SC_T *out, int ldo, int j0, int j1,
-                                      int accumulate) {
-    int nv = N / SC_VL * SC_VL;
-#define SC_DOT_TAIL(arow, urow) ({ SC_T t_ = 0; for (int cc = nv; cc < N; cc++)               \
-                                   t_ += (arow)[cc] * (urow)[cc]; t_; })
-#define SC_PUT(r, j, value) do { SC_T *o_ = out + (long)(r) * ldo + (j);                     \
-                                 *o_ = accumulate ? *o_ + (value) : (value); } while (0)
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const SC_T *a0 = A + (long)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        for (int j = j0; j < j1; j += 2) {
-            const SC_T *u0 = U + (long)j * ldu;
-            const SC_T *u1 = j + 1 < j1 ? u0 + ldu : u0;     /* odd end: repeat, drop below */
-            SC_VEC s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0};
-            SC_VEC s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
-            for (int cc = 0; cc < nv; cc += SC_VL) {
-                SC_VEC v0 = SC_LOADV(u0 + cc), v1 = SC_LOADV(u1 + cc), x;
-                x = SC_LOADV(a0 + cc); s00 += x * v0; s01 += x * v1;
-                x = SC_LOADV(a1 + cc); s10 += x * v0; s11 += x * v1;
-                x = SC_LOADV(a2 + cc); s20 += x * v0; s21 += x * v1;
-                x = SC_LOADV(a3 + cc); s30 += x * v0; s31 += x * v1;
-            }
-            SC_PUT(r, j, SC_NAME(sc_hsum)(s00) + SC_DOT_TAIL(a0, u0));
-            SC_PUT(r + 1, j, SC_NAME(sc_hsum)(s10) + SC_DOT_TAIL(a1, u0));
-            SC_PUT(r + 2, j, SC_NAME(sc_hsum)(s20) + SC_DOT_TAIL(a2, u0));
-            SC_PUT(r + 3, j, SC_NAME(sc_hsum)(s30) + SC_DOT_TAIL(a3, u0));
-            if (j + 1 < j1) {
-                SC_PUT(r, j + 1, SC_NAME(sc_hsum)(s01) + SC_DOT_TAIL(a0, u1));
-                SC_PUT(r + 1, j + 1, SC_NAME(sc_hsum)(s11) + SC_DOT_TAIL(a1, u1));
-                SC_PUT(r + 2, j + 1, SC_NAME(sc_hsum)(s21) + SC_DOT_TAIL(a2, u1));
-                SC_PUT(r + 3, j + 1, SC_NAME(sc_hsum)(s31) + SC_DOT_TAIL(a3, u1));
-            }
-        }
-    }
-    for (; r < rows; r++) {
-        const SC_T *a0 = A + (long)r * lda;
-        int j = j0;
-        for (; j + 4 <= j1; j += 4) {
-            const SC_T *u0 = U + (long)j * ldu, *u1 = u0 + ldu, *u2 = u1 + ldu, *u3 = u2 + ldu;
-            SC_VEC s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-            for (int cc = 0; cc < nv; cc += SC_VL) {
-                SC_VEC x = SC_LOADV(a0 + cc);
-                s0 += x * SC_LOADV(u0 + cc);
-                s1 += x * SC_LOADV(u1 + cc);
-                s2 += x * SC_LOADV(u2 + cc);
-                s3 += x * SC_LOADV(u3 + cc);
-            }
-            SC_PUT(r, j, SC_NAME(sc_hsum)(s0) + SC_DOT_TAIL(a0, u0));
-            SC_PUT(r, j + 1, SC_NAME(sc_hsum)(s1) + SC_DOT_TAIL(a0, u1));
-            SC_PUT(r, j + 2, SC_NAME(sc_hsum)(s2) + SC_DOT_TAIL(a0, u2));
-            SC_PUT(r, j + 3, SC_NAME(sc_hsum)(s3) + SC_DOT_TAIL(a0, u3));
-        }
-        for (; j < j1; j++) {
-            const SC_T *u0 = U + (long)j * ldu;
-            SC_VEC s0 = {0};
-            for (int cc = 0; cc < nv; cc += SC_VL) s0 += SC_LOADV(a0 + cc) * SC_LOADV(u0 + cc);
-            SC_PUT(r, j, SC_NAME(sc_hsum)(s0) + SC_DOT_TAIL(a0, u0));
-        }
-    }
-#undef SC_DOT_TAIL
-#undef SC_PUT
-}

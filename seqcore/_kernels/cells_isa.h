@@ -24,22 +24,39 @@ static void SC_CAT(sc_tanh_array, _f64, SC_ISA)(const double *x, double *out, in
     for (int j = 0; j < n; j++) out[j] = tanh(x[j]);
 }
 
+/* Vector width for the matrix products: 16 floats where AVX-512 has 32 registers for them
+ * (tiles of 4 rows x 2 panels), 8 elsewhere (4 rows x 1 panel, within AVX2's 16 registers). */
 #define SC_T float
+#if SC_WIDE
+#define SC_VEC sc_v16f
+#define SC_VL 16
+#define SC_TILE_PANELS 2
+#else
 #define SC_VEC sc_v8f
 #define SC_VL 8
+#define SC_TILE_PANELS 1
+#endif
 #define SC_NAME(name) SC_CAT(name, _f32, SC_ISA)
 #include "cells_impl.h"
 #undef SC_T
 #undef SC_VEC
 #undef SC_VL
 #undef SC_NAME
+#undef SC_TILE_PANELS
 
 #define SC_T double
+#define SC_TILE_PANELS 1
+#if SC_WIDE
+#define SC_VEC sc_v8d
+#define SC_VL 8
+#else
 #define SC_VEC sc_v4d
 #define SC_VL 4
+#endif
 #define SC_NAME(name) SC_CAT(name, _f64, SC_ISA)
 #include "cells_impl.h"
 #undef SC_T
 #undef SC_VEC
 #undef SC_VL
 #undef SC_NAME
+#undef SC_TILE_PANELS

@@ -8,15 +8,19 @@ recurrent one (reset_after=True only; None otherwise). Notation follows seqcore/
 Per step, reset_after=True:  AH = Hp U + bh (one GEMM), then one fused pass.
             reset_after=False: AZR = Hp U_zr (GEMM), gates pass (z, r, RH = r * Hp),
                                AN = RH U_n (GEMM), state pass.
+
+Threads: every function ends with n_threads (the OpenMP threads that split the GEMMs around
+the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and step_threads
+(the threads that share each time step; 1 when a step is too small to be worth splitting).
 """
 from cython cimport floating
 
 from .blas cimport gemm_threads
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
-                     gru_forward_step, masked_state, pack_recurrent, sc_ftz_enter, sc_ftz_exit,
-                     u8)
+                     gru_forward_step, masked_state, pack_recurrent, pack_recurrent_t,
+                     sc_ftz_enter, sc_ftz_exit, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec,
-                    project_steps, step_threads, time_index)
+                    project_steps, time_index)
 
 
 cdef inline void recurrent_step(bint reset_after, int nt, int B, int H, const floating* Upk,
@@ -25,7 +29,8 @@ cdef inline void recurrent_step(bint reset_after, int nt, int B, int H, const fl
                                 floating* work_a, floating* work_b) noexcept nogil:
     """One step after the input projection: the recurrent product(s) and the fused pass(es).
 
-    Hp: state as the recurrent product sees it; Upk: the packed recurrent kernel. store: training keeps AH's n block
+    Hp: state as the recurrent product sees it; Upk: the packed recurrent kernel.
+    store: training keeps AH's n block
     (reset_after) or RH (reset_after=False) for this step there, or NULL in inference.
     work_a (B, 3H): AH, or AZR (B, 2H) followed by AN (B, H); work_b (B, H): RH when not stored.
     """
@@ -43,7 +48,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] HIN,
                      floating[:, :, ::1] HP, floating[:, :, ::1] STORE,
                      floating[:, :, ::1] XD, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                     floating[::1] Upk, int n_threads):
+                     floating[::1] Upk, int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U; bias_x, bias_h (3H,) or None; h (B, H) initial state, overwritten
@@ -60,7 +65,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* bx = opt_vec(bias_x)
     cdef floating* bh = opt_vec(bias_h)
     cdef floating* Hp
-    cdef int nt = step_threads(B, 3, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
@@ -85,7 +90,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] recurrent_mask, bint reverse, bint reset_after,
                       floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] XD,
                       floating[:, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                      floating[::1] Upk, int n_threads):
+                      floating[::1] Upk, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (B, H),
     work_a (B, 3H), work_b (B, H), Upk: workspaces."""
@@ -96,7 +101,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* bx = opt_vec(bias_x)
     cdef floating* bh = opt_vec(bias_h)
     cdef floating* y
-    cdef int nt = step_threads(B, 3, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
@@ -124,12 +129,13 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
              floating[:, :, ::1] HP, floating[:, :, ::1] STORE, floating[:, :, ::1] XD,
              floating[:, :, ::1] dAX, floating[:, :, ::1] dAH, floating[:, ::1] dHp,
              floating[:, ::1] dRH, floating[:, :, ::1] dX, floating[:, ::1] dW,
-             floating[:, ::1] dU, floating[::1] db_x, floating[::1] db_h, int n_threads):
+             floating[:, ::1] dU, floating[::1] db_x, floating[::1] db_h, floating[::1] UpkT,
+             int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dAX (T, B, 3H);
-    dAH (T, B, 3H) (reset_after, else None); dHp, dRH (B, H). Out: dX (T, B, I), dW (I, 3H),
+    dAH (T, B, 3H) (reset_after, else None); dHp, dRH (B, H); UpkT (U^T packed). Out: dX (T, B, I), dW (I, 3H),
     dU (H, 3H), db_x (3H,) and db_h (3H,) (reset_after), each None when there is no bias.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
@@ -138,36 +144,36 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef const floating* dy
-    cdef const floating* U0 = &U[0, 0]
-    cdef int nt = step_threads(B, 3, H, n_threads)
+    cdef int nt = step_threads
     cdef long TB = <long>T * B
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
+        pack_recurrent_t(H, 3, &U[0, 0], 3 * H, &UpkT[0])
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             dy = &dY[t, 0, 0]
             if reset_after:
                 gru_backward_step(nt, B, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
-                                  &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], &dAH[t, 0, 0], U0,
-                                  rmask, &dHp[0, 0])
+                                  &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], &dAH[t, 0, 0],
+                                  &UpkT[0], rmask, &dHp[0, 0])
             else:
                 gru1_backward_step(nt, B, H, &AX[t, 0, 0], &HIN[t, 0, 0], HPall + <long>t * B * H,
-                                   &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], U0, rmask,
+                                   &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], &UpkT[0], rmask,
                                    &dRH[0, 0], &dHp[0, 0])
 
-        gemm_threads(n_threads, True, False, I, 3 * H, T * B, <floating>1, X, I, &dAX[0, 0, 0], 3 * H,
-             <floating>0, &dW[0, 0], 3 * H)
+        gemm_threads(n_threads, True, False, I, 3 * H, T * B, <floating>1, X, I, &dAX[0, 0, 0],
+                     3 * H, <floating>0, &dW[0, 0], 3 * H)
         if reset_after:
-            gemm_threads(n_threads, True, False, H, 3 * H, T * B, <floating>1, HPall, H, &dAH[0, 0, 0], 3 * H,
-                 <floating>0, &dU[0, 0], 3 * H)
+            gemm_threads(n_threads, True, False, H, 3 * H, T * B, <floating>1, HPall, H,
+                         &dAH[0, 0, 0], 3 * H, <floating>0, &dU[0, 0], 3 * H)
             if db_h is not None:
                 add_col_sums(TB, 3 * H, &dAH[0, 0, 0], 3 * H, &db_h[0])
         else:
-            gemm_threads(n_threads, True, False, H, 2 * H, T * B, <floating>1, HPall, H, &dAX[0, 0, 0], 3 * H,
-                 <floating>0, &dU[0, 0], 3 * H)
-            gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &STORE[0, 0, 0], H, &dAX[0, 0, 2 * H],
-                 3 * H, <floating>0, &dU[0, 2 * H], 3 * H)
+            gemm_threads(n_threads, True, False, H, 2 * H, T * B, <floating>1, HPall, H,
+                         &dAX[0, 0, 0], 3 * H, <floating>0, &dU[0, 0], 3 * H)
+            gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &STORE[0, 0, 0], H,
+                         &dAX[0, 0, 2 * H], 3 * H, <floating>0, &dU[0, 2 * H], 3 * H)
         if db_x is not None:
             add_col_sums(TB, 3 * H, &dAX[0, 0, 0], 3 * H, &db_x[0])
         input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])

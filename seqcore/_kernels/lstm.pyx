@@ -4,12 +4,16 @@ Numerics only: seqcore.ops validates every argument and allocates every buffer; 
 trust their inputs and release the GIL for the whole time loop. Arrays are C-contiguous,
 time-major, in the Keras layout (kernel (I, 4H), recurrent_kernel (H, 4H), gates i, f, c, o).
 Notation and cache contents follow seqcore/reference/lstm.py.
+
+Threads: every function ends with n_threads (the OpenMP threads that split the GEMMs around
+the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and step_threads
+(the threads that share each time step; 1 when a step is too small to be worth splitting).
 """
 from cython cimport floating
 from .blas cimport gemm_threads
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, pack_recurrent,
-                     sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps, step_threads,
+                     pack_recurrent_t, sc_ftz_enter, sc_ftz_exit, u8)
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps,
                     time_index)
 
 
@@ -18,7 +22,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      const u8[:, ::1] mask, floating[:, ::1] input_mask,
                      floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                      floating[:, :, ::1] Z, floating[:, :, ::1] C, floating[:, :, ::1] HP,
-                     floating[:, :, ::1] XD, floating[::1] Upk, int n_threads):
+                     floating[:, :, ::1] XD, floating[::1] Upk, int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (4H,) or None; h, c (B, H) initial state, overwritten with the
@@ -33,7 +37,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* b = opt_vec(bias)
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
-    cdef int nt = step_threads(B, 4, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
@@ -52,7 +56,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                       floating[:, :, ::1] Z, floating[:, :, ::1] XD, floating[:, ::1] Hp,
-                      floating[::1] Upk, int n_threads):
+                      floating[::1] Upk, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward.
 
     The input projection runs in chunks of Z.shape[0] steps, so memory does not grow with T
@@ -65,7 +69,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* y
-    cdef int nt = step_threads(B, 4, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
@@ -92,12 +96,13 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
              floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Z,
              floating[:, :, ::1] C, floating[:, :, ::1] HP, floating[:, :, ::1] XD,
              floating[:, :, ::1] dZ, floating[:, ::1] dHp, floating[:, :, ::1] dX,
-             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, int n_threads):
+             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, floating[::1] UpkT,
+             int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh, dc (B, H): gradients w.r.t. the final state, overwritten with
     those w.r.t. the initial state; x, W, U, c0 (initial cell state), masks, reverse and the
-    forward's Z, C, HP, XD. Workspaces: dZ (T, B, 4H), dHp (B, H). Out: dX (T, B, I),
+    forward's Z, C, HP, XD. Workspaces: dZ (T, B, 4H), dHp (B, H), UpkT (U^T packed). Out: dX (T, B, I),
     dW (I, 4H), dU (H, 4H), db (4H,) or None.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
@@ -106,21 +111,22 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef floating* rmask = opt(recurrent_mask)
     cdef const floating* dy
     cdef const floating* Cp
-    cdef int nt = step_threads(B, 4, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
+        pack_recurrent_t(H, 4, &U[0, 0], 4 * H, &UpkT[0])
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             Cp = &C[time_index(s - 1, T, reverse), 0, 0] if s > 0 else &c0[0, 0]
             dy = &dY[t, 0, 0]
             lstm_backward_step(nt, B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
-                               &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], &U[0, 0], rmask, &dHp[0, 0])
+                               &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], &UpkT[0], rmask, &dHp[0, 0])
         # the weight gradients over all steps at once
-        gemm_threads(n_threads, True, False, I, 4 * H, T * B, <floating>1, X, I, &dZ[0, 0, 0], 4 * H,
-             <floating>0, &dW[0, 0], 4 * H)
-        gemm_threads(n_threads, True, False, H, 4 * H, T * B, <floating>1, &HP[0, 0, 0], H, &dZ[0, 0, 0], 4 * H,
-             <floating>0, &dU[0, 0], 4 * H)
+        gemm_threads(n_threads, True, False, I, 4 * H, T * B, <floating>1, X, I, &dZ[0, 0, 0],
+                     4 * H, <floating>0, &dW[0, 0], 4 * H)
+        gemm_threads(n_threads, True, False, H, 4 * H, T * B, <floating>1, &HP[0, 0, 0], H,
+                     &dZ[0, 0, 0], 4 * H, <floating>0, &dU[0, 0], 4 * H)
         if db is not None:
             add_col_sums(<long>T * B, 4 * H, &dZ[0, 0, 0], 4 * H, &db[0])
         input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])

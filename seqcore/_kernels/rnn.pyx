@@ -4,13 +4,17 @@ backward.
 Numerics only: seqcore.ops validates every argument and allocates every buffer. Arrays are
 C-contiguous, time-major, in the Keras layout (kernel (I, H), recurrent_kernel (H, H)).
 Notation follows seqcore/reference/rnn.py.
+
+Threads: every function ends with n_threads (the OpenMP threads that split the GEMMs around
+the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and step_threads
+(the threads that share each time step; 1 when a step is too small to be worth splitting).
 """
 from cython cimport floating
 
 from .blas cimport gemm_threads
-from .cells cimport (masked_state, pack_recurrent, rnn_backward_step, rnn_forward_step,
-                     sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps, step_threads,
+from .cells cimport (masked_state, pack_recurrent, pack_recurrent_t, rnn_backward_step,
+                     rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps,
                     time_index)
 
 
@@ -19,7 +23,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                      bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
                      floating[:, :, ::1] HP, floating[:, :, ::1] XD, floating[::1] Upk,
-                     int n_threads):
+                     int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (H,) or None; h (B, H) initial state, overwritten with the final
@@ -31,12 +35,13 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef const floating* X = &x[0, 0, 0]
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
-    cdef int nt = step_threads(B, 1, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
         pack_recurrent(H, 1, &U[0, 0], H, &Upk[0])
-        project_steps(n_threads, T, B, I, H, X, dmask, opt3(XD), &W[0, 0], opt_vec(bias), &A[0, 0, 0])
+        project_steps(n_threads, T, B, I, H, X, dmask, opt3(XD), &W[0, 0], opt_vec(bias),
+                      &A[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
             masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
@@ -50,7 +55,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                       bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
                       floating[:, :, ::1] XD, floating[:, ::1] Hp, floating[::1] Upk,
-                      int n_threads):
+                      int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     A.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None and
     Hp (B, H), Upk: workspaces."""
@@ -59,7 +64,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* y
-    cdef int nt = step_threads(B, 1, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
@@ -67,8 +72,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
-            project_steps(n_threads, n, B, I, H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], opt_vec(bias),
-                          &A[0, 0, 0])
+            project_steps(n_threads, n, B, I, H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0],
+                          opt_vec(bias), &A[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
                 masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
@@ -84,31 +89,33 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
              floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask, bint reverse,
              bint relu, floating[:, :, ::1] A, floating[:, :, ::1] HP, floating[:, :, ::1] XD,
              floating[:, :, ::1] dA, floating[:, ::1] dHp, floating[:, :, ::1] dX,
-             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, int n_threads):
+             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, floating[::1] UpkT,
+             int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dA (T, B, H),
-    dHp (B, H). Out: dX (T, B, I), dW (I, H), dU (H, H), db (H,) or None.
+    dHp (B, H), UpkT (U^T packed). Out: dX (T, B, I), dW (I, H), dU (H, H), db (H,) or None.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &XD[0, 0, 0] if XD is not None else &x[0, 0, 0]
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef const floating* dy
-    cdef int nt = step_threads(B, 1, H, n_threads)
+    cdef int nt = step_threads
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
+        pack_recurrent_t(H, 1, &U[0, 0], H, &UpkT[0])
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             dy = &dY[t, 0, 0]
             rnn_backward_step(nt, B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0],
-                              relu, &U[0, 0], rmask, &dHp[0, 0])
-        gemm_threads(n_threads, True, False, I, H, T * B, <floating>1, X, I, &dA[0, 0, 0], H, <floating>0,
-             &dW[0, 0], H)
-        gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &HP[0, 0, 0], H, &dA[0, 0, 0], H,
-             <floating>0, &dU[0, 0], H)
+                              relu, &UpkT[0], rmask, &dHp[0, 0])
+        gemm_threads(n_threads, True, False, I, H, T * B, <floating>1, X, I, &dA[0, 0, 0], H,
+                     <floating>0, &dW[0, 0], H)
+        gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &HP[0, 0, 0], H,
+                     &dA[0, 0, 0], H, <floating>0, &dU[0, 0], H)
         if db is not None:
             add_col_sums(<long>T * B, H, &dA[0, 0, 0], H, &db[0])
         input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])

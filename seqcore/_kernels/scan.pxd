@@ -1,16 +1,10 @@
-# What the one-direction scans of every cell share: the time order, the split of a step's
-# time step over threads, and the GEMMs hoisted out of the time loop (input projection
-# before it; weight, bias and input gradients after it). DESIGN.md section 3.
+# What the one-direction scans of every cell share: the time order, optional arguments, and the
+# GEMMs hoisted out of the time loop (input projection before it; weight, bias and input
+# gradients after it). DESIGN.md section 3.
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from .blas cimport gemm_threads
-
-# Below this much work per step (multiply-adds of the recurrent product, rows * G*H * H) a
-# fork/join of the thread team costs more than splitting the step saves. Measured with
-# bench/threshold.py.
-cdef enum:
-    STEP_PARALLEL_MIN = 65536
 
 
 cdef inline floating* opt(floating[:, ::1] a) noexcept nogil:
@@ -28,13 +22,6 @@ cdef inline int time_index(int s, int T, bint reverse) noexcept nogil:
     return T - 1 - s if reverse else s
 
 
-cdef inline int step_threads(int rows, int gates, int H, int n_threads) noexcept nogil:
-    """How many threads share a time step (each takes a block of at least 16 hidden units)."""
-    if n_threads <= 1 or <long>rows * gates * H * H < STEP_PARALLEL_MIN:
-        return 1
-    return max(1, min(n_threads, H // 16))
-
-
 cdef inline void project_inputs(int n_threads, int rows, int I, int N, const floating* X,
                                 const floating* W, const floating* bias,
                                 floating* out) noexcept nogil:
@@ -43,9 +30,11 @@ cdef inline void project_inputs(int n_threads, int rows, int I, int N, const flo
     if bias != NULL:
         for r in range(rows):
             memcpy(out + r * N, bias, N * sizeof(floating))
-        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>1, out, N)
+        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>1,
+                     out, N)
     else:
-        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>0, out, N)
+        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>0,
+                     out, N)
 
 
 cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:
