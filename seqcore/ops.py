@@ -114,8 +114,9 @@ def _check_backward(cache, d_outputs, d_finals, names):
 
 # A time step is split over threads only when its recurrent product has at least this many
 # multiply-adds (rows * G*H * H): below, a fork/join of the team costs more than it saves.
-# Measured with bench/threshold.py.
-_STEP_PARALLEL_MIN = 1 << 16
+# bench/threshold.py, 2 threads, 2026-11-21: split/serial time 0.76-0.81 at 2e5-4e6
+# (B=1, H=256 and up), 0.89-1.06 around 2.6e5 (B=4..16, H=64..128), 1.1-1.6 below 1e5.
+_STEP_PARALLEL_MIN = 1 << 18
 
 
 def _run(kernel, step_shape, *args):
