@@ -342,11 +342,19 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
             SC_VEC acc[4][TV];
             const SC_T *u[PT];
             for (int q = 0; q < PT; q++) u[q] = SC_PANEL(p + q < p1 ? p + q : p);
+            /* a whole tile of existing units is read and written in place; an edge tile
+             * goes through zbuf so that nothing past the last unit is touched */
+            int whole = p + PT <= p1 && (p + PT) * W <= H;
             for (int i = 0; i < 4; i++) {
-                memset(zbuf[i], 0, sizeof zbuf[i]);
-                for (int q = 0; q < PT && p + q < p1; q++)
-                    memcpy(zbuf[i] + q * W, SC_ZROW(r + i, p + q), (size_t)SC_UNITS(p + q) * sizeof(SC_T));
-                for (int v = 0; v < TV; v++) acc[i][v] = SC_LOADV(zbuf[i] + v * SC_VL);
+                const SC_T *src = SC_ZROW(r + i, p);
+                if (!whole) {
+                    memset(zbuf[i], 0, sizeof zbuf[i]);
+                    for (int q = 0; q < PT && p + q < p1; q++)
+                        memcpy(zbuf[i] + q * W, SC_ZROW(r + i, p + q),
+                               (size_t)SC_UNITS(p + q) * sizeof(SC_T));
+                    src = zbuf[i];
+                }
+                for (int v = 0; v < TV; v++) acc[i][v] = SC_LOADV(src + v * SC_VL);
             }
             const SC_T *a0 = A + (long)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
             for (int k = 0; k < K; k++)
@@ -359,9 +367,12 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
                         acc[3][q * NV + v] += a3[k] * uv;
                     }
             for (int i = 0; i < 4; i++) {
-                for (int v = 0; v < TV; v++) SC_STOREV(zbuf[i] + v * SC_VL, acc[i][v]);
-                for (int q = 0; q < PT && p + q < p1; q++)
-                    memcpy(SC_ZROW(r + i, p + q), zbuf[i] + q * W, (size_t)SC_UNITS(p + q) * sizeof(SC_T));
+                SC_T *dst = whole ? SC_ZROW(r + i, p) : zbuf[i];
+                for (int v = 0; v < TV; v++) SC_STOREV(dst + v * SC_VL, acc[i][v]);
+                if (!whole)
+                    for (int q = 0; q < PT && p + q < p1; q++)
+                        memcpy(SC_ZROW(r + i, p + q), zbuf[i] + q * W,
+                               (size_t)SC_UNITS(p + q) * sizeof(SC_T));
             }
         }
     for (; r < rows; r++) {
