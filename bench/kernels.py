@@ -165,11 +165,25 @@ def main(argv=None):
                           f"| {row['seqcore_gflops']:.1f} | {row['torch_gflops']:.1f} "
                           f"| {row['speedup']:.2f} |", flush=True)
     speedups = [r["speedup"] for r in rows]
-    print(f"\ngeometric mean speed-up vs torch: {np.exp(np.mean(np.log(speedups))):.2f}; "
-          f"slowest row: {min(speedups):.2f}")
+    summary = (f"geometric mean speed-up vs torch: {np.exp(np.mean(np.log(speedups))):.2f}; "
+               f"slowest row: {min(speedups):.2f}")
+    print("\n" + summary)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"machine": facts, "rows": rows}, f, indent=1)
+    with open(args.out + ".md", "w") as f:
+        f.write(f"seqcore {facts['seqcore']} vs torch {facts['torch']}, float32, "
+                f"{facts['cores']} cores, SIMD {facts['simd']}, BLAS "
+                + ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
+                            for b in facts["blas"])
+                + f"; unset: {facts['unset_env'] or 'nothing'}\n\n")
+        f.write(header + "\n|" + "---|" * 9 + "\n")
+        for r in rows:
+            f.write(f"| {r['cell']} | {r['mode']} | {', '.join(map(str, r['shape']))} "
+                    f"| {r['threads']} | {r['seqcore_ms']:.3f} | {r['torch_ms']:.3f} "
+                    f"| {r['seqcore_gflops']:.1f} | {r['torch_gflops']:.1f} "
+                    f"| {r['speedup']:.2f} |\n")
+        f.write("\n" + summary + "\n")
 
 
 if __name__ == "__main__":
