@@ -55,13 +55,16 @@ def test_kernel_matches_reference(variant, options, shape, dtype):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("threads", [1, 2])
-def test_kernel_matches_reference_when_threads_split_the_step(variant, threads):
-    """Large enough that the pointwise pass is split over threads (B * G * H >= 8192)."""
+@pytest.mark.parametrize("B,H", [(16, 520), (70, 40)])
+def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, B, H):
+    """Large enough that each step is split over threads (B * G*H * H >= ops._STEP_PARALLEL_MIN)
+    and the GEMMs around the loop by rows or columns; H = 40 leaves the second thread a block
+    narrower than a panel."""
     before = seqcore.get_num_threads()
     seqcore.set_num_threads(threads)
     try:
         for dtype in (np.float32, np.float64):
-            compare_with_reference(make_problem(variant, 4, 16, 8, 520, dtype=dtype, mask=True,
+            compare_with_reference(make_problem(variant, 4, B, 8, H, dtype=dtype, mask=True,
                                                 dropout=True, initial=True, scale=0.1))
     finally:
         seqcore.set_num_threads(before)
