@@ -157,7 +157,7 @@ static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
 #define SC_BARRIER _Pragma("omp barrier")
 
 /* Copy / zero units [j0, j1) of a row; dst may be NULL (an optional output). Macros for the
- * same reason as the activations: they expand inside each target_clones clone. */
+ * same reason as the activations: they expand inside each instruction-set region. */
 #define SC_COPY_UNITS(dst, src, j0, j1)                                                   \
     do { if ((dst) && (j1) > (j0))                                                        \
         memcpy((dst) + (j0), (src) + (j0), (size_t)((j1) - (j0)) * sizeof(*(dst))); } while (0)
