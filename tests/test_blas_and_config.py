@@ -54,3 +54,24 @@ def test_cli_info_prints_blas_and_threads():
     out = subprocess.run([sys.executable, "-m", "seqcore", "info"], capture_output=True,
                          text=True, check=True).stdout
     assert "BLAS:" in out and "threads:" in out and "SIMD path:" in out
+
+
+def test_kernel_calls_restore_the_blas_thread_count():
+    """A multi-threaded kernel call holds our BLAS at one thread (its own threads split the
+    GEMMs); afterwards, and after calls from several Python threads at once, the count is back."""
+    from concurrent.futures import ThreadPoolExecutor
+    from seqcore import ops
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 16, 32)).astype(np.float32)
+    W = rng.standard_normal((32, 4 * 64)).astype(np.float32) * 0.1
+    U = rng.standard_normal((64, 4 * 64)).astype(np.float32) * 0.1
+    before = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(2)
+        seqcore.ops.lstm_forward(x, W, U, None)
+        assert blas.get_num_threads() == 2 and seqcore.get_num_threads() == 2
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: ops.lstm_forward(x, W, U, None), range(8)))
+        assert blas.get_num_threads() == 2
+    finally:
+        seqcore.set_num_threads(before)
