@@ -131,10 +131,13 @@ def _run(kernel, step_shape, *args):
         kernel(*args, n_threads, step_threads)
 
 
-def _packed_kernel(H, gates, dtype):
-    """Workspace for the recurrent kernel (or its transpose) packed in panels of 16 units
-    (cells_entry.h)."""
-    return np.empty(gates * -(-H // 16) * H * 16, dtype)
+def _packed_workspace(I, H, gates, dtype):
+    """Workspace for the weights packed in panels of 16 units (cells_entry.h): forward, U then W;
+    backward, U^T then W^T. The forward needs G*ceil(H/16)*16*(H + I) values, the backward
+    G*H*16*(ceil(H/16) + ceil(I/16)); one size serves both."""
+    forward = gates * -(-H // 16) * 16 * (H + I)
+    backward = gates * H * 16 * (-(-H // 16) + -(-I // 16))
+    return np.empty(max(forward, backward), dtype)
 
 
 def lengths_to_mask(lengths, T):
@@ -205,7 +208,8 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     if not training:
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
-        _run(_lstm.forward_inference, (B, 4, H), *args, Y, Z, XD, Hp, _packed_kernel(H, 4, dtype))
+        _run(_lstm.forward_inference, (B, 4, H), *args, Y, Z, XD, Hp,
+             _packed_workspace(I, H, 4, dtype))
         return Y, h, c, None
     c0 = c.copy()
     Y = np.empty((T, B, H), dtype)
@@ -213,7 +217,8 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     C = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _run(_lstm.forward_training, (B, 4, H), *args, Y, Z, C, HP, XD, _packed_kernel(H, 4, dtype))
+    _run(_lstm.forward_training, (B, 4, H), *args, Y, Z, C, HP, XD,
+         _packed_workspace(I, H, 4, dtype))
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
     return Y, h, c, cache
 
@@ -235,7 +240,7 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     _run(_lstm.backward, (B, 4, H), dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
          a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
          a["XD"], np.empty((T, B, 4 * H), dtype), np.empty((B, H), dtype), dX, dW, dU, db,
-         _packed_kernel(H, 4, dtype))
+         _packed_workspace(I, H, 4, dtype))
     return dX, dW, dU, db, dh, dc
 
 
@@ -270,7 +275,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
         _run(_gru.forward_inference, (B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
-             _packed_kernel(H, 3, dtype))
+             _packed_workspace(I, H, 3, dtype))
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     AX = np.empty((T, B, 3 * H), dtype)
@@ -279,7 +284,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     STORE = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
     _run(_gru.forward_training, (B, 3, H), *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
-         _packed_kernel(H, 3, dtype))
+         _packed_workspace(I, H, 3, dtype))
     cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
     return Y, h, cache
 
@@ -307,7 +312,7 @@ def gru_backward(d_outputs, d_h_n, cache):
          a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"], a["HIN"],
          a["HP"], a["STORE"], a["XD"], np.empty((T, B, 3 * H), dtype), dAH,
          np.empty((B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
-         _packed_kernel(H, 3, dtype))
+         _packed_workspace(I, H, 3, dtype))
     return dX, dW, dU, db, dh
 
 
@@ -339,13 +344,15 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
-        _run(_rnn.forward_inference, (B, 1, H), *args, Y, A, XD, Hp, _packed_kernel(H, 1, dtype))
+        _run(_rnn.forward_inference, (B, 1, H), *args, Y, A, XD, Hp,
+             _packed_workspace(I, H, 1, dtype))
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     A = np.empty((T, B, H), dtype)
     HP = np.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else np.empty((T, B, I), dtype)
-    _run(_rnn.forward_training, (B, 1, H), *args, Y, A, HP, XD, _packed_kernel(H, 1, dtype))
+    _run(_rnn.forward_training, (B, 1, H), *args, Y, A, HP, XD,
+         _packed_workspace(I, H, 1, dtype))
     return Y, h, dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
 
 
@@ -366,5 +373,5 @@ def rnn_backward(d_outputs, d_h_n, cache):
     _run(_rnn.backward, (B, 1, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
          a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"], a["XD"],
          np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db,
-         _packed_kernel(H, 1, dtype))
+         _packed_workspace(I, H, 1, dtype))
     return dX, dW, dU, db, dh

@@ -13,10 +13,14 @@ cdef extern from "cells.h" nogil:
     void sc_sigmoid_array_f32(const float* x, float* out, int n)
     void sc_tanh_array_f32(const float* x, float* out, int n)
 
-    void sc_pack_recurrent_f32(int, int, const float*, int, float*)
-    void sc_pack_recurrent_f64(int, int, const double*, int, double*)
-    void sc_pack_recurrent_t_f32(int, int, const float*, int, float*)
-    void sc_pack_recurrent_t_f64(int, int, const double*, int, double*)
+    void sc_pack_panels_f32(int, int, int, const float*, int, float*)
+    void sc_pack_panels_f64(int, int, int, const double*, int, double*)
+    void sc_pack_panels_t_f32(int, int, const float*, int, float*)
+    void sc_pack_panels_t_f64(int, int, const double*, int, double*)
+    void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int,
+                               const float*, int, float*, int)
+    void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int,
+                               const double*, int, double*, int)
     void sc_lstm_forward_step_f32(int, int, int, const float*, const float*, float*, float*,
                                   float*, const u8*, float*, float*)
     void sc_lstm_forward_step_f64(int, int, int, const double*, const double*, double*, double*,
@@ -59,20 +63,29 @@ cdef extern from "cells.h" nogil:
     void sc_masked_state_f64(int, int, const double*, const double*, double*)
 
 
-cdef inline void pack_recurrent(int H, int G, const floating* U, int ldu,
-                                floating* Upk) noexcept nogil:
+cdef inline void pack_panels(int K, int H, int G, const floating* M, int ldm,
+                             floating* Mpk) noexcept nogil:
     if floating is float:
-        sc_pack_recurrent_f32(H, G, U, ldu, Upk)
+        sc_pack_panels_f32(K, H, G, M, ldm, Mpk)
     else:
-        sc_pack_recurrent_f64(H, G, U, ldu, Upk)
+        sc_pack_panels_f64(K, H, G, M, ldm, Mpk)
 
 
-cdef inline void pack_recurrent_t(int H, int G, const floating* U, int ldu,
-                                  floating* UpkT) noexcept nogil:
+cdef inline void pack_panels_t(int J, int K, const floating* M, int ldm,
+                               floating* MpkT) noexcept nogil:
     if floating is float:
-        sc_pack_recurrent_t_f32(H, G, U, ldu, UpkT)
+        sc_pack_panels_t_f32(J, K, M, ldm, MpkT)
     else:
-        sc_pack_recurrent_t_f64(H, G, U, ldu, UpkT)
+        sc_pack_panels_t_f64(J, K, M, ldm, MpkT)
+
+
+cdef inline void project_packed(int n_threads, int rows, int K, const floating* X, int ldx,
+                                const floating* Mpk, int G, int H, const floating* bias, int init,
+                                floating* Z, int ldz) noexcept nogil:
+    if floating is float:
+        sc_project_packed_f32(n_threads, rows, K, X, ldx, Mpk, G, H, bias, init, Z, ldz)
+    else:
+        sc_project_packed_f64(n_threads, rows, K, X, ldx, Mpk, G, H, bias, init, Z, ldz)
 
 
 cdef inline void lstm_forward_step(int n_threads, int rows, int H, const floating* Hp,

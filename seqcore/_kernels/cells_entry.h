@@ -5,25 +5,34 @@
  * that need every unit's result from the phase before are separated by a barrier. Each block
  * runs the variant compiled for this CPU (SC_BEST). Arguments as in cells_impl.h, plus:
  *   Hp   state entering the step as the recurrent product sees it (B, H)
- *   Upk  recurrent kernel U (H, G*H) packed by sc_pack_recurrent (forward)
- *   UpkT its transpose packed by sc_pack_recurrent_t (backward)
+ *   Upk  recurrent kernel U (H, G*H) packed by sc_pack_panels (forward)
+ *   UpkT its transpose packed by sc_pack_panels_t (backward)
  *   rmask recurrent dropout mask (B, H) or NULL; dHp, dRH: (B, H) workspaces */
 
 /* Units per panel of a packed recurrent kernel; blocks of units given to threads are multiples
  * of it (sc_unit_block). */
 #define SC_PANEL_UNITS 16
 
-/* Pack U (H, G*H), ld ldu, for sc_gemm_acc_packed: gate by gate, panels of 16 units, each panel
- * holding its units' columns for every k contiguously (k-major), zero past H. Upk has room
- * for G * ceil(H/16) * H * 16 values. Done once per call, so every step streams U in order. */
-static void SC_ENTRY(sc_pack_recurrent)(int H, int G, const SC_T *U, int ldu, SC_T *Upk) {
+/* zero (or set to the bias) columns [c0, c1) of every row of an (rows, ld) array */
+static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bias, int c0, int c1) {
+    for (int r = 0; r < rows; r++) {
+        if (bias) memcpy(X + (long)r * ld + c0, bias + c0, (size_t)(c1 - c0) * sizeof(SC_T));
+        else memset(X + (long)r * ld + c0, 0, (size_t)(c1 - c0) * sizeof(SC_T));
+    }
+}
+
+/* Pack M (K, G*H), ld ldm, for sc_gemm_acc_packed: gate by gate, panels of 16 units, each
+ * panel holding its units' columns for every k < K contiguously (k-major), zero past H. Mpk
+ * has room for G * ceil(H/16) * K * 16 values. Used for U (K = H) and W (K = I), once per call,
+ * so that every product streams its matrix in order. */
+static void SC_ENTRY(sc_pack_panels)(int K, int H, int G, const SC_T *M, int ldm, SC_T *Mpk) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
     for (int g = 0; g < G; g++)
         for (int p = 0; p < P; p++) {
-            SC_T *dst = Upk + ((long)g * P + p) * H * SC_PANEL_UNITS;
+            SC_T *dst = Mpk + ((long)g * P + p) * K * SC_PANEL_UNITS;
             int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
-            for (int k = 0; k < H; k++) {
-                memcpy(dst + (long)k * SC_PANEL_UNITS, U + (long)k * ldu + g * H + j,
+            for (int k = 0; k < K; k++) {
+                memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
                        (size_t)n * sizeof(SC_T));
                 memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
                        (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
@@ -31,18 +40,42 @@ static void SC_ENTRY(sc_pack_recurrent)(int H, int G, const SC_T *U, int ldu, SC
         }
 }
 
-/* Pack U^T for the backward products: panels over U's rows (the H units whose gradient they
- * carry), each holding U[j, k] for its 16 units j and every k < G*H contiguously (k-major),
- * zero past H. UpkT has room for ceil(H/16) * G*H * 16 values. */
-static void SC_ENTRY(sc_pack_recurrent_t)(int H, int G, const SC_T *U, int ldu, SC_T *UpkT) {
-    int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, K = G * H;
+/* Pack the transpose of M (J, K), ld ldm, for products with M^T: panels over M's rows (the J
+ * outputs), each holding M[j, k] for its 16 rows j and every k < K contiguously (k-major),
+ * zero past J. MpkT has room for ceil(J/16) * K * 16 values. Used for U^T and W^T. */
+static void SC_ENTRY(sc_pack_panels_t)(int J, int K, const SC_T *M, int ldm, SC_T *MpkT) {
+    int P = (J + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
     for (int p = 0; p < P; p++) {
-        SC_T *dst = UpkT + (long)p * K * SC_PANEL_UNITS;
+        SC_T *dst = MpkT + (long)p * K * SC_PANEL_UNITS;
         for (int k = 0; k < K; k++)
             for (int l = 0; l < SC_PANEL_UNITS; l++) {
                 int j = p * SC_PANEL_UNITS + l;
-                dst[(long)k * SC_PANEL_UNITS + l] = j < H ? U[(long)j * ldu + k] : 0;
+                dst[(long)k * SC_PANEL_UNITS + l] = j < J ? M[(long)j * ldm + k] : 0;
             }
+    }
+}
+
+/* Z (rows, G*H), ld ldz, = (bias or 0, when init) + X (rows, K) M for M packed by
+ * sc_pack_panels (G gates of H units); rows split over n_threads threads, in blocks of 4 so
+ * that the register tiles stay whole. The input projection (M = W) and, with G = 1 and M = W^T
+ * packed by sc_pack_panels_t, the input gradient. */
+static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC_T *X, int ldx,
+                                        const SC_T *Mpk, int G, int H, const SC_T *bias,
+                                        int init, SC_T *Z, int ldz) {
+    int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    _Pragma("omp parallel num_threads(n_threads) if (n_threads > 1)")
+    {
+        unsigned int mode = sc_ftz_enter();
+        int nt = omp_get_num_threads(), k = omp_get_thread_num();
+        int per = ((rows + nt - 1) / nt + 3) / 4 * 4;
+        int r0 = k * per < rows ? k * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
+        if (init)
+            SC_ENTRY(sc_fill_columns)(r1 - r0, Z + (long)r0 * ldz, ldz, bias, 0, G * H);
+        for (int g = 0; g < G && r1 > r0; g++)
+            SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, X + (long)r0 * ldx, ldx,
+                                        Mpk + (long)g * P * K * SC_PANEL_UNITS, K, 0, P,
+                                        Z + (long)r0 * ldz, ldz, g * H, H);
+        sc_ftz_exit(mode);
     }
 }
 
@@ -60,14 +93,6 @@ static void SC_ENTRY(sc_pack_recurrent_t)(int H, int G, const SC_T *U, int ldu, 
 #define SC_RECURRENT_GRAD(rows, H, K, dA, lda, UpkT, Kp, k0, dHp)                           \
     SC_BEST(sc_gemm_acc_packed)((rows), (K), (dA), (lda), (UpkT) + (long)(k0) * SC_PANEL_UNITS, \
                                 (Kp), SC_OWN_PANELS, (dHp), (H), 0, (H))
-
-/* zero (or set to the bias) columns [c0, c1) of every row of an (rows, ld) array */
-static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bias, int c0, int c1) {
-    for (int r = 0; r < rows; r++) {
-        if (bias) memcpy(X + (long)r * ld + c0, bias + c0, (size_t)(c1 - c0) * sizeof(SC_T));
-        else memset(X + (long)r * ld + c0, 0, (size_t)(c1 - c0) * sizeof(SC_T));
-    }
-}
 
 static void SC_ENTRY(sc_lstm_forward_step)(
         int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,

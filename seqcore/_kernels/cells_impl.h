@@ -320,7 +320,7 @@ static void SC_NAME(sc_masked_state_block)(
 #define SC_STOREV(p, v) do { SC_VEC s_ = (v); memcpy((p), &s_, sizeof s_); } while (0)
 
 /* Z[r, zc + j] += sum_k A[r, k] * M[k, j] for rows r < rows, k < K and units j in panels
- * [p0, p1), M coming packed (sc_pack_recurrent and sc_pack_recurrent_t in cells_entry.h):
+ * [p0, p1), M coming packed (sc_pack_panels and sc_pack_panels_t in cells_entry.h):
  * panel p holds units [16p, 16p + 16) for every k, contiguous, zero past H, panels Kp values of
  * k apart (Kp >= K: a product may use the first K of them). Z ld ldz; zc is the first column in
  * Z; units at or past H are neither read nor written.

@@ -17,9 +17,9 @@ from cython cimport floating
 
 from .blas cimport gemm_threads
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
-                     gru_forward_step, masked_state, pack_recurrent, pack_recurrent_t,
+                     gru_forward_step, masked_state, pack_panels, pack_panels_t,
                      sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec,
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, panels,
                     project_steps, time_index)
 
 
@@ -48,7 +48,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] HIN,
                      floating[:, :, ::1] HP, floating[:, :, ::1] STORE,
                      floating[:, :, ::1] XD, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                     floating[::1] Upk, int n_threads, int step_threads):
+                     floating[::1] packed, int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U; bias_x, bias_h (3H,) or None; h (B, H) initial state, overwritten
@@ -56,7 +56,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     Out: Y (T, B, H); AX (T, B, 3H) gate activations z, r, n; HIN (T, B, H) state entering each
     step; HP (T, B, H) that state times the recurrent mask (None when there is none: HIN serves);
     STORE (T, B, H) AH's n block (reset_after) or RH; XD (T, B, I) x with input dropout (or None).
-    Workspaces: work_a (B, 3H), work_b (B, H), Upk (the packed recurrent kernel).
+    Workspaces: work_a (B, 3H), work_b (B, H), packed (U and W in panels).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &x[0, 0, 0]
@@ -66,11 +66,14 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* bh = opt_vec(bias_h)
     cdef floating* Hp
     cdef int nt = step_threads
+    cdef floating* Upk = &packed[0]
+    cdef floating* Wpk = Upk + <long>3 * panels(H) * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent(H, 3, &U[0, 0], 3 * H, &Upk[0])
-        project_steps(n_threads, T, B, I, 3 * H, X, dmask, opt3(XD), &W[0, 0], bx, &AX[0, 0, 0])
+        pack_panels(H, H, 3, &U[0, 0], 3 * H, Upk)
+        pack_panels(I, H, 3, &W[0, 0], 3 * H, Wpk)
+        project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
             masked_state(B, H, &h[0, 0], <floating*>NULL, &HIN[t, 0, 0])
@@ -78,7 +81,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
             if rmask != NULL:
                 Hp = &HP[t, 0, 0]
                 masked_state(B, H, &h[0, 0], rmask, Hp)
-            recurrent_step(reset_after, nt, B, H, &Upk[0], bh, Hp, &AX[t, 0, 0], &h[0, 0],
+            recurrent_step(reset_after, nt, B, H, Upk, bh, Hp, &AX[t, 0, 0], &h[0, 0],
                            &mask[t, 0], &Y[t, 0, 0], &STORE[t, 0, 0], &work_a[0, 0],
                            &work_b[0, 0])
         sc_ftz_exit(mode)
@@ -90,10 +93,10 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] recurrent_mask, bint reverse, bint reset_after,
                       floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] XD,
                       floating[:, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                      floating[::1] Upk, int n_threads, int step_threads):
+                      floating[::1] packed, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (B, H),
-    work_a (B, 3H), work_b (B, H), Upk: workspaces."""
+    work_a (B, 3H), work_b (B, H), packed: workspaces."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = AX.shape[0], s0 = 0, n, t0, s, t
     cdef floating* dmask = opt(input_mask)
@@ -102,20 +105,23 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* bh = opt_vec(bias_h)
     cdef floating* y
     cdef int nt = step_threads
+    cdef floating* Upk = &packed[0]
+    cdef floating* Wpk = Upk + <long>3 * panels(H) * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent(H, 3, &U[0, 0], 3 * H, &Upk[0])
+        pack_panels(H, H, 3, &U[0, 0], 3 * H, Upk)
+        pack_panels(I, H, 3, &W[0, 0], 3 * H, Wpk)
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
-            project_steps(n_threads, n, B, I, 3 * H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], bx,
+            project_steps(n_threads, n, B, I, 3, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, bx,
                           &AX[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
                 masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
                 y = &Y[t, 0, 0] if Y is not None else NULL
-                recurrent_step(reset_after, nt, B, H, &Upk[0], bh, &Hp[0, 0],
+                recurrent_step(reset_after, nt, B, H, Upk, bh, &Hp[0, 0],
                                &AX[t - t0, 0, 0], &h[0, 0], &mask[t, 0], y, NULL,
                                &work_a[0, 0], &work_b[0, 0])
             s0 += n
@@ -129,13 +135,13 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
              floating[:, :, ::1] HP, floating[:, :, ::1] STORE, floating[:, :, ::1] XD,
              floating[:, :, ::1] dAX, floating[:, :, ::1] dAH, floating[:, ::1] dHp,
              floating[:, ::1] dRH, floating[:, :, ::1] dX, floating[:, ::1] dW,
-             floating[:, ::1] dU, floating[::1] db_x, floating[::1] db_h, floating[::1] UpkT,
+             floating[:, ::1] dU, floating[::1] db_x, floating[::1] db_h, floating[::1] packed,
              int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dAX (T, B, 3H);
-    dAH (T, B, 3H) (reset_after, else None); dHp, dRH (B, H); UpkT (U^T packed). Out: dX (T, B, I), dW (I, 3H),
+    dAH (T, B, 3H) (reset_after, else None); dHp, dRH (B, H); packed (U^T and W^T in panels). Out: dX (T, B, I), dW (I, 3H),
     dU (H, 3H), db_x (3H,) and db_h (3H,) (reset_after), each None when there is no bias.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
@@ -146,20 +152,23 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef const floating* dy
     cdef int nt = step_threads
     cdef long TB = <long>T * B
+    cdef floating* UpkT = &packed[0]
+    cdef floating* WpkT = UpkT + <long>panels(H) * 3 * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent_t(H, 3, &U[0, 0], 3 * H, &UpkT[0])
+        pack_panels_t(H, 3 * H, &U[0, 0], 3 * H, UpkT)
+        pack_panels_t(I, 3 * H, &W[0, 0], 3 * H, WpkT)
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             dy = &dY[t, 0, 0]
             if reset_after:
                 gru_backward_step(nt, B, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
                                   &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], &dAH[t, 0, 0],
-                                  &UpkT[0], rmask, &dHp[0, 0])
+                                  UpkT, rmask, &dHp[0, 0])
             else:
                 gru1_backward_step(nt, B, H, &AX[t, 0, 0], &HIN[t, 0, 0], HPall + <long>t * B * H,
-                                   &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], &UpkT[0], rmask,
+                                   &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], UpkT, rmask,
                                    &dRH[0, 0], &dHp[0, 0])
 
         gemm_threads(n_threads, True, False, I, 3 * H, T * B, <floating>1, X, I, &dAX[0, 0, 0],
@@ -176,5 +185,5 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                          &dAX[0, 0, 2 * H], 3 * H, <floating>0, &dU[0, 2 * H], 3 * H)
         if db_x is not None:
             add_col_sums(TB, 3 * H, &dAX[0, 0, 0], 3 * H, &db_x[0])
-        input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])
         sc_ftz_exit(mode)

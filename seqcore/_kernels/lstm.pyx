@@ -11,9 +11,9 @@ the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and 
 """
 from cython cimport floating
 from .blas cimport gemm_threads
-from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, pack_recurrent,
-                     pack_recurrent_t, sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps,
+from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, pack_panels,
+                     pack_panels_t, sc_ftz_enter, sc_ftz_exit, u8)
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, panels, project_steps,
                     time_index)
 
 
@@ -22,7 +22,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      const u8[:, ::1] mask, floating[:, ::1] input_mask,
                      floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                      floating[:, :, ::1] Z, floating[:, :, ::1] C, floating[:, :, ::1] HP,
-                     floating[:, :, ::1] XD, floating[::1] Upk, int n_threads, int step_threads):
+                     floating[:, :, ::1] XD, floating[::1] packed, int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (4H,) or None; h, c (B, H) initial state, overwritten with the
@@ -30,7 +30,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     Out: Y (T, B, H) outputs; Z (T, B, 4H) gate activations; C (T, B, H) cell state carried
     after each step; HP (T, B, H) state entering each step as the recurrent product saw it;
     XD (T, B, I) x with input dropout applied (None when input_mask is None).
-    Upk: workspace for the packed recurrent kernel (packed_size(H, 4) values).
+    packed: workspace for U and W packed in 16-unit panels (seqcore.ops._packed_workspace).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &x[0, 0, 0]
@@ -38,15 +38,18 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef int nt = step_threads
+    cdef floating* Upk = &packed[0]
+    cdef floating* Wpk = Upk + <long>4 * panels(H) * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent(H, 4, &U[0, 0], 4 * H, &Upk[0])
-        project_steps(n_threads, T, B, I, 4 * H, X, dmask, opt3(XD), &W[0, 0], b, &Z[0, 0, 0])
+        pack_panels(H, H, 4, &U[0, 0], 4 * H, Upk)
+        pack_panels(I, H, 4, &W[0, 0], 4 * H, Wpk)
+        project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, b, &Z[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
             masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
-            lstm_forward_step(nt, B, H, &HP[t, 0, 0], &Upk[0], &Z[t, 0, 0], &c[0, 0], &h[0, 0],
+            lstm_forward_step(nt, B, H, &HP[t, 0, 0], Upk, &Z[t, 0, 0], &c[0, 0], &h[0, 0],
                               &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0])
         sc_ftz_exit(mode)
 
@@ -56,12 +59,12 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                       floating[:, :, ::1] Z, floating[:, :, ::1] XD, floating[:, ::1] Hp,
-                      floating[::1] Upk, int n_threads, int step_threads):
+                      floating[::1] packed, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward.
 
     The input projection runs in chunks of Z.shape[0] steps, so memory does not grow with T
     when Y is None (return_sequences=False). Z (chunk, B, 4H), XD (chunk, B, I) or None,
-    Hp (B, H), Upk: workspaces. Other arguments as forward_training.
+    Hp (B, H), packed: workspaces. Other arguments as forward_training.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = Z.shape[0], s0, n, t0, s, t
@@ -70,21 +73,24 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* y
     cdef int nt = step_threads
+    cdef floating* Upk = &packed[0]
+    cdef floating* Wpk = Upk + <long>4 * panels(H) * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent(H, 4, &U[0, 0], 4 * H, &Upk[0])
+        pack_panels(H, H, 4, &U[0, 0], 4 * H, Upk)
+        pack_panels(I, H, 4, &W[0, 0], 4 * H, Wpk)
         s0 = 0
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
-            project_steps(n_threads, n, B, I, 4 * H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0], b,
+            project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, b,
                           &Z[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
                 masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
                 y = &Y[t, 0, 0] if Y is not None else NULL
-                lstm_forward_step(nt, B, H, &Hp[0, 0], &Upk[0], &Z[t - t0, 0, 0], &c[0, 0],
+                lstm_forward_step(nt, B, H, &Hp[0, 0], Upk, &Z[t - t0, 0, 0], &c[0, 0],
                                   &h[0, 0], &mask[t, 0], y, NULL)
             s0 += n
         sc_ftz_exit(mode)
@@ -96,13 +102,13 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
              floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Z,
              floating[:, :, ::1] C, floating[:, :, ::1] HP, floating[:, :, ::1] XD,
              floating[:, :, ::1] dZ, floating[:, ::1] dHp, floating[:, :, ::1] dX,
-             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, floating[::1] UpkT,
+             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, floating[::1] packed,
              int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh, dc (B, H): gradients w.r.t. the final state, overwritten with
     those w.r.t. the initial state; x, W, U, c0 (initial cell state), masks, reverse and the
-    forward's Z, C, HP, XD. Workspaces: dZ (T, B, 4H), dHp (B, H), UpkT (U^T packed). Out: dX (T, B, I),
+    forward's Z, C, HP, XD. Workspaces: dZ (T, B, 4H), dHp (B, H), packed (U^T and W^T in panels). Out: dX (T, B, I),
     dW (I, 4H), dU (H, 4H), db (4H,) or None.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
@@ -112,16 +118,19 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef const floating* dy
     cdef const floating* Cp
     cdef int nt = step_threads
+    cdef floating* UpkT = &packed[0]
+    cdef floating* WpkT = UpkT + <long>panels(H) * 4 * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent_t(H, 4, &U[0, 0], 4 * H, &UpkT[0])
+        pack_panels_t(H, 4 * H, &U[0, 0], 4 * H, UpkT)
+        pack_panels_t(I, 4 * H, &W[0, 0], 4 * H, WpkT)
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             Cp = &C[time_index(s - 1, T, reverse), 0, 0] if s > 0 else &c0[0, 0]
             dy = &dY[t, 0, 0]
             lstm_backward_step(nt, B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
-                               &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], &UpkT[0], rmask, &dHp[0, 0])
+                               &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], UpkT, rmask, &dHp[0, 0])
         # the weight gradients over all steps at once
         gemm_threads(n_threads, True, False, I, 4 * H, T * B, <floating>1, X, I, &dZ[0, 0, 0],
                      4 * H, <floating>0, &dW[0, 0], 4 * H)
@@ -129,5 +138,5 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
                      &dZ[0, 0, 0], 4 * H, <floating>0, &dU[0, 0], 4 * H)
         if db is not None:
             add_col_sums(<long>T * B, 4 * H, &dZ[0, 0, 0], 4 * H, &db[0])
-        input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])
         sc_ftz_exit(mode)

@@ -12,9 +12,9 @@ the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and 
 from cython cimport floating
 
 from .blas cimport gemm_threads
-from .cells cimport (masked_state, pack_recurrent, pack_recurrent_t, rnn_backward_step,
+from .cells cimport (masked_state, pack_panels, pack_panels_t, rnn_backward_step,
                      rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, project_steps,
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, panels, project_steps,
                     time_index)
 
 
@@ -22,30 +22,34 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      floating[::1] bias, floating[:, ::1] h, const u8[:, ::1] mask,
                      floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                      bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
-                     floating[:, :, ::1] HP, floating[:, :, ::1] XD, floating[::1] Upk,
+                     floating[:, :, ::1] HP, floating[:, :, ::1] XD, floating[::1] packed,
                      int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (H,) or None; h (B, H) initial state, overwritten with the final
     one; mask (T, B) uint8; dropout masks or None; relu (else tanh). Out: Y (T, B, H);
     A (T, B, H) activations; HP (T, B, H) state entering each step times the recurrent mask;
-    XD (T, B, I) x with input dropout (or None). Upk: workspace for the packed recurrent kernel.
+    XD (T, B, I) x with input dropout (or None). packed: workspace for U and W packed in
+    16-unit panels (seqcore.ops._packed_workspace).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &x[0, 0, 0]
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef int nt = step_threads
+    cdef floating* Upk = &packed[0]
+    cdef floating* Wpk = Upk + <long>1 * panels(H) * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent(H, 1, &U[0, 0], H, &Upk[0])
-        project_steps(n_threads, T, B, I, H, X, dmask, opt3(XD), &W[0, 0], opt_vec(bias),
+        pack_panels(H, H, 1, &U[0, 0], H, Upk)
+        pack_panels(I, H, 1, &W[0, 0], H, Wpk)
+        project_steps(n_threads, T, B, I, 1, H, X, dmask, opt3(XD), Wpk, opt_vec(bias),
                       &A[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
             masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
-            rnn_forward_step(nt, B, H, &HP[t, 0, 0], &Upk[0], &A[t, 0, 0], &h[0, 0], &mask[t, 0],
+            rnn_forward_step(nt, B, H, &HP[t, 0, 0], Upk, &A[t, 0, 0], &h[0, 0], &mask[t, 0],
                              &Y[t, 0, 0], relu)
         sc_ftz_exit(mode)
 
@@ -54,31 +58,34 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[::1] bias, floating[:, ::1] h, const u8[:, ::1] mask,
                       floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                       bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
-                      floating[:, :, ::1] XD, floating[:, ::1] Hp, floating[::1] Upk,
+                      floating[:, :, ::1] XD, floating[:, ::1] Hp, floating[::1] packed,
                       int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     A.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None and
-    Hp (B, H), Upk: workspaces."""
+    Hp (B, H), packed: workspaces."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = A.shape[0], s0 = 0, n, t0, s, t
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* y
     cdef int nt = step_threads
+    cdef floating* Upk = &packed[0]
+    cdef floating* Wpk = Upk + <long>1 * panels(H) * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent(H, 1, &U[0, 0], H, &Upk[0])
+        pack_panels(H, H, 1, &U[0, 0], H, Upk)
+        pack_panels(I, H, 1, &W[0, 0], H, Wpk)
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
-            project_steps(n_threads, n, B, I, H, &x[t0, 0, 0], dmask, opt3(XD), &W[0, 0],
+            project_steps(n_threads, n, B, I, 1, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk,
                           opt_vec(bias), &A[0, 0, 0])
             for s in range(s0, s0 + n):
                 t = time_index(s, T, reverse)
                 masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
                 y = &Y[t, 0, 0] if Y is not None else NULL
-                rnn_forward_step(nt, B, H, &Hp[0, 0], &Upk[0], &A[t - t0, 0, 0], &h[0, 0],
+                rnn_forward_step(nt, B, H, &Hp[0, 0], Upk, &A[t - t0, 0, 0], &h[0, 0],
                                  &mask[t, 0], y, relu)
             s0 += n
         sc_ftz_exit(mode)
@@ -89,13 +96,13 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
              floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask, bint reverse,
              bint relu, floating[:, :, ::1] A, floating[:, :, ::1] HP, floating[:, :, ::1] XD,
              floating[:, :, ::1] dA, floating[:, ::1] dHp, floating[:, :, ::1] dX,
-             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, floating[::1] UpkT,
+             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db, floating[::1] packed,
              int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dA (T, B, H),
-    dHp (B, H), UpkT (U^T packed). Out: dX (T, B, I), dW (I, H), dU (H, H), db (H,) or None.
+    dHp (B, H), packed (U^T and W^T in panels). Out: dX (T, B, I), dW (I, H), dU (H, H), db (H,) or None.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &XD[0, 0, 0] if XD is not None else &x[0, 0, 0]
@@ -103,20 +110,23 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* rmask = opt(recurrent_mask)
     cdef const floating* dy
     cdef int nt = step_threads
+    cdef floating* UpkT = &packed[0]
+    cdef floating* WpkT = UpkT + <long>panels(H) * H * 16
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_recurrent_t(H, 1, &U[0, 0], H, &UpkT[0])
+        pack_panels_t(H, H, &U[0, 0], H, UpkT)
+        pack_panels_t(I, H, &W[0, 0], H, WpkT)
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             dy = &dY[t, 0, 0]
             rnn_backward_step(nt, B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0],
-                              relu, &UpkT[0], rmask, &dHp[0, 0])
+                              relu, UpkT, rmask, &dHp[0, 0])
         gemm_threads(n_threads, True, False, I, H, T * B, <floating>1, X, I, &dA[0, 0, 0], H,
                      <floating>0, &dW[0, 0], H)
         gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &HP[0, 0, 0], H,
                      &dA[0, 0, 0], H, <floating>0, &dU[0, 0], H)
         if db is not None:
             add_col_sums(<long>T * B, H, &dA[0, 0, 0], H, &db[0])
-        input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], &W[0, 0], dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])
         sc_ftz_exit(mode)

@@ -1,10 +1,10 @@
 # What the one-direction scans of every cell share: the time order, optional arguments, and the
-# GEMMs hoisted out of the time loop (input projection before it; weight, bias and input
-# gradients after it). DESIGN.md section 3.
+# products hoisted out of the time loop (input projection before it; bias and input gradients
+# after it; the weight gradients are BLAS GEMMs in each scan). DESIGN.md section 3.
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-from .blas cimport gemm_threads
+from .cells cimport project_packed
 
 
 cdef inline floating* opt(floating[:, ::1] a) noexcept nogil:
@@ -22,35 +22,27 @@ cdef inline int time_index(int s, int T, bint reverse) noexcept nogil:
     return T - 1 - s if reverse else s
 
 
-cdef inline void project_inputs(int n_threads, int rows, int I, int N, const floating* X,
-                                const floating* W, const floating* bias,
-                                floating* out) noexcept nogil:
-    """out(rows, N) = X(rows, I) @ W(I, N) + bias(N) (bias may be NULL)."""
-    cdef long r
-    if bias != NULL:
-        for r in range(rows):
-            memcpy(out + r * N, bias, N * sizeof(floating))
-        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>1,
-                     out, N)
-    else:
-        gemm_threads(n_threads, False, False, rows, N, I, <floating>1, X, I, W, N, <floating>0,
-                     out, N)
-
-
 cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:
     """Pointer to an optional (None-able) 3-D argument, NULL for None."""
     return &a[0, 0, 0] if a is not None else NULL
 
 
-cdef inline void project_steps(int n_threads, int steps, int B, int I, int N, const floating* x,
-                               const floating* dmask, floating* XD, const floating* W,
-                               const floating* bias, floating* out) noexcept nogil:
-    """Input projection of `steps` consecutive steps: out = (x * dmask) @ W + bias, with input
-    dropout applied into XD first when dmask is not NULL (XD is what backward's dW needs)."""
+cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, int H,
+                               const floating* x, const floating* dmask, floating* XD,
+                               const floating* Wpk, const floating* bias,
+                               floating* out) noexcept nogil:
+    """Input projection of `steps` consecutive steps: out (steps*B, G*H) = (x * dmask) @ W + bias
+    with W packed by pack_panels, input dropout applied into XD first when dmask is not NULL
+    (XD is what backward's dW needs). Bias may be NULL."""
     if dmask != NULL:
         mask_inputs(steps, B, I, x, dmask, XD)
         x = XD
-    project_inputs(n_threads, steps * B, I, N, x, W, bias, out)
+    project_packed(n_threads, steps * B, I, x, I, Wpk, G, H, bias, 1, out, G * H)
+
+
+cdef inline int panels(int n) noexcept nogil:
+    """Panels of 16 units that hold n units."""
+    return (n + 15) // 16
 
 
 cdef inline void mask_inputs(int T, int B, int I, const floating* x, const floating* dmask,
@@ -80,12 +72,13 @@ cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
 
 
 cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
-                                const floating* W, const floating* dmask,
+                                const floating* WpkT, const floating* dmask,
                                 floating* dX) noexcept nogil:
-    """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T, times the input dropout mask (may be NULL)."""
+    """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T (W^T packed by pack_panels_t), times the input
+    dropout mask (may be NULL)."""
     cdef long r
     cdef int i
-    gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0, dX, I)
+    project_packed(n_threads, T * B, N, dZ, N, WpkT, 1, I, <floating*>NULL, 1, dX, I)
     if dmask != NULL:
         for r in range(<long>T * B):
             for i in range(I):
