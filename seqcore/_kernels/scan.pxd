@@ -2,7 +2,6 @@
 # products hoisted out of the time loop (input projection before it; bias and input gradients
 # after it; the weight gradients are BLAS GEMMs in each scan). DESIGN.md section 3.
 from cython cimport floating
-from libc.string cimport memcpy, memset
 
 from .cells cimport project_packed
 
