@@ -17,9 +17,9 @@ from cython cimport floating
 
 from .blas cimport gemm_threads
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
-                     gru_forward_step, masked_state, pack_panels, pack_panels_t,
+                     gru_forward_step, masked_state,
                      sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, panels,
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
                     project_steps, time_index)
 
 
@@ -67,12 +67,11 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* Hp
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
-    cdef floating* Wpk = Upk + <long>3 * panels(H) * H * 16
+    cdef floating* Wpk
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels(H, H, 3, &U[0, 0], 3 * H, Upk)
-        pack_panels(I, H, 3, &W[0, 0], 3 * H, Wpk)
+        Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
@@ -106,12 +105,11 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* y
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
-    cdef floating* Wpk = Upk + <long>3 * panels(H) * H * 16
+    cdef floating* Wpk
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels(H, H, 3, &U[0, 0], 3 * H, Upk)
-        pack_panels(I, H, 3, &W[0, 0], 3 * H, Wpk)
+        Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk)
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
@@ -141,7 +139,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dAX (T, B, 3H);
-    dAH (T, B, 3H) (reset_after, else None); dHp, dRH (B, H); packed (U^T and W^T in panels). Out: dX (T, B, I), dW (I, 3H),
+        dAH (T, B, 3H) (reset_after, else None); dHp, dRH (B, H); packed (U^T and W^T in panels).
+    Out: dX (T, B, I), dW (I, 3H),
     dU (H, 3H), db_x (3H,) and db_h (3H,) (reset_after), each None when there is no bias.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
@@ -153,12 +152,11 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef int nt = step_threads
     cdef long TB = <long>T * B
     cdef floating* UpkT = &packed[0]
-    cdef floating* WpkT = UpkT + <long>panels(H) * 3 * H * 16
+    cdef floating* WpkT
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels_t(H, 3 * H, &U[0, 0], 3 * H, UpkT)
-        pack_panels_t(I, 3 * H, &W[0, 0], 3 * H, WpkT)
+        WpkT = pack_weights_t(I, H, 3, &U[0, 0], &W[0, 0], UpkT)
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             dy = &dY[t, 0, 0]

@@ -11,10 +11,10 @@ the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and 
 """
 from cython cimport floating
 from .blas cimport gemm_threads
-from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, pack_panels,
-                     pack_panels_t, sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, panels, project_steps,
-                    time_index)
+from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state,
+                     sc_ftz_enter, sc_ftz_exit, u8)
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
+                    project_steps, time_index)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -39,12 +39,11 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* rmask = opt(recurrent_mask)
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
-    cdef floating* Wpk = Upk + <long>4 * panels(H) * H * 16
+    cdef floating* Wpk
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels(H, H, 4, &U[0, 0], 4 * H, Upk)
-        pack_panels(I, H, 4, &W[0, 0], 4 * H, Wpk)
+        Wpk = pack_weights(I, H, 4, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, b, &Z[0, 0, 0])
         for s in range(T):
             t = time_index(s, T, reverse)
@@ -74,12 +73,11 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* y
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
-    cdef floating* Wpk = Upk + <long>4 * panels(H) * H * 16
+    cdef floating* Wpk
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels(H, H, 4, &U[0, 0], 4 * H, Upk)
-        pack_panels(I, H, 4, &W[0, 0], 4 * H, Wpk)
+        Wpk = pack_weights(I, H, 4, &U[0, 0], &W[0, 0], Upk)
         s0 = 0
         while s0 < T:
             n = min(chunk, T - s0)
@@ -108,7 +106,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
 
     In: dY (T, B, H); dh, dc (B, H): gradients w.r.t. the final state, overwritten with
     those w.r.t. the initial state; x, W, U, c0 (initial cell state), masks, reverse and the
-    forward's Z, C, HP, XD. Workspaces: dZ (T, B, 4H), dHp (B, H), packed (U^T and W^T in panels). Out: dX (T, B, I),
+        forward's Z, C, HP, XD. Workspaces: dZ (T, B, 4H), dHp (B, H), packed (U^T and W^T in
+    panels). Out: dX (T, B, I),
     dW (I, 4H), dU (H, 4H), db (4H,) or None.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
@@ -119,12 +118,11 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef const floating* Cp
     cdef int nt = step_threads
     cdef floating* UpkT = &packed[0]
-    cdef floating* WpkT = UpkT + <long>panels(H) * 4 * H * 16
+    cdef floating* WpkT
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels_t(H, 4 * H, &U[0, 0], 4 * H, UpkT)
-        pack_panels_t(I, 4 * H, &W[0, 0], 4 * H, WpkT)
+        WpkT = pack_weights_t(I, H, 4, &U[0, 0], &W[0, 0], UpkT)
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             Cp = &C[time_index(s - 1, T, reverse), 0, 0] if s > 0 else &c0[0, 0]

@@ -12,10 +12,10 @@ the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and 
 from cython cimport floating
 
 from .blas cimport gemm_threads
-from .cells cimport (masked_state, pack_panels, pack_panels_t, rnn_backward_step,
+from .cells cimport (masked_state, rnn_backward_step,
                      rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, panels, project_steps,
-                    time_index)
+from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
+                    project_steps, time_index)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -38,12 +38,11 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* rmask = opt(recurrent_mask)
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
-    cdef floating* Wpk = Upk + <long>1 * panels(H) * H * 16
+    cdef floating* Wpk
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels(H, H, 1, &U[0, 0], H, Upk)
-        pack_panels(I, H, 1, &W[0, 0], H, Wpk)
+        Wpk = pack_weights(I, H, 1, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 1, H, X, dmask, opt3(XD), Wpk, opt_vec(bias),
                       &A[0, 0, 0])
         for s in range(T):
@@ -70,12 +69,11 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* y
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
-    cdef floating* Wpk = Upk + <long>1 * panels(H) * H * 16
+    cdef floating* Wpk
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels(H, H, 1, &U[0, 0], H, Upk)
-        pack_panels(I, H, 1, &W[0, 0], H, Wpk)
+        Wpk = pack_weights(I, H, 1, &U[0, 0], &W[0, 0], Upk)
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
@@ -102,7 +100,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dA (T, B, H),
-    dHp (B, H), packed (U^T and W^T in panels). Out: dX (T, B, I), dW (I, H), dU (H, H), db (H,) or None.
+        dHp (B, H), packed (U^T and W^T in panels). Out: dX (T, B, I), dW (I, H), dU (H, H), db
+    (H,) or None.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &XD[0, 0, 0] if XD is not None else &x[0, 0, 0]
@@ -111,12 +110,11 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef const floating* dy
     cdef int nt = step_threads
     cdef floating* UpkT = &packed[0]
-    cdef floating* WpkT = UpkT + <long>panels(H) * H * 16
+    cdef floating* WpkT
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        pack_panels_t(H, H, &U[0, 0], H, UpkT)
-        pack_panels_t(I, H, &W[0, 0], H, WpkT)
+        WpkT = pack_weights_t(I, H, 1, &U[0, 0], &W[0, 0], UpkT)
         for s in range(T - 1, -1, -1):
             t = time_index(s, T, reverse)
             dy = &dY[t, 0, 0]

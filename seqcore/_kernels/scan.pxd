@@ -3,7 +3,7 @@
 # after it; the weight gradients are BLAS GEMMs in each scan). DESIGN.md section 3.
 from cython cimport floating
 
-from .cells cimport project_packed
+from .cells cimport pack_panels, pack_panels_t, project_packed
 
 
 cdef inline floating* opt(floating[:, ::1] a) noexcept nogil:
@@ -42,6 +42,26 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
 cdef inline int panels(int n) noexcept nogil:
     """Panels of 16 units that hold n units."""
     return (n + 15) // 16
+
+
+cdef inline floating* pack_weights(int I, int H, int G, const floating* U, const floating* W,
+                                   floating* packed) noexcept nogil:
+    """The forward layout of the `packed` workspace (sized by seqcore.ops._packed_workspace):
+    U (H, G*H) packed in panels at its start, then W (I, G*H). Returns where W's panels start."""
+    cdef floating* Wpk = packed + <long>G * panels(H) * H * 16
+    pack_panels(H, H, G, U, G * H, packed)
+    pack_panels(I, H, G, W, G * H, Wpk)
+    return Wpk
+
+
+cdef inline floating* pack_weights_t(int I, int H, int G, const floating* U, const floating* W,
+                                     floating* packed) noexcept nogil:
+    """The backward layout of `packed`: U^T in panels at its start, then W^T. Returns where
+    W^T's panels start."""
+    cdef floating* WpkT = packed + <long>panels(H) * G * H * 16
+    pack_panels_t(H, G * H, U, G * H, packed)
+    pack_panels_t(I, G * H, W, G * H, WpkT)
+    return WpkT
 
 
 cdef inline void mask_inputs(int T, int B, int I, const floating* x, const floating* dmask,
