@@ -6,6 +6,7 @@ Flags (DESIGN.md section 3): -O3 and OpenMP; -fno-math-errno so libm calls can b
 every result stays IEEE-exact as written); no -ffast-math (it would change denormal handling for the whole process);
 -march=native only when SEQCORE_NATIVE=1, since wheels must run on other x86-64 CPUs.
 """
+import glob
 import os
 import sys
 
@@ -27,6 +28,7 @@ extensions = [
         f"seqcore._kernels.{name}",
         [f"seqcore/_kernels/{name}.pyx"],
         include_dirs=["seqcore/_kernels"],
+        depends=sorted(glob.glob("seqcore/_kernels/*.h")),  # a header edit rebuilds the kernels
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

@@ -324,57 +324,58 @@ static void SC_NAME(sc_masked_state_block)(
  * panel p holds units [16p, 16p + 16) for every k, contiguous, zero past H, panels Kp values of
  * k apart (Kp >= K: a product may use the first K of them). Z ld ldz; zc is the first column in
  * Z; units at or past H are neither read nor written.
- * Tiles of 4 rows x 16 units stay in registers across the k loop, each loaded piece of U
- * serving 4 rows; single rows take 4 panels at a time so that 8 independent multiply-add
- * chains hide the latency. */
+ * Tiles of SC_TILE_ROWS rows (then 4) x SC_TILE_PANELS panels stay in registers across the
+ * k loop, each loaded piece of U serving every row of the tile; single rows take 4 panels at a
+ * time so that 8 independent multiply-add chains hide the latency. */
 static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
                                         const SC_T *Upk, int Kp, int p0, int p1, SC_T *Z,
                                         int ldz, int zc, int H) {
     const int W = 16, NV = 16 / SC_VL;    /* panel width in units and in vectors */
-    enum { PT = SC_TILE_PANELS, TV = SC_TILE_PANELS * 16 / SC_VL };   /* tile: 4 rows x PT panels */
+    enum { PT = SC_TILE_PANELS, TV = SC_TILE_PANELS * 16 / SC_VL };
 #define SC_ZROW(r, p) (Z + (long)(r) * ldz + zc + (p) * W)
 #define SC_PANEL(p) (Upk + (long)(p) * Kp * W)
 #define SC_UNITS(p) (H - (p) * W < W ? H - (p) * W : W)     /* units of panel p that exist */
     int r = 0;
-    for (; r + 4 <= rows; r += 4)
-        for (int p = p0; p < p1; p += PT) {
-            SC_T zbuf[4][PT * 16];
-            SC_VEC acc[4][TV];
-            const SC_T *u[PT];
-            for (int q = 0; q < PT; q++) u[q] = SC_PANEL(p + q < p1 ? p + q : p);
-            /* a whole tile of existing units is read and written in place; an edge tile
-             * goes through zbuf so that nothing past the last unit is touched */
-            int whole = p + PT <= p1 && (p + PT) * W <= H;
-            for (int i = 0; i < 4; i++) {
-                const SC_T *src = SC_ZROW(r + i, p);
-                if (!whole) {
-                    memset(zbuf[i], 0, sizeof zbuf[i]);
-                    for (int q = 0; q < PT && p + q < p1; q++)
-                        memcpy(zbuf[i] + q * W, SC_ZROW(r + i, p + q),
-                               (size_t)SC_UNITS(p + q) * sizeof(SC_T));
-                    src = zbuf[i];
-                }
-                for (int v = 0; v < TV; v++) acc[i][v] = SC_LOADV(src + v * SC_VL);
-            }
-            const SC_T *a0 = A + (long)r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-            for (int k = 0; k < K; k++)
-                for (int q = 0; q < PT; q++)
-                    for (int v = 0; v < NV; v++) {
-                        SC_VEC uv = SC_LOADV(u[q] + (long)k * W + v * SC_VL);
-                        acc[0][q * NV + v] += a0[k] * uv;
-                        acc[1][q * NV + v] += a1[k] * uv;
-                        acc[2][q * NV + v] += a2[k] * uv;
-                        acc[3][q * NV + v] += a3[k] * uv;
-                    }
-            for (int i = 0; i < 4; i++) {
-                SC_T *dst = whole ? SC_ZROW(r + i, p) : zbuf[i];
-                for (int v = 0; v < TV; v++) SC_STOREV(dst + v * SC_VL, acc[i][v]);
-                if (!whole)
-                    for (int q = 0; q < PT && p + q < p1; q++)
-                        memcpy(SC_ZROW(r + i, p + q), zbuf[i] + q * W,
-                               (size_t)SC_UNITS(p + q) * sizeof(SC_T));
-            }
+    /* R rows x PT panels per register tile: a whole tile of existing units is read and written
+     * in place; an edge tile goes through zbuf so that nothing past the last unit is touched */
+#define SC_ROW_TILES(R)                                                                       \
+    for (; r + (R) <= rows; r += (R))                                                        \
+        for (int p = p0; p < p1; p += PT) {                                                  \
+            SC_T zbuf[R][PT * 16];                                                           \
+            SC_VEC acc[R][TV];                                                               \
+            const SC_T *u[PT], *a[R];                                                        \
+            for (int q = 0; q < PT; q++) u[q] = SC_PANEL(p + q < p1 ? p + q : p);            \
+            int whole = p + PT <= p1 && (p + PT) * W <= H;                                   \
+            for (int i = 0; i < (R); i++) {                                                  \
+                const SC_T *src = SC_ZROW(r + i, p);                                         \
+                a[i] = A + (long)(r + i) * lda;                                              \
+                if (!whole) {                                                                \
+                    memset(zbuf[i], 0, sizeof zbuf[i]);                                      \
+                    for (int q = 0; q < PT && p + q < p1; q++)                               \
+                        memcpy(zbuf[i] + q * W, SC_ZROW(r + i, p + q),                       \
+                               (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
+                    src = zbuf[i];                                                           \
+                }                                                                            \
+                for (int v = 0; v < TV; v++) acc[i][v] = SC_LOADV(src + v * SC_VL);          \
+            }                                                                                \
+            for (int k = 0; k < K; k++)                                                      \
+                for (int q = 0; q < PT; q++)                                                 \
+                    for (int v = 0; v < NV; v++) {                                           \
+                        SC_VEC uv = SC_LOADV(u[q] + (long)k * W + v * SC_VL);                \
+                        for (int i = 0; i < (R); i++) acc[i][q * NV + v] += a[i][k] * uv;    \
+                    }                                                                        \
+            for (int i = 0; i < (R); i++) {                                                  \
+                SC_T *dst = whole ? SC_ZROW(r + i, p) : zbuf[i];                             \
+                for (int v = 0; v < TV; v++) SC_STOREV(dst + v * SC_VL, acc[i][v]);          \
+                if (!whole)                                                                  \
+                    for (int q = 0; q < PT && p + q < p1; q++)                               \
+                        memcpy(SC_ZROW(r + i, p + q), zbuf[i] + q * W,                       \
+                               (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
+            }                                                                                \
         }
+    SC_ROW_TILES(SC_TILE_ROWS)
+    SC_ROW_TILES(4)
+#undef SC_ROW_TILES
     for (; r < rows; r++) {
         const SC_T *a = A + (long)r * lda;
         for (int p = p0; p < p1; p += 4) {
