@@ -9,6 +9,22 @@ def _info(args):
     return 0
 
 
+def _demo(args):
+    from .demo import run
+    if args.epochs < 1 or args.hidden < 1 or args.seq_len < 2 or args.batch_size < 1:
+        print("seqcore demo: --epochs, --hidden, --batch-size must be >= 1 and --seq-len >= 2",
+              file=sys.stderr)
+        return 2
+    try:
+        run(text_path=args.text, epochs=args.epochs, hidden=args.hidden, seq_len=args.seq_len,
+            batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+            verbose=0 if args.quiet else 1)
+    except (OSError, ValueError) as e:
+        print(f"seqcore demo: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _not_yet(name, issue):
     def run(args):
         print(f"seqcore {name}: not implemented yet (tracked in issue {issue}). "
@@ -22,8 +38,22 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print version, BLAS, thread and SIMD facts").set_defaults(
         run=_info)
-    sub.add_parser("demo", help="train a small character-level LSTM (coming with the API)"
-                   ).set_defaults(run=_not_yet("demo", 4))
+    demo = sub.add_parser(
+        "demo", help="train a character-level LSTM on a text and let it write",
+        description="Trains Embedding -> LSTM -> Dense to predict the next character of a text "
+        "(by default Lewis Carroll's Alice's Adventures in Wonderland, public domain, bundled), "
+        "with a progress bar per epoch; then prints the training throughput and text sampled "
+        "at temperatures 0.5 and 1.0. About a minute on 2 cores with the defaults.")
+    demo.add_argument("--epochs", type=int, default=20, help="passes over the text (default 20)")
+    demo.add_argument("--text", metavar="FILE", help="train on this UTF-8 text file instead")
+    demo.add_argument("--hidden", type=int, default=256, help="LSTM units (default 256)")
+    demo.add_argument("--seq-len", type=int, default=64,
+                      help="characters per training sequence (default 64)")
+    demo.add_argument("--batch-size", type=int, default=64, help="sequences per step (default 64)")
+    demo.add_argument("--seed", type=int, default=0, help="seed for weights, order, sampling")
+    demo.add_argument("--threads", type=int, help="threads (default: what seqcore uses now)")
+    demo.add_argument("--quiet", action="store_true", help="no model summary or progress bars")
+    demo.set_defaults(run=_demo)
     sub.add_parser("bench", help="compare speed with other frameworks (coming with issue 6)"
                    ).set_defaults(run=_not_yet("bench", 6))
     args = parser.parse_args(argv)

@@ -15,12 +15,13 @@ TypeError naming it; the kernels trust what they get.
 import numpy as np
 
 from . import runtime
+from ._kernels import blas as _blas
 from ._kernels import gru as _gru
 from ._kernels import lstm as _lstm
 from ._kernels import rnn as _rnn
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
-           "rnn_backward", "lengths_to_mask"]
+           "rnn_backward", "lengths_to_mask", "matmul"]
 
 # Inference projects the inputs of this many pre-activations at a time (1 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 18
@@ -51,16 +52,22 @@ def _optional(name, value, dtype, shape):
     return None if value is None else _array(name, value, dtype, shape)
 
 
-def _mask(mask, T, B):
-    if mask is None:
-        return np.ones((T, B), np.uint8)
+def bool_mask(mask, shape, layout):
+    """mask as a bool array of exactly `shape` (layout names its axes, e.g. "(T, B)"), or a
+    clear error. Integers 0/1 are accepted too."""
     m = np.asarray(mask)
-    if m.shape != (T, B):
-        raise ValueError(f"mask: expected shape (T, B) = {(T, B)}, got {m.shape}")
+    if m.shape != tuple(shape):
+        raise ValueError(f"mask: expected shape {layout} = {tuple(shape)}, got {m.shape}")
     if m.dtype != np.bool_:
         if m.dtype.kind not in "iu" or not np.isin(m, (0, 1)).all():
             raise TypeError(f"mask: expected a bool array (or integers 0/1), got dtype {m.dtype}")
-    return np.ascontiguousarray(m, dtype=np.uint8)
+    return m.astype(bool, copy=False)
+
+
+def _mask(mask, T, B):
+    if mask is None:
+        return np.ones((T, B), np.uint8)
+    return np.ascontiguousarray(bool_mask(mask, (T, B), "(T, B)"), dtype=np.uint8)
 
 
 def _flag(name, value):
@@ -375,3 +382,31 @@ def rnn_backward(d_outputs, d_h_n, cache):
          np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db,
          _packed_workspace(I, H, 1, dtype))
     return dX, dW, dU, db, dh
+
+
+# --------------------------------------------------------------------------------- matmul
+
+def matmul(a, b, trans_a=False, trans_b=False):
+    """op(a) @ op(b) for 2-D float arrays (op: transpose when trans_*), through the same BLAS
+    and thread setting as the kernels, GIL released. Layers use it instead of NumPy's `@`:
+    NumPy's own OpenBLAS keeps a second thread pool that would fight ours for the cores.
+    The dtype is a's (float32 or float64; b is converted to it)."""
+    dtype = _compute_dtype(a)
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"matmul: expected 2-D arrays, got shapes {a.shape} and {b.shape}")
+    m, k = a.shape[::-1] if trans_a else a.shape
+    kb, n = b.shape[::-1] if trans_b else b.shape
+    if k != kb:
+        raise ValueError(f"matmul: inner dimensions differ: op(a) is {(m, k)}, op(b) is "
+                         f"{(kb, n)}")
+    c = np.zeros((m, n), dtype)
+    if m == 0 or n == 0 or k == 0:
+        return c
+    a = np.ascontiguousarray(a, dtype=dtype)
+    b = np.ascontiguousarray(b, dtype=dtype)
+    n_threads = runtime.get_num_threads()
+    with runtime.blas_single_threaded(n_threads):
+        _blas.matmul(a, b, c, bool(trans_a), bool(trans_b), 1.0, 0.0, n_threads)
+    return c

@@ -13,13 +13,14 @@ from seqcore._kernels import blas
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 5, 7), (17, 1, 33), (64, 48, 1)])
-def test_gemm_row_major(dtype, tol, trans_a, trans_b, m, n, k):
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_gemm_row_major(dtype, tol, trans_a, trans_b, m, n, k, n_threads):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
     c = rng.standard_normal((m, n)).astype(dtype)
     expected = 0.5 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + 2.0 * c
-    got = blas._gemm_for_tests(a, b, c.copy(), trans_a, trans_b, alpha=0.5, beta=2.0)
+    got = blas.matmul(a, b, c.copy(), trans_a, trans_b, alpha=0.5, beta=2.0, n_threads=n_threads)
     np.testing.assert_allclose(got, expected, atol=tol * np.abs(expected).max())
 
 

@@ -147,16 +147,21 @@ def info():
             "thread_control": _set_threads != NULL}
 
 
-def _gemm_for_tests(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0):
-    """C = alpha op(A) op(B) + beta C on C-contiguous float32/float64 arrays (tests only)."""
-    _gemm_typed(a, b, c, trans_a, trans_b, alpha, beta)
+def matmul(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0,
+           int n_threads=1):
+    """c = alpha op(a) op(b) + beta c in place, on C-contiguous float32/float64 2-D arrays of one
+    dtype (seqcore.ops.matmul checks them), GIL released. With n_threads > 1 the product is
+    split over our OpenMP threads and the BLAS must be single-threaded meanwhile."""
+    _matmul_typed(a, b, c, trans_a, trans_b, alpha, beta, n_threads)
     return c
 
 
-def _gemm_typed(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c,
-                bint trans_a, bint trans_b, floating alpha, floating beta):
+def _matmul_typed(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c,
+                  bint trans_a, bint trans_b, floating alpha, floating beta, int n_threads):
     cdef int m = c.shape[0], n = c.shape[1]
     cdef int k = a.shape[0] if trans_a else a.shape[1]
+    if m == 0 or n == 0:
+        return
     with nogil:
-        gemm(trans_a, trans_b, m, n, k, alpha, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
-             beta, &c[0, 0], n)
+        gemm_threads(n_threads, trans_a, trans_b, m, n, k, alpha, &a[0, 0], a.shape[1],
+                     &b[0, 0], b.shape[1], beta, &c[0, 0], n)
