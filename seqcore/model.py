@@ -38,6 +38,7 @@ class Sequential:
         self.layers = []
         self.stop_training = False
         self._compiled = None
+        self.input_shape = None
         for layer in layers or []:
             self.add(layer)
 
@@ -54,7 +55,8 @@ class Sequential:
     # ---- building and structure
     @property
     def built(self):
-        return bool(self.layers) and all(layer.built for layer in self.layers)
+        return (bool(self.layers) and self.input_shape is not None
+                and all(layer.built for layer in self.layers))
 
     def build(self, input_shape):
         """Create every layer's weights for inputs of `input_shape` (batch axis may be None)."""
@@ -133,7 +135,7 @@ class Sequential:
                              f"shape {x.shape}")
         if mask is not None or lengths is not None:
             mask = sequence_mask(mask, lengths, x.shape[0], x.shape[1])
-        if not self.built:
+        if not self.built or self.input_shape is None:
             self.build((None,) + x.shape[1:])
         for layer in self.layers:
             out = layer(x, mask=mask, training=training)

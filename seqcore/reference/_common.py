@@ -52,3 +52,8 @@ def keep_where(Mt, new, old):
 def bias_sum(dZ):
     """Bias gradient of a pre-activation gradient dZ (..., B, G*H): sum over all rows."""
     return dZ.reshape(-1, dZ.shape[-1]).sum(axis=0)
+
+
+def output_gradients(d_outputs, shape, dtype):
+    """d_outputs as an array of `shape`; None (no loss on the outputs) means zeros."""
+    return np.zeros(shape, dtype) if d_outputs is None else np.asarray(d_outputs, dtype)

@@ -18,7 +18,8 @@ A masked step keeps h and outputs zero.
 """
 import numpy as np
 
-from ._common import bias_sum, keep_where, prepare, sigmoid, time_steps
+from ._common import (bias_sum, keep_where, output_gradients, prepare, sigmoid,
+                      time_steps)
 
 
 def _split_bias(bias, H, reset_after, dtype):
@@ -83,7 +84,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
 def gru_backward(d_outputs, d_h_n, cache):
     """Gradients of a gru_forward call.
 
-    d_outputs: (T, B, H); d_h_n: (B, H) or None.
+    d_outputs: (T, B, H) or None; d_h_n: (B, H) or None.
     Returns (dx, d_kernel, d_recurrent_kernel, d_bias or None, d_h0).
     """
     W, U = cache["kernel"], cache["recurrent_kernel"]
@@ -98,6 +99,7 @@ def gru_backward(d_outputs, d_h_n, cache):
     dAx_all = np.zeros((T, B, 3 * H), dtype)   # gradient of the input pre-activations
     dAh_all = np.zeros((T, B, 3 * H), dtype)   # gradient of Hp @ U + bh (reset_after only)
 
+    d_outputs = output_gradients(d_outputs, (T, B, H), dtype)
     for t in time_steps(T, not cache["reverse"]):
         Mt = mask[t]
         Zt, Rt, Nt = np.split(cache["gates"][t], 3, axis=1)

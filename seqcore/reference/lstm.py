@@ -12,7 +12,8 @@ A masked step keeps (Hp, Cp) and outputs zero.
 """
 import numpy as np
 
-from ._common import bias_sum, keep_where, prepare, sigmoid, time_steps
+from ._common import (bias_sum, keep_where, output_gradients, prepare, sigmoid,
+                      time_steps)
 
 
 def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
@@ -59,7 +60,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
 def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     """Gradients of an lstm_forward call.
 
-    d_outputs: (T, B, H); d_h_n, d_c_n: (B, H) or None for zeros.
+    d_outputs: (T, B, H) or None; d_h_n, d_c_n: (B, H) or None for zeros.
     Returns (dx, d_kernel, d_recurrent_kernel, d_bias or None, d_h0, d_c0).
     """
     W, U = cache["kernel"], cache["recurrent_kernel"]
@@ -73,6 +74,7 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     dW, dU = np.zeros_like(W), np.zeros_like(U)
     dZ = np.zeros((T, B, 4 * H), dtype)
 
+    d_outputs = output_gradients(d_outputs, (T, B, H), dtype)
     for t in time_steps(T, not cache["reverse"]):
         Mt = mask[t]
         It, Ft, Gt, Ot = np.split(cache["gates"][t], 4, axis=1)

@@ -7,7 +7,7 @@ A masked step keeps the state and outputs zero.
 """
 import numpy as np
 
-from ._common import bias_sum, keep_where, prepare, time_steps
+from ._common import bias_sum, keep_where, output_gradients, prepare, time_steps
 
 ACTIVATIONS = ("tanh", "relu")
 
@@ -58,7 +58,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
 def rnn_backward(d_outputs, d_h_n, cache):
     """Gradients of an rnn_forward call.
 
-    d_outputs: (T, B, H); d_h_n: (B, H) or None.
+    d_outputs: (T, B, H) or None; d_h_n: (B, H) or None.
     Returns (dx, d_kernel, d_recurrent_kernel, d_bias or None, d_h0).
     """
     W, U = cache["kernel"], cache["recurrent_kernel"]
@@ -69,6 +69,7 @@ def rnn_backward(d_outputs, d_h_n, cache):
     dx = np.zeros((T, B, I), X.dtype)
     dW, dU = np.zeros_like(W), np.zeros_like(U)
     dA = np.zeros((T, B, H), X.dtype)
+    d_outputs = output_gradients(d_outputs, (T, B, H), X.dtype)
     for t in time_steps(T, not cache["reverse"]):
         Mt = mask[t]
         dHt = np.where(Mt, dh + d_outputs[t], 0)
