@@ -14,7 +14,8 @@ from . import metrics as metrics_module
 from .layers import LAYERS, deserialize, serialize
 from .layers.base import Layer, sequence_mask
 from .layers.recurrent import _Recurrent
-from .layers.wrappers import Bidirectional
+from .layers.core import Embedding
+from .layers.wrappers import Bidirectional, TimeDistributed
 from .progress import ProgressBar
 
 __all__ = ["Sequential", "Stream"]
@@ -335,8 +336,10 @@ class Sequential:
 
 class Stream:
     """Step-by-step inference: `y_t = stream.step(x_t)` for x_t (B, features) or (B,) ids;
-    equal to the model's output at step t of the whole sequence. State is carried across
-    steps until reset()."""
+    equal to the model's output at step t of the whole sequence (for a model ending in
+    return_sequences=False: its output had the sequence ended at t). State is carried across
+    steps until reset(). The stream uses the weights as they were at creation or the last
+    reset(); each recurrent layer runs through a seqcore.ops.Stepper (weights packed once)."""
 
     def __init__(self, model, batch_size=1):
         if not model.built:
@@ -345,28 +348,36 @@ class Stream:
             if isinstance(layer, Bidirectional) or getattr(layer, "go_backwards", False):
                 raise ValueError(f"{layer.name}: a backward-running layer needs the whole "
                                  "sequence and cannot stream")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         self.model, self.batch_size = model, int(batch_size)
         self.reset()
 
     def reset(self):
-        self.states = {id(layer): [None] * len(layer.STATES) for layer in self.model.layers
-                       if isinstance(layer, _Recurrent)}
+        """Back to the zero state (and to the model's current weights)."""
+        self._steppers = {id(layer): layer.stepper(self.batch_size)
+                          for layer in self.model.layers if isinstance(layer, _Recurrent)}
 
     def step(self, x_t):
         x = np.asarray(x_t)
         if x.shape[:1] != (self.batch_size,):
             raise ValueError(f"x_t: expected a first axis of batch_size={self.batch_size}, got "
                              f"shape {x.shape}")
-        x = x[:, None]                               # one time step
-        has_time = True
+        valid = None                 # rows whose step is masked (Embedding(mask_zero) id 0)
         for layer in self.model.layers:
             if isinstance(layer, _Recurrent):
-                x_tm = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=layer.dtype)
-                y, finals = layer._forward_tm(x_tm, None, self.states[id(layer)], False, False,
-                                              layer.return_sequences)
-                self.states[id(layer)] = finals
-                x = y.transpose(1, 0, 2) if layer.return_sequences else finals[0]
-                has_time = layer.return_sequences
+                stepper = self._steppers[id(layer)]
+                y = stepper.step(x, valid)
+                # without return_sequences the output is the state (a masked step keeps it)
+                x = y if layer.return_sequences else stepper.states[0].copy()
+                if not layer.return_sequences:
+                    valid = None
+            elif isinstance(layer, TimeDistributed):
+                x = layer.layer(x, training=False)
             else:
-                x = layer(x, training=False)
-        return x[:, 0] if has_time else x
+                out = layer(x, training=False)
+                if isinstance(layer, Embedding) and layer.mask_zero:
+                    valid = np.asarray(x) != 0
+                x = out
+        return x

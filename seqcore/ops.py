@@ -21,7 +21,7 @@ from ._kernels import lstm as _lstm
 from ._kernels import rnn as _rnn
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
-           "rnn_backward", "lengths_to_mask", "matmul"]
+           "rnn_backward", "lengths_to_mask", "matmul", "Stepper"]
 
 # Inference projects the inputs of this many pre-activations at a time (1 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 18
@@ -216,7 +216,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
         _run(_lstm.forward_inference, (B, 4, H), *args, Y, Z, XD, Hp,
-             _packed_workspace(I, H, 4, dtype))
+             _packed_workspace(I, H, 4, dtype), False)
         return Y, h, c, None
     c0 = c.copy()
     Y = np.empty((T, B, H), dtype)
@@ -282,7 +282,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
         _run(_gru.forward_inference, (B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
-             _packed_workspace(I, H, 3, dtype))
+             _packed_workspace(I, H, 3, dtype), False)
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     AX = np.empty((T, B, 3 * H), dtype)
@@ -352,7 +352,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
         _run(_rnn.forward_inference, (B, 1, H), *args, Y, A, XD, Hp,
-             _packed_workspace(I, H, 1, dtype))
+             _packed_workspace(I, H, 1, dtype), False)
         return Y, h, None
     Y = np.empty((T, B, H), dtype)
     A = np.empty((T, B, H), dtype)
@@ -382,6 +382,83 @@ def rnn_backward(d_outputs, d_h_n, cache):
          np.empty((T, B, H), dtype), np.empty((B, H), dtype), dX, dW, dU, db,
          _packed_workspace(I, H, 1, dtype))
     return dX, dW, dU, db, dh
+
+
+# ------------------------------------------------------------------------ step by step
+
+class Stepper:
+    """One layer, one direction, one time step per call, for streaming inference.
+
+    Everything that does not change between steps is done once here: the arguments are
+    checked, the weights packed into panels (at the first step), the workspaces and the state
+    arrays allocated. A step then checks only x_t and makes one kernel call, single-threaded
+    (a step of a streaming model is too small to share). The stepper sees the weights as they
+    were when it was created.
+
+    cell: "lstm", "gru" or "rnn"; weights as for the *_forward functions; states: initial
+    state arrays (B, H) or None for zeros. `states` holds the current state arrays.
+    """
+
+    _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+    def __init__(self, cell, kernel, recurrent_kernel, bias, batch_size, states=None,
+                 reset_after=True, activation="tanh"):
+        if cell not in self._GATES:
+            raise ValueError(f"cell: expected one of {sorted(self._GATES)}, got {cell!r}")
+        G = self._GATES[cell]
+        kernel = np.asarray(kernel)
+        dtype = kernel.dtype.type if kernel.dtype in (np.float32, np.float64) else np.float32
+        x0 = np.zeros((1, batch_size, kernel.shape[0] if kernel.ndim == 2 else 1), dtype)
+        names = ["h0", "c0"] if cell == "lstm" else ["h0"]
+        states = [None] * len(names) if states is None else list(states)
+        if cell == "gru":
+            bias_shape = lambda H: (2, 3 * H) if reset_after else (3 * H,)  # noqa: E731
+        else:
+            bias_shape = lambda H: (G * H,)  # noqa: E731
+        a = _check_forward(cell.upper(), G, x0, kernel, recurrent_kernel, bias, bias_shape,
+                           list(zip(names, states)), None, None, None, False)
+        B, I, H = a["B"], a["I"], a["H"]
+        self.shape, self.dtype, self.states = (B, I), dtype, a["states"]
+        self._Y = np.empty((1, B, H), dtype)
+        Z, _, Hp = _inference_workspace(a, G * H)
+        W, U, b, mask = a["kernel"], a["recurrent_kernel"], a["bias"], a["mask"]
+        if cell == "lstm":
+            self._kernel = _lstm.forward_inference
+            self._head = (W, U, b, *self.states, mask, None, None, False)
+            self._tail = (Z, None, Hp)
+        elif cell == "gru":
+            bx, bh = (None, None) if b is None else ((b[0], b[1]) if reset_after else (b, None))
+            self._kernel = _gru.forward_inference
+            self._head = (W, U, bx, bh, self.states[0], mask, None, None, False, bool(reset_after))
+            self._tail = (Z, None, Hp, np.empty((B, 3 * H), dtype), np.empty((B, H), dtype))
+        else:
+            if activation not in _ACTIVATIONS:
+                raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got "
+                                 f"{activation!r}")
+            self._kernel = _rnn.forward_inference
+            self._head = (W, U, b, self.states[0], mask, None, None, False, activation == "relu")
+            self._tail = (Z, None, Hp)
+        self._packed = _packed_workspace(I, H, G, dtype)
+        self._prepacked = False
+        self._mask, self._all_valid = mask, True     # the kernel reads mask[0] every step
+
+    def step(self, x_t, valid=None):
+        """x_t (B, I) -> the output (B, H) of this step; the state advances. valid (B,) bool:
+        rows whose step counts (a masked row keeps its state and outputs zeros)."""
+        x = np.asarray(x_t)
+        if x.shape != self.shape:
+            raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
+        if x.dtype != self.dtype or not x.flags.c_contiguous:
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"x_t: expected a real array, got dtype {x.dtype}")
+            x = np.ascontiguousarray(x, dtype=self.dtype)
+        if valid is not None or not self._all_valid:
+            self._mask[0] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
+            self._all_valid = valid is None
+        self._kernel(x.reshape((1,) + self.shape), *self._head, self._Y, *self._tail,
+                     self._packed, self._prepacked, 1, 1)
+        self._prepacked = True
+        return self._Y[0].copy()
 
 
 # --------------------------------------------------------------------------------- matmul

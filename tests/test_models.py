@@ -335,3 +335,22 @@ def test_demo_help_names_its_options():
                                capture_output=True, text=True, check=True).stdout
     for option in ("--epochs", "--text", "--hidden", "--seed"):
         assert option in help_text
+
+
+@pytest.mark.parametrize("recurrent", [
+    lambda: sc.LSTM(5, return_sequences=True, seed=1),
+    lambda: sc.GRU(5, return_sequences=True, reset_after=False, seed=1),
+    lambda: sc.SimpleRNN(5, return_sequences=True, activation="relu", seed=1)])
+def test_streaming_honours_masked_steps(recurrent):
+    """Ids 0 under Embedding(mask_zero=True) are masked steps: the state is kept, whether the
+    whole sequence runs at once or one step at a time."""
+    model = sc.Sequential([sc.Embedding(6, 3, mask_zero=True, seed=0), recurrent(),
+                           sc.GRU(4, seed=2), sc.Dense(2, seed=3)])
+    x = np.array([[1, 0, 2, 3, 0, 0], [4, 5, 0, 1, 2, 3]])
+    model.build((None, 6))
+    stream = model.stream(batch_size=2)
+    for t in range(6):
+        np.testing.assert_allclose(stream.step(x[:, t]), model.predict(x[:, :t + 1]),
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="x_t"):
+        stream.step(x[:1, 0])

@@ -92,7 +92,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] recurrent_mask, bint reverse, bint reset_after,
                       floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] XD,
                       floating[:, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                      floating[::1] packed, int n_threads, int step_threads):
+                      floating[::1] packed, bint prepacked, int n_threads,
+                      int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (B, H),
     work_a (B, 3H), work_b (B, H), packed: workspaces."""
@@ -109,7 +110,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk)
+        Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk, prepacked)
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0

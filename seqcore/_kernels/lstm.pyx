@@ -58,7 +58,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                       floating[:, :, ::1] Z, floating[:, :, ::1] XD, floating[:, ::1] Hp,
-                      floating[::1] packed, int n_threads, int step_threads):
+                      floating[::1] packed, bint prepacked, int n_threads,
+                      int step_threads):
     """Forward pass that keeps nothing for backward.
 
     The input projection runs in chunks of Z.shape[0] steps, so memory does not grow with T
@@ -77,7 +78,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(I, H, 4, &U[0, 0], &W[0, 0], Upk)
+        Wpk = pack_weights(I, H, 4, &U[0, 0], &W[0, 0], Upk, prepacked)
         s0 = 0
         while s0 < T:
             n = min(chunk, T - s0)

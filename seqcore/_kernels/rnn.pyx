@@ -58,7 +58,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                       bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
                       floating[:, :, ::1] XD, floating[:, ::1] Hp, floating[::1] packed,
-                      int n_threads, int step_threads):
+                      bint prepacked, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     A.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None and
     Hp (B, H), packed: workspaces."""
@@ -73,7 +73,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef unsigned int mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(I, H, 1, &U[0, 0], &W[0, 0], Upk)
+        Wpk = pack_weights(I, H, 1, &U[0, 0], &W[0, 0], Upk, prepacked)
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0

@@ -45,12 +45,14 @@ cdef inline int panels(int n) noexcept nogil:
 
 
 cdef inline floating* pack_weights(int I, int H, int G, const floating* U, const floating* W,
-                                   floating* packed) noexcept nogil:
+                                   floating* packed, bint prepacked=False) noexcept nogil:
     """The forward layout of the `packed` workspace (sized by seqcore.ops._packed_workspace):
-    U (H, G*H) packed in panels at its start, then W (I, G*H). Returns where W's panels start."""
+    U (H, G*H) packed in panels at its start, then W (I, G*H). Returns where W's panels start.
+    prepacked: `packed` already holds these weights (step-by-step inference packs them once)."""
     cdef floating* Wpk = packed + <long>G * panels(H) * H * 16
-    pack_panels(H, H, G, U, G * H, packed)
-    pack_panels(I, H, G, W, G * H, Wpk)
+    if not prepacked:
+        pack_panels(H, H, G, U, G * H, packed)
+        pack_panels(I, H, G, W, G * H, Wpk)
     return Wpk
 
 

@@ -123,6 +123,17 @@ class _Recurrent(Layer):
         self._cache = cache
         return outputs, finals
 
+    def stepper(self, batch_size):
+        """A seqcore.ops.Stepper running this layer one step at a time from a zero state (with
+        the weights as they are now): what Sequential.stream uses."""
+        if not self.built:
+            raise RuntimeError(f"{self.name}: build the layer first")
+        W, U, b = self._params()
+        return ops.Stepper(self.CELL, W, U, b, batch_size, **self._cell_options())
+
+    def _cell_options(self):
+        return {}
+
     def _backward_tm(self, d_outputs, d_finals):
         """d_outputs (T, B, H) or None, d_finals: list of (B, H) or None per state.
         Returns (dx (T, B, I), gradients w.r.t. the initial states); sets self.gradients."""
@@ -252,6 +263,7 @@ class LSTM(_Recurrent):
 
     GATES = 4
     STATES = ("h", "c")
+    CELL = "lstm"
 
     def __init__(self, units, *, unit_forget_bias=True, **kwargs):
         super().__init__(units, **kwargs)
@@ -281,6 +293,7 @@ class GRU(_Recurrent):
     (2, 3H) [input; recurrent]; False is the original formulation with bias (3H,)."""
 
     GATES = 3
+    CELL = "gru"
 
     def __init__(self, units, *, reset_after=True, **kwargs):
         super().__init__(units, **kwargs)
@@ -288,6 +301,9 @@ class GRU(_Recurrent):
 
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _cell_options(self):
+        return {"reset_after": self.reset_after}
 
     def _kernel_forward(self, x, W, U, b, states, mask, im, rm, reverse, training, keep):
         y, h, cache = ops.gru_forward(x, W, U, b, states[0], mask, im, rm, reverse,
@@ -305,11 +321,16 @@ class GRU(_Recurrent):
 class SimpleRNN(_Recurrent):
     """Elman network: h' = activation(x W + h U + b), activation 'tanh' (default) or 'relu'."""
 
+    CELL = "rnn"
+
     def __init__(self, units, *, activation="tanh", **kwargs):
         super().__init__(units, **kwargs)
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
         self.activation = activation
+
+    def _cell_options(self):
+        return {"activation": self.activation}
 
     def _kernel_forward(self, x, W, U, b, states, mask, im, rm, reverse, training, keep):
         y, h, cache = ops.rnn_forward(x, W, U, b, states[0], mask, im, rm, reverse,
