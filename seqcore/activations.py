@@ -2,10 +2,10 @@
 (each is cheaper that way and backward then needs only what forward returned)."""
 import numpy as np
 
-__all__ = ["get", "NAMES"]
+__all__ = ["get", "sigmoid", "NAMES"]
 
 
-def _sigmoid(a):
+def sigmoid(a):
     # exp of a non-positive argument only, so no overflow warnings for large |a|
     e = np.exp(-np.abs(a))
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype, copy=False)
@@ -20,7 +20,7 @@ _FORWARD = {
     "linear": lambda a: a,
     "relu": lambda a: np.maximum(a, 0),
     "tanh": np.tanh,
-    "sigmoid": _sigmoid,
+    "sigmoid": sigmoid,
     "softmax": _softmax,
 }
 

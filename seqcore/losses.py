@@ -8,6 +8,8 @@ through numerically stable log-sum-exp forms.
 """
 import numpy as np
 
+from .activations import sigmoid
+
 __all__ = ["Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
            "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "get"]
 
@@ -76,9 +78,7 @@ class BinaryCrossentropy(Loss):
         if self.from_logits:
             # max(a, 0) - a y + log(1 + exp(-|a|)): no overflow for any a
             per = np.maximum(p, 0) - p * y + np.log1p(np.exp(-np.abs(p)))
-            e = np.exp(-np.abs(p))
-            sig = np.where(p >= 0, 1 / (1 + e), e / (1 + e))
-            return per.mean(axis=-1), (sig - y) / F
+            return per.mean(axis=-1), (sigmoid(p) - y) / F
         q = np.clip(p, EPSILON, 1 - EPSILON)
         per = -(y * np.log(q) + (1 - y) * np.log(1 - q))
         inside = (p > EPSILON) & (p < 1 - EPSILON)

@@ -37,6 +37,15 @@ def sequence_mask(mask, lengths, B, T):
     return None if mask is None else bool_mask(mask, (B, T), "(B, T)")
 
 
+def dropout_mask(rng, rate, shape, dtype):
+    """Inverted dropout: 0 with probability `rate`, else 1/(1 - rate); None when rate is 0."""
+    if rate == 0.0:
+        return None
+    keep = (rng.random(shape) >= rate).astype(dtype)
+    keep /= dtype(1.0 - rate)
+    return keep
+
+
 class Layer:
     """Base class: weights by name, lazy build on the first call, Keras-style config."""
 

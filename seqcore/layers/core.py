@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import activations, initializers
 from ..ops import matmul
-from .base import Layer
+from .base import Layer, dropout_mask
 
 __all__ = ["Dense", "Embedding", "Dropout"]
 
@@ -161,8 +161,7 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._cache = 1.0 if training else None
             return x
-        keep = (self._rng.random(x.shape) >= self.rate).astype(self.dtype)
-        keep /= self.dtype(1.0 - self.rate)
+        keep = dropout_mask(self._rng, self.rate, x.shape, self.dtype)
         self._cache = keep
         return x * keep
 

@@ -9,7 +9,7 @@ uses them directly.
 import numpy as np
 
 from .. import initializers, ops
-from .base import Layer, sequence_mask
+from .base import Layer, dropout_mask, sequence_mask
 
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
 
@@ -102,10 +102,7 @@ class _Recurrent(Layer):
 
     # ---- the time-major halves (outputs aligned with input time)
     def _dropout_mask(self, rate, shape):
-        if rate == 0.0:
-            return None
-        keep = self._rng.random(shape) >= rate
-        return keep.astype(self.dtype) / self.dtype(1.0 - rate)
+        return dropout_mask(self._rng, rate, shape, self.dtype)
 
     def _forward_tm(self, x, mask, states, training, reverse, keep_sequence=True):
         """x (T, B, I), mask (T, B) bool or None, states: list of (B, H) or None.
@@ -210,7 +207,7 @@ class _Recurrent(Layer):
         (dx, [d_h0, (d_c0)]) when the call was given initial_state."""
         self._need_cache(self._cache)
         info = self._call_info
-        B, T, H = info["B"], info["T"], self.units
+        B, T = info["B"], info["T"]
         n = len(self.STATES)
         if self.return_state:
             if not isinstance(d_out, (list, tuple)) or len(d_out) != 1 + n:
@@ -219,19 +216,27 @@ class _Recurrent(Layer):
             d_main, d_states = d_out[0], list(d_out[1:])
         else:
             d_main, d_states = d_out, [None] * n
-        d_outputs = None
-        d_finals = [self._grad_array(f"d_{s}", d, (B, H)) for s, d in zip(self.STATES, d_states)]
-        if self.return_sequences:
-            shape = (T, B, H) if self.time_major else (B, T, H)
-            d = self._grad_array("d_out", d_main, shape)
-            if d is not None:
-                d = d if self.time_major else d.transpose(1, 0, 2)
-                d_outputs = np.ascontiguousarray(d[::-1] if self.go_backwards else d)
-        else:
-            d_finals[0] = _sum(d_finals[0], self._grad_array("d_out", d_main, (B, H)))
+        d_outputs, d_finals = self._direction_gradients(
+            d_main, d_states, B, T, self.return_sequences, self.time_major, self.go_backwards)
         dx, d_initial = self._backward_tm(d_outputs, d_finals)
         dx = dx if self.time_major else np.ascontiguousarray(dx.transpose(1, 0, 2))
         return (dx, d_initial) if info["given_state"] else dx
+
+    def _direction_gradients(self, d_main, d_states, B, T, sequences, time_major, flip):
+        """Time-major (d_outputs or None, d_finals) for _backward_tm from the gradient of the
+        layer's main output (the sequence, or the final h) and of its returned states. flip:
+        the sequence was handed out in reversed time order."""
+        H = self.units
+        d_finals = [self._grad_array(f"d_{s}", d, (B, H)) for s, d in zip(self.STATES, d_states)]
+        d_outputs = None
+        if sequences:
+            d = self._grad_array("d_out", d_main, (T, B, H) if time_major else (B, T, H))
+            if d is not None:
+                d = d if time_major else d.transpose(1, 0, 2)
+                d_outputs = np.ascontiguousarray(d[::-1] if flip else d)
+        else:
+            d_finals[0] = _sum(d_finals[0], self._grad_array("d_out", d_main, (B, H)))
+        return d_outputs, d_finals
 
     def _grad_array(self, name, d, shape):
         if d is None:

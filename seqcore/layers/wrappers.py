@@ -3,7 +3,7 @@ TimeDistributed (a layer applied at every time step)."""
 import numpy as np
 
 from .base import Layer, sequence_mask
-from .recurrent import _Recurrent, _sum
+from .recurrent import _Recurrent
 
 __all__ = ["Bidirectional", "TimeDistributed"]
 
@@ -175,17 +175,9 @@ class Bidirectional(_Wrapper):
         dx = None
         d_initial = []
         for layer, d, d_states in ((fw, d_f, d_sf), (bw, d_b, d_sb)):
-            H = layer.units
-            d_finals = [layer._grad_array(f"d_{s}", g, (c["B"], H))
-                        for s, g in zip(layer.STATES, d_states)]
-            d_outputs = None
-            if self.return_sequences:
-                shape = (c["T"], c["B"], H) if self.time_major else (c["B"], c["T"], H)
-                g = layer._grad_array("d_out", d, shape)
-                if g is not None:
-                    d_outputs = np.ascontiguousarray(g if self.time_major else g.transpose(1, 0, 2))
-            else:
-                d_finals[0] = _sum(d_finals[0], layer._grad_array("d_out", d, (c["B"], H)))
+            # both directions' outputs are aligned with input time: nothing to flip
+            d_outputs, d_finals = layer._direction_gradients(
+                d, d_states, c["B"], c["T"], self.return_sequences, self.time_major, False)
             dx_dir, d_init = layer._backward_tm(d_outputs, d_finals)
             dx = dx_dir if dx is None else dx + dx_dir
             d_initial += d_init
