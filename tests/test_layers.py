@@ -146,6 +146,17 @@ def test_bidirectional_with_lengths_matches_reference(merge_mode, return_sequenc
         np.testing.assert_allclose(got, want, atol=1e-11)
 
 
+def _central_difference(f, array, i, eps=1e-6):
+    """d f() / d array[i] by central differences (array changed in place and restored)."""
+    old = array[i]
+    array[i] = old + eps
+    up = f()
+    array[i] = old - eps
+    down = f()
+    array[i] = old
+    return (up - down) / (2 * eps)
+
+
 def _fd_check(model, x, y, loss, lengths=None, n_checks=6, eps=1e-6):
     """Compare the model's analytic gradients (weights and input) with central differences."""
     rng = np.random.default_rng(0)
@@ -162,13 +173,7 @@ def _fd_check(model, x, y, loss, lengths=None, n_checks=6, eps=1e-6):
     for array, grad in checks:
         for _ in range(n_checks):
             i = tuple(rng.integers(0, s) for s in array.shape)
-            old = array[i]
-            array[i] = old + eps
-            up = value()
-            array[i] = old - eps
-            down = value()
-            array[i] = old
-            fd = (up - down) / (2 * eps)
+            fd = _central_difference(value, array, i, eps)
             assert abs(fd - grad[i]) <= 1e-6 * max(1.0, abs(fd)), (array.shape, i, fd, grad[i])
 
 
@@ -233,3 +238,39 @@ def test_dropout_layer_and_masks_are_seeded_and_scaled():
     assert set(np.unique(a)) == {0.0, np.float32(1 / 0.75)}
     assert abs((a == 0).mean() - 0.25) < 0.02
     np.testing.assert_array_equal(sc.Dropout(0.25)(x, training=False), x)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_zero_output_for_mask_false_repeats_last_valid_output(kind, go_backwards):
+    """Keras's default: a masked step repeats the previous output in processing order (the
+    initial h before any valid step); gradients flow back to the repeated step / initial h."""
+    cls, extra, n_states = RECURRENT[kind]
+    rng = np.random.default_rng(5)
+    B, T, I, H = 3, 6, 2, 3
+    x = rng.standard_normal((B, T, I))
+    mask = np.array([[1, 0, 1, 1, 0, 0], [0, 0, 1, 0, 1, 1], [0, 0, 0, 0, 0, 0]], bool)
+    h0 = [rng.standard_normal((B, H)) for _ in range(n_states)]
+    kw = dict(return_sequences=True, go_backwards=go_backwards, seed=1, dtype="float64", **extra)
+    carry = cls(H, zero_output_for_mask=False, **kw)
+    zero = cls(H, **kw)
+    y = carry(x, mask=mask, initial_state=h0, training=True)
+    zero.build(x.shape)
+    zero.set_weights(carry.get_weights())
+    y0 = zero(x, mask=mask, initial_state=h0)
+    order = mask[:, ::-1] if go_backwards else mask     # outputs come in processing order
+    for b in range(B):
+        last = h0[0][b]
+        for t in range(T):
+            if order[b, t]:
+                last = y0[b, t]
+            np.testing.assert_allclose(y[b, t], last, atol=1e-14)
+    # gradients: loss = sum(w * y), by central differences on x and h0
+    w = rng.standard_normal(y.shape)
+    dx, d_init = carry.backward(w)
+
+    def loss():
+        return float((w * carry(x, mask=mask, initial_state=h0)).sum())
+    for array, grad in [(x, dx), (h0[0], d_init[0])]:
+        for i in np.ndindex(*array.shape):
+            assert abs(_central_difference(loss, array, i) - grad[i]) < 1e-7, (i, grad[i])

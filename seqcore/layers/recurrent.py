@@ -14,6 +14,21 @@ from .base import Layer, dropout_mask, sequence_mask
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
 
 
+def _carry_sources(mask_tm, reverse):
+    """For zero_output_for_mask=False: the (t, b) positions of masked steps and, for each, the
+    step whose output it repeats (the last valid step before it in processing order; -1: none,
+    so the initial h)."""
+    T = mask_tm.shape[0]
+    steps = np.arange(T)[:, None]
+    if reverse:
+        src = np.minimum.accumulate(np.where(mask_tm, steps, T)[::-1], axis=0)[::-1]
+        src = np.where(src == T, -1, src)
+    else:
+        src = np.maximum.accumulate(np.where(mask_tm, steps, -1), axis=0)
+    tt, bb = np.nonzero(~mask_tm)
+    return tt, bb, src[tt, bb]
+
+
 def _sum(*arrays):
     """Sum of the arrays that are not None (None if all are)."""
     present = [a for a in arrays if a is not None]
@@ -31,7 +46,7 @@ class _Recurrent(Layer):
                  go_backwards=False, stateful=False, time_major=False, dropout=0.0,
                  recurrent_dropout=0.0, use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", seed=None,
-                 dtype="float32", name=None):
+                 zero_output_for_mask=True, dtype="float32", name=None):
         super().__init__(name=name, dtype=dtype)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units: expected a positive integer, got {units!r}")
@@ -47,6 +62,7 @@ class _Recurrent(Layer):
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
         self.use_bias = bool(use_bias)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.initializers = {"kernel": kernel_initializer, "recurrent": recurrent_initializer,
                              "bias": bias_initializer}
         for which in self.initializers.values():
@@ -192,7 +208,14 @@ class _Recurrent(Layer):
             keep_sequence=self.return_sequences)
         if self.stateful:
             self.states = [f.copy() for f in finals]
-        self._call_info = dict(B=B, T=T, given_state=initial_state is not None)
+        carry = None
+        if self.return_sequences and mask is not None and not self.zero_output_for_mask:
+            carry = _carry_sources(mask.T, self.go_backwards)
+            tt, bb, src = carry
+            h0 = states[0] if states[0] is not None else np.zeros((B, self.units), self.dtype)
+            outputs[tt, bb] = np.where((src >= 0)[:, None], outputs[np.maximum(src, 0), bb],
+                                       h0[bb])
+        self._call_info = dict(B=B, T=T, given_state=initial_state is not None, carry=carry)
         if self.return_sequences:
             if self.go_backwards:
                 outputs = outputs[::-1]
@@ -218,7 +241,18 @@ class _Recurrent(Layer):
             d_main, d_states = d_out, [None] * n
         d_outputs, d_finals = self._direction_gradients(
             d_main, d_states, B, T, self.return_sequences, self.time_major, self.go_backwards)
+        to_initial = None
+        if info["carry"] is not None and d_outputs is not None:
+            # a repeated output passes its gradient to the step (or initial h) it repeats
+            tt, bb, src = info["carry"]
+            d_outputs = d_outputs.copy()          # may be the caller's array
+            d_rep = d_outputs[tt, bb]
+            d_outputs[tt, bb] = 0
+            np.add.at(d_outputs, (src[src >= 0], bb[src >= 0]), d_rep[src >= 0])
+            to_initial = (bb[src < 0], d_rep[src < 0])
         dx, d_initial = self._backward_tm(d_outputs, d_finals)
+        if to_initial is not None and d_initial[0] is not None:
+            np.add.at(d_initial[0], to_initial[0], to_initial[1])
         dx = dx if self.time_major else np.ascontiguousarray(dx.transpose(1, 0, 2))
         return (dx, d_initial) if info["given_state"] else dx
 
@@ -259,7 +293,8 @@ class _Recurrent(Layer):
                     recurrent_dropout=self.recurrent_dropout, use_bias=self.use_bias,
                     kernel_initializer=self.initializers["kernel"],
                     recurrent_initializer=self.initializers["recurrent"],
-                    bias_initializer=self.initializers["bias"], seed=self.seed)
+                    bias_initializer=self.initializers["bias"], seed=self.seed,
+                    zero_output_for_mask=self.zero_output_for_mask)
 
 
 class LSTM(_Recurrent):
