@@ -274,3 +274,15 @@ def test_zero_output_for_mask_false_repeats_last_valid_output(kind, go_backwards
     for array, grad in [(x, dx), (h0[0], d_init[0])]:
         for i in np.ndindex(*array.shape):
             assert abs(_central_difference(loss, array, i) - grad[i]) < 1e-7, (i, grad[i])
+
+
+def test_go_backwards_mask_passed_on():
+    """Reversed outputs carry the reversed mask by default; reverse_output_mask=False passes
+    the input mask on unchanged, as Keras does."""
+    mask = np.array([[True, True, False]])
+    x = np.zeros((1, 3, 2))
+    ours = sc.LSTM(2, return_sequences=True, go_backwards=True)
+    keras_like = sc.LSTM(2, return_sequences=True, go_backwards=True, reverse_output_mask=False)
+    np.testing.assert_array_equal(ours.compute_mask(x, mask), mask[:, ::-1])
+    np.testing.assert_array_equal(keras_like.compute_mask(x, mask), mask)
+    assert sc.LSTM.from_config(keras_like.get_config()).reverse_output_mask is False

@@ -7,7 +7,8 @@
 None of them imports a framework unless it is called, and torch / Keras / TensorFlow are
 never needed to load a model.
 """
+from .keras_io import KerasFormatError, from_keras
 from .stack import RNNStack
 from .torch_io import from_torch, to_torch
 
-__all__ = ["RNNStack", "from_torch", "to_torch"]
+__all__ = ["RNNStack", "from_torch", "to_torch", "from_keras", "KerasFormatError"]

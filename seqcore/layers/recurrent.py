@@ -46,7 +46,8 @@ class _Recurrent(Layer):
                  go_backwards=False, stateful=False, time_major=False, dropout=0.0,
                  recurrent_dropout=0.0, use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", seed=None,
-                 zero_output_for_mask=True, dtype="float32", name=None):
+                 zero_output_for_mask=True, reverse_output_mask=True, dtype="float32",
+                 name=None):
         super().__init__(name=name, dtype=dtype)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units: expected a positive integer, got {units!r}")
@@ -63,6 +64,10 @@ class _Recurrent(Layer):
         self.recurrent_dropout = float(recurrent_dropout)
         self.use_bias = bool(use_bias)
         self.zero_output_for_mask = bool(zero_output_for_mask)
+        # go_backwards with return_sequences hands out reversed outputs; by default the mask
+        # it passes on is reversed with them. Keras passes the input mask unchanged, so models
+        # read from Keras files set this False to compute what they computed there.
+        self.reverse_output_mask = bool(reverse_output_mask)
         self.initializers = {"kernel": kernel_initializer, "recurrent": recurrent_initializer,
                              "bias": bias_initializer}
         for which in self.initializers.values():
@@ -109,7 +114,7 @@ class _Recurrent(Layer):
     def compute_mask(self, x, mask):
         if not self.return_sequences or mask is None:
             return None
-        return mask[:, ::-1] if self.go_backwards else mask
+        return mask[:, ::-1] if self.go_backwards and self.reverse_output_mask else mask
 
     def _params(self):
         """kernel, recurrent_kernel, bias (or None)."""
@@ -294,7 +299,8 @@ class _Recurrent(Layer):
                     kernel_initializer=self.initializers["kernel"],
                     recurrent_initializer=self.initializers["recurrent"],
                     bias_initializer=self.initializers["bias"], seed=self.seed,
-                    zero_output_for_mask=self.zero_output_for_mask)
+                    zero_output_for_mask=self.zero_output_for_mask,
+                    reverse_output_mask=self.reverse_output_mask)
 
 
 class LSTM(_Recurrent):
