@@ -38,6 +38,15 @@ def _compute_dtype(x):
     raise TypeError(f"x: expected a real floating array (float32 or float64), got dtype {x.dtype}")
 
 
+def _contiguous(arr, dtype):
+    """arr as a C-contiguous array of dtype the kernels can take. Read-only arrays (weights
+    memory-mapped with np.load(mmap_mode='r'), ONNX initializers, np.frombuffer) are copied:
+    the kernels' typed memoryviews need writable buffers. TODO: const memoryviews for the
+    kernels' input arguments would spare the copy."""
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
+
+
 def _array(name, value, dtype, shape):
     """value as a C-contiguous array of dtype and exactly `shape`, or a clear error."""
     arr = np.asarray(value)
@@ -45,7 +54,7 @@ def _array(name, value, dtype, shape):
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if arr.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return _contiguous(arr, dtype)
 
 
 def _optional(name, value, dtype, shape):
@@ -93,7 +102,7 @@ def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, s
     H = U.shape[0]
     out = dict(
         dtype=dtype, T=T, B=B, I=I, H=H,
-        x=np.ascontiguousarray(x, dtype=dtype),
+        x=_contiguous(x, dtype),
         kernel=_array("kernel", kernel, dtype, (I, gates * H)),
         recurrent_kernel=_array("recurrent_kernel", U, dtype, (H, gates * H)),
         bias=_optional("bias", bias, dtype, bias_shape(H)),
@@ -448,10 +457,10 @@ class Stepper:
         x = np.asarray(x_t)
         if x.shape != self.shape:
             raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
-        if x.dtype != self.dtype or not x.flags.c_contiguous:
+        if x.dtype != self.dtype or not x.flags.c_contiguous or not x.flags.writeable:
             if x.dtype.kind not in "biuf":
                 raise TypeError(f"x_t: expected a real array, got dtype {x.dtype}")
-            x = np.ascontiguousarray(x, dtype=self.dtype)
+            x = _contiguous(x, self.dtype)
         if valid is not None or not self._all_valid:
             self._mask[0] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
             self._all_valid = valid is None
@@ -481,8 +490,8 @@ def matmul(a, b, trans_a=False, trans_b=False):
     c = np.zeros((m, n), dtype)
     if m == 0 or n == 0 or k == 0:
         return c
-    a = np.ascontiguousarray(a, dtype=dtype)
-    b = np.ascontiguousarray(b, dtype=dtype)
+    a = _contiguous(a, dtype)
+    b = _contiguous(b, dtype)
     n_threads = runtime.get_num_threads()
     with runtime.blas_single_threaded(n_threads):
         _blas.matmul(a, b, c, bool(trans_a), bool(trans_b), 1.0, 0.0, n_threads)

@@ -286,3 +286,12 @@ def test_go_backwards_mask_passed_on():
     np.testing.assert_array_equal(ours.compute_mask(x, mask), mask[:, ::-1])
     np.testing.assert_array_equal(keras_like.compute_mask(x, mask), mask)
     assert sc.LSTM.from_config(keras_like.get_config()).reverse_output_mask is False
+
+
+def test_embedding_mask_zero_and_lengths_both_hold():
+    emb = sc.Embedding(5, 2, mask_zero=True)
+    ids = np.array([[1, 2, 0, 3], [4, 4, 4, 4]])
+    lengths_mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
+    np.testing.assert_array_equal(emb.compute_mask(ids, lengths_mask),
+                                  [[1, 1, 0, 1], [1, 1, 0, 0]])
+    np.testing.assert_array_equal(emb.compute_mask(ids, None), ids != 0)

@@ -84,3 +84,26 @@ def test_lengths_to_mask_validates():
         ops.lengths_to_mask([-1], 3)
     with pytest.raises(TypeError, match="lengths"):
         ops.lengths_to_mask([1.5], 3)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_read_only_inputs_are_accepted(cell):
+    """Memory-mapped weights (np.load(mmap_mode='r')) and ONNX initializers are read-only."""
+    rng = np.random.default_rng(3)
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    x, W, U = (rng.standard_normal(s) for s in ((4, 2, 3), (3, 5 * G), (5, 5 * G)))
+    b = rng.standard_normal((2, 15) if cell == "gru" else (5 * G,))
+    forward, backward = getattr(ops, f"{cell}_forward"), getattr(ops, f"{cell}_backward")
+    expected = forward(x.copy(), W.copy(), U.copy(), b.copy())
+    for a in (x, W, U, b):
+        a.flags.writeable = False
+    got = forward(x, W, U, b)
+    np.testing.assert_array_equal(got[0], expected[0])
+    dy = rng.standard_normal(got[0].shape)
+    dy.flags.writeable = False
+    no_state_grads = [None] * (2 if cell == "lstm" else 1)
+    np.testing.assert_array_equal(backward(dy, *no_state_grads, got[-1])[0],
+                                  backward(dy.copy(), *no_state_grads, expected[-1])[0])
+    step = ops.Stepper(cell, W, U, b, 2)
+    np.testing.assert_array_equal(step.step(x[0]), expected[0][0])
+    np.testing.assert_array_equal(ops.matmul(W, U, trans_b=True), W @ U.T)

@@ -8,7 +8,9 @@ None of them imports a framework unless it is called, and torch / Keras / Tensor
 never needed to load a model.
 """
 from .keras_io import KerasFormatError, from_keras
+from .onnx_io import OnnxModel, from_onnx, to_onnx
 from .stack import RNNStack
 from .torch_io import from_torch, to_torch
 
-__all__ = ["RNNStack", "from_torch", "to_torch", "from_keras", "KerasFormatError"]
+__all__ = ["RNNStack", "from_torch", "to_torch", "from_keras", "KerasFormatError", "to_onnx",
+           "from_onnx", "OnnxModel"]

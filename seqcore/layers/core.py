@@ -106,7 +106,10 @@ class Embedding(Layer):
         return tuple(input_shape) + (self.output_dim,)
 
     def compute_mask(self, x, mask):
-        return np.asarray(x) != 0 if self.mask_zero else mask
+        if not self.mask_zero:
+            return mask
+        padding = np.asarray(x) != 0
+        return padding if mask is None else padding & mask     # with lengths too: both hold
 
     def _ids(self, x):
         x = np.asarray(x)
