@@ -206,3 +206,11 @@ def test_tf_keras_2_h5_file(functional, tmp_path):
     x = _ids(np.random.default_rng(1))
     expected = reference.predict(x, verbose=0)
     np.testing.assert_allclose(from_keras(path).predict(x), expected, atol=1e-5, rtol=0)
+
+
+def test_layer_with_several_outputs_is_refused(tmp_path):
+    model = keras.Sequential([keras.Input((None, 3)),
+                              L.Bidirectional(L.LSTM(2), merge_mode=None, name="pair")])
+    model.save(tmp_path / "pair.keras")
+    with pytest.raises(KerasFormatError, match="pair: a layer in a Sequential must return one array"):
+        from_keras(tmp_path / "pair.keras")

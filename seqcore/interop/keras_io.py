@@ -314,10 +314,10 @@ def from_keras(path):
         if spec.get("class_name") == "InputLayer":
             continue
         layer = _layer(spec)
-        if getattr(layer, "return_state", False):
-            raise KerasFormatError(f"layer {layer.name!r}: return_state=True inside a model "
-                                   "chain is not supported")
-        model.add(layer)
+        try:
+            model.add(layer)
+        except ValueError as e:       # return_state, merge_mode=None: not one output array
+            raise KerasFormatError(str(e)) from None
         layers.append((layer, weights))
     if not layers:
         raise KerasFormatError(f"{path}: the model has no layers")
