@@ -185,3 +185,51 @@ def test_export_refuses_what_onnx_cannot_express(tmp_path):
         to_onnx(sc.Sequential([sc.LSTM(2)]), path)
     with pytest.raises(TypeError, match="Sequential or an RNNStack"):
         to_onnx(sc.LSTM(2), path)
+
+
+def test_numpy_operators_agree_with_onnxruntime(tmp_path):
+    """The non-recurrent operators from_onnx runs in NumPy, each against onnxruntime."""
+    h, F, I64 = onnx.helper, onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
+    c = lambda name, a: onnx.numpy_helper.from_array(np.asarray(a), name)   # noqa: E731
+    inits = [c("two", np.float32(2.0)), c("W", np.arange(12, dtype=np.float32).reshape(3, 4)),
+             c("bias3", np.float32([1, -1, 0.5])), c("flat", np.int64([6, 4])),
+             c("shape", np.int64([2, 3, 4])),
+             c("three", np.int64(3)), c("k", np.int64([-7, 7])), c("one4", np.int64([1, 4]))]
+    nodes = [
+        h.make_node("Sub", ["a", "b"], ["sub"]),
+        h.make_node("Div", ["a", "two"], ["div"]),
+        h.make_node("Reshape", ["a", "flat"], ["a2"]),
+        h.make_node("Gemm", ["a2", "W", "bias3"], ["gemm"], transB=1, alpha=0.5, beta=2.0),
+        h.make_node("Expand", ["b", "shape"], ["expand"]),
+        h.make_node("ReduceMean", ["a"], ["mean"], axes=[1], keepdims=1),
+        h.make_node("Softmax", ["a"], ["softmax"], axis=1),
+        h.make_node("Div", ["k", "n"], ["idiv"]),
+        h.make_node("Equal", ["n", "three"], ["eq"]),
+        h.make_node("Where", ["eq", "k", "n"], ["where"]),
+        h.make_node("Constant", [], ["cf"], value_float=1.5),
+        h.make_node("Mul", ["b", "cf"], ["scaled"]),
+        h.make_node("Reshape", ["b", "one4"], ["b14"]),
+        h.make_node("Squeeze", ["b14"], ["squeezed"]),
+        h.make_node("Dropout", ["a"], ["dropped"]),
+        h.make_node("Sigmoid", ["a"], ["sig"]),
+    ]
+    outputs = ["sub", "div", "gemm", "expand", "mean", "softmax", "idiv", "where", "scaled",
+               "squeezed", "dropped", "sig"]
+    graph = h.make_graph(
+        nodes, "ops", [h.make_tensor_value_info("a", F, [2, 3, 4]),
+                       h.make_tensor_value_info("b", F, [4]),
+                       h.make_tensor_value_info("n", I64, [2])],
+        [h.make_tensor_value_info(o, I64 if o in ("idiv", "where") else F, None)
+         for o in outputs], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "ops.onnx"
+    onnx.save(model, path)
+    rng = np.random.default_rng(5)
+    feeds = {"a": rng.standard_normal((2, 3, 4)).astype(np.float32) * 30,
+             "b": rng.standard_normal(4).astype(np.float32), "n": np.int64([2, 3])}
+    expected = _run_ort(path, feeds)
+    got = from_onnx(path)(**feeds)
+    for name, g, e in zip(outputs, got, expected):
+        assert g.dtype == e.dtype, name
+        np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6, err_msg=name)

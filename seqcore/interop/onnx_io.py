@@ -11,7 +11,7 @@ is parsed as protobuf; nothing in it is executed as code. Both need the `onnx` p
 """
 import numpy as np
 
-from .. import ops
+from .. import activations, ops
 from ..layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, SimpleRNN
 from ..layers import TimeDistributed
 from ..layers.recurrent import _Recurrent
@@ -448,9 +448,17 @@ def _gemm(inputs, attrs):
 
 
 def _softmax(inputs, attrs):
+    """opset >= 13 Softmax: along one axis (the layers' softmax, moved to the last axis)."""
     x = inputs[0]
-    e = np.exp(x - x.max(axis=attrs.get("axis", -1), keepdims=True))
-    return [e / e.sum(axis=attrs.get("axis", -1), keepdims=True)]
+    axis = attrs.get("axis", -1) % max(1, x.ndim)
+    moved = np.moveaxis(x, axis, -1)
+    return [np.moveaxis(activations.get("softmax")[0](moved), -1, axis)]
+
+
+def _int_divide(a, b):
+    """ONNX integer Div truncates toward zero (NumPy's // floors)."""
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
 
 
 def _split(inputs, attrs, n_outputs):
@@ -502,16 +510,17 @@ _NUMPY = {
     "Slice": _slice,
     "Reshape": _reshape,
     "Transpose": lambda i, a: [np.transpose(i[0], a.get("perm"))],
-    "Expand": lambda i, a: [i[0] * np.ones([int(v) for v in i[1]], i[0].dtype)],
+    "Expand": lambda i, a: [np.broadcast_to(i[0], np.broadcast_shapes(
+        i[0].shape, tuple(int(v) for v in i[1]))).copy()],
     "MatMul": _matmul,
     "Gemm": _gemm,
     "Add": lambda i, a: [i[0] + i[1]],
     "Sub": lambda i, a: [i[0] - i[1]],
     "Mul": lambda i, a: [i[0] * i[1]],
-    "Div": lambda i, a: [i[0] / i[1] if i[0].dtype.kind == "f" else i[0] // i[1]],
-    "Relu": lambda i, a: [np.maximum(i[0], 0)],
-    "Tanh": lambda i, a: [np.tanh(i[0])],
-    "Sigmoid": lambda i, a: [(1 / (1 + np.exp(-i[0]))).astype(i[0].dtype)],
+    "Div": lambda i, a: [i[0] / i[1] if i[0].dtype.kind == "f" else _int_divide(i[0], i[1])],
+    "Relu": lambda i, a: [activations.get("relu")[0](i[0])],
+    "Tanh": lambda i, a: [activations.get("tanh")[0](i[0])],
+    "Sigmoid": lambda i, a: [activations.sigmoid(i[0])],
     "Softmax": _softmax,
     "Equal": lambda i, a: [np.equal(i[0], i[1])],
     "Not": lambda i, a: [np.logical_not(i[0])],

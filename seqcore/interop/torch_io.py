@@ -52,7 +52,8 @@ def _from_state_dict(state_dict, batch_first, nonlinearity):
                      num_layers=num_layers, bias="bias_ih_l0" in arrays,
                      batch_first=batch_first,
                      bidirectional=any(n.endswith("_reverse") for n in arrays),
-                     dtype=np.result_type(*arrays.values()))
+                     dtype=(np.float64 if np.result_type(*arrays.values()) == np.float64
+                            else np.float32))     # half precision computes in float32
     stack.load_state_dict(arrays)
     return stack
 
