@@ -1,0 +1,58 @@
+"""The pool of large blocks behind seqcore.ops (seqcore/_kernels/pool.pyx)."""
+import gc
+
+import numpy as np
+
+from seqcore import ops
+from seqcore._kernels import pool
+
+BIG = (512, 1024)          # 2 MiB of float32: pooled
+
+
+def test_memory_returns_only_when_no_array_refers_to_it():
+    ops.release_memory()
+    a = pool.empty(BIG, np.float32)
+    a[...] = 7
+    view = a[3:5, 10:]                 # NumPy views keep the block, not just the first array
+    del a
+    gc.collect()
+    assert pool.idle_bytes() == 0
+    b = pool.empty(BIG, np.float32)   # must not be the block `view` still uses
+    b[...] = -1
+    assert np.all(view == 7)
+    del view
+    gc.collect()
+    assert pool.idle_bytes() >= np.prod(BIG) * 4
+    c = pool.zeros(BIG, np.float32)   # reuses it, zeroed
+    assert pool.idle_bytes() == 0 and not c.any()
+    del b, c
+    ops.release_memory()
+    assert pool.idle_bytes() == 0
+
+
+def test_pooled_arrays_are_ordinary_arrays():
+    a = pool.empty(BIG, np.float64)
+    assert a.shape == BIG and a.dtype == np.float64
+    assert a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0
+    small = pool.empty((3, 4), np.float32)
+    assert small.shape == (3, 4) and type(small.base) is not type(a.base)
+    assert pool.empty(300_000, np.float32).shape == (300_000,)
+
+
+def test_training_results_survive_later_calls():
+    """A cache (and outputs) kept by the caller are not overwritten by the next calls."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 64, 32)).astype(np.float32)
+    W, U = rng.standard_normal((32, 1024)).astype(np.float32), rng.standard_normal(
+        (256, 1024)).astype(np.float32) * 0.05
+    y1, h1, c1, cache1 = ops.lstm_forward(x, W, U, None)
+    grads1 = ops.lstm_backward(np.ones_like(y1), None, None, cache1)
+    y_copy, g_copy = y1.copy(), [g.copy() for g in grads1 if g is not None]
+    for _ in range(3):               # other calls recycle whatever was freed
+        y2, _, _, cache2 = ops.lstm_forward(x * 2, W, U, None)
+        ops.lstm_backward(np.ones_like(y2), None, None, cache2)
+        del y2, cache2
+    np.testing.assert_array_equal(y1, y_copy)
+    again = ops.lstm_backward(np.ones_like(y1), None, None, cache1)
+    for want, got in zip(g_copy, [a for a in again if a is not None]):
+        np.testing.assert_array_equal(got, want)
