@@ -69,12 +69,10 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
         int nt = omp_get_num_threads(), k = omp_get_thread_num();
         int per = ((rows + nt - 1) / nt + 3) / 4 * 4;
         int r0 = k * per < rows ? k * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
-        if (init)
-            SC_ENTRY(sc_fill_columns)(r1 - r0, Z + (long)r0 * ldz, ldz, bias, 0, G * H);
         for (int g = 0; g < G && r1 > r0; g++)
             SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, X + (long)r0 * ldx, ldx,
                                         Mpk + (long)g * P * K * SC_PANEL_UNITS, K, 0, P,
-                                        Z + (long)r0 * ldz, ldz, g * H, H);
+                                        Z + (long)r0 * ldz, ldz, g * H, H, bias, init);
         sc_ftz_exit(mode);
     }
 }
@@ -86,13 +84,13 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
 #define SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, ldz, zc)                                   \
     SC_BEST(sc_gemm_acc_packed)((rows), (H), (Hp), (H),                                  \
         (Upk) + (long)(g) * (((H) + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS) * (H) * SC_PANEL_UNITS, \
-        (H), SC_OWN_PANELS, (Z), (ldz), (zc), (H))
+        (H), SC_OWN_PANELS, (Z), (ldz), (zc), (H), NULL, 0)
 
 /* dHp[:, j] (+)= sum_k dA[:, k0 + k] U[j, k0 + k], k < K, for this thread's units j (packed
  * U^T with Kp = G*H values of k per panel). dHp's own columns must hold the sum to add to. */
 #define SC_RECURRENT_GRAD(rows, H, K, dA, lda, UpkT, Kp, k0, dHp)                           \
     SC_BEST(sc_gemm_acc_packed)((rows), (K), (dA), (lda), (UpkT) + (long)(k0) * SC_PANEL_UNITS, \
-                                (Kp), SC_OWN_PANELS, (dHp), (H), 0, (H))
+                                (Kp), SC_OWN_PANELS, (dHp), (H), 0, (H), NULL, 0)
 
 static void SC_ENTRY(sc_lstm_forward_step)(
         int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,
