@@ -1,10 +1,15 @@
-"""seqcore kernels vs PyTorch CPU on the same shapes, dtype and thread count, in one run.
+"""seqcore kernels vs PyTorch CPU and ONNX Runtime on the same shapes, dtype and thread count,
+in one run.
 
     python bench/kernels.py [--quick] [--threads 1 2] [--out bench/results/kernels]
 
-For each (cell, mode, shape, threads) the two libraries are timed alternately (interleaved, so
-machine noise hits both), after warm-up, and the median of the repetitions is reported with the
-ratio torch_time / seqcore_time (> 1 means seqcore is faster). Mode "infer" is a forward pass
+For each (cell, mode, shape, threads) the libraries are timed in turn (interleaved, so machine
+noise hits all of them), after warm-up, and the median of the repetitions is reported with the
+ratios peer_time / seqcore_time (> 1 means seqcore is faster). ONNX Runtime (a graph of one
+ONNX LSTM / GRU operator built with onnx.helper, CPUExecutionProvider, GRU with
+linear_before_reset=1, its default thread spinning) runs the inference rows when it is
+installed. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
+gives the ceiling: seqcore's rate is also reported as a fraction of it. Mode "infer" is a forward pass
 with no gradient bookkeeping returning every step's output; "train" is forward + backward with
 respect to inputs and weights. FLOPs: LSTM forward 2*T*B*(I+H)*4H, GRU 3H instead of 4H, a
 training step counted as 3x forward.
@@ -28,7 +33,13 @@ if any(v in os.environ for v in _SLOW_VARS) and not os.environ.get("SEQCORE_BENC
 
 import numpy as np  # noqa: E402  (after the environment is settled)
 import torch  # noqa: E402
-from threadpoolctl import threadpool_info  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+try:
+    import onnxruntime as ort  # noqa: E402
+    from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+except ImportError:            # the ORT column is left out, and the header says why
+    ort = None
 
 import seqcore  # noqa: E402
 from seqcore import ops  # noqa: E402
@@ -90,18 +101,62 @@ def torch_runner(cell, mode, x, W, U, b):
     return step
 
 
-def time_pair(fa, fb, budget):
-    """Median seconds of fa and fb, alternating; at least 5 repetitions, more while the budget
-    (seconds per library) lasts."""
-    for f in (fa, fb, fa, fb):          # warm-up
-        f()
-    ta, tb = [], []
-    while len(ta) < 5 or (sum(ta) < budget and sum(tb) < budget and len(ta) < 200):
-        for f, acc in ((fa, ta), (fb, tb)):
+def ort_runner(cell, x, W, U, b, threads):
+    """ONNX Runtime running one ONNX LSTM/GRU operator over x (T, B, I), or None when
+    onnxruntime is not installed."""
+    if ort is None:
+        return None
+    T, B, I = x.shape
+    H = U.shape[0]
+    G = GATES[cell]
+    inits = [numpy_helper.from_array(np.ascontiguousarray(W.T[None]), "W"),
+             numpy_helper.from_array(np.ascontiguousarray(U.T[None]), "R"),
+             numpy_helper.from_array(np.zeros((1, 2 * G * H), np.float32), "B")]
+    attrs = dict(hidden_size=H)
+    if cell == "gru":
+        attrs["linear_before_reset"] = 1
+    node = helper.make_node(cell.upper(), ["X", "W", "R", "B"], ["Y"], **attrs)
+    graph = helper.make_graph(
+        [node], cell, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, None, I])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"X": x})
+
+
+def time_group(fns, budget):
+    """Median seconds of each function, called in turn; at least 5 repetitions, more while the
+    budget (seconds per library) lasts."""
+    for _ in range(2):                  # warm-up
+        for f in fns:
+            f()
+    times = [[] for _ in fns]
+    while len(times[0]) < 5 or (all(sum(t) < budget for t in times) and len(times[0]) < 200):
+        for f, acc in zip(fns, times):
             t0 = time.perf_counter()
             f()
             acc.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
+    return [statistics.median(t) for t in times]
+
+
+def sgemm_ceiling(threads, n=2048, repeats=5):
+    """GFLOP/s of NumPy's float32 matrix product (n x n x n) at `threads` BLAS threads."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ b
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 def machine_facts():
@@ -110,10 +165,39 @@ def machine_facts():
             if d.get("user_api") == "blas"]
     return {
         "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+        "onnxruntime": ort.__version__ if ort is not None else None,
         "seqcore": seqcore.__version__, "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "simd": seqcore.config()["simd"], "blas": blas,
         "unset_env": os.environ.get("SEQCORE_BENCH_REEXEC") or "",
     }
+
+
+HEADER = ("| cell | mode | T, B, I, H | threads | seqcore ms | torch ms | ORT ms | seqcore GFLOP/s "
+          "| % of SGEMM | vs torch | vs ORT |")
+
+
+def _cell(value, fmt):
+    return "-" if value is None else format(value, fmt)
+
+
+def format_row(r):
+    return (f"| {r['cell']} | {r['mode']} | {', '.join(map(str, r['shape']))} | {r['threads']} "
+            f"| {r['seqcore_ms']:.3f} | {r['torch_ms']:.3f} | {_cell(r['ort_ms'], '.3f')} "
+            f"| {r['seqcore_gflops']:.1f} | {100 * r['ceiling_fraction']:.0f} "
+            f"| {r['speedup']:.2f} | {_cell(r['speedup_ort'], '.2f')} |")
+
+
+def summarize(rows):
+    def geomean(v):
+        return float(np.exp(np.mean(np.log(v))))
+    vs_torch = [r["speedup"] for r in rows]
+    lines = [f"geometric mean speed-up vs torch: {geomean(vs_torch):.2f}; slowest row: "
+             f"{min(vs_torch):.2f}"]
+    vs_ort = [r["speedup_ort"] for r in rows if r["speedup_ort"] is not None]
+    if vs_ort:
+        lines.append(f"geometric mean speed-up vs ONNX Runtime (inference rows): "
+                     f"{geomean(vs_ort):.2f}; slowest row: {min(vs_ort):.2f}")
+    return lines
 
 
 def main(argv=None):
@@ -129,20 +213,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     facts = machine_facts()
-    print(f"# seqcore {facts['seqcore']} vs torch {facts['torch']}  (python {facts['python']}, "
-          f"numpy {facts['numpy']}, {facts['cores']} cores, SIMD {facts['simd']})")
+    print(f"# seqcore {facts['seqcore']} vs torch {facts['torch']}, onnxruntime "
+          f"{facts['onnxruntime'] or 'not installed (no ORT column)'}  (python "
+          f"{facts['python']}, numpy {facts['numpy']}, {facts['cores']} cores, SIMD "
+          f"{facts['simd']})")
     for lib in facts["blas"]:
         print(f"# BLAS: {lib['internal_api']} {lib['version']} kernel {lib['architecture']} "
               f"({lib['filepath']})")
     print(f"# unset for this run: {facts['unset_env'] or 'nothing (neither variable was set)'}")
+    ceilings = {t: sgemm_ceiling(t) for t in args.threads}
+    facts["sgemm_gflops"] = ceilings
+    print("# NumPy SGEMM ceiling (2048^3): " + ", ".join(
+        f"{v:.1f} GFLOP/s at {t} thread{'s' * (t > 1)}" for t, v in ceilings.items()))
+    seqcore.set_num_threads(max(args.threads))     # threadpool_limits restored NumPy's BLAS only
 
     rng = np.random.default_rng(0)
     shapes = SHAPES[:3] + SHAPES[4:] if args.quick else SHAPES
     rows = []
-    header = ("| cell | mode | T, B, I, H | threads | seqcore ms | torch ms | seqcore GFLOP/s "
-              "| torch GFLOP/s | speed-up vs torch |")
-    print(header)
-    print("|" + "---|" * 9)
+    print(HEADER)
+    print("|" + "---|" * 11)
     for cell in args.cells:
         for mode in args.modes:
             for shape in shapes:
@@ -152,38 +241,39 @@ def main(argv=None):
                 for threads in args.threads:
                     seqcore.set_num_threads(threads)
                     torch.set_num_threads(threads)
-                    ts, tt = time_pair(seqcore_runner(cell, mode, x, W, U, b),
-                                       torch_runner(cell, mode, x, W, U, b), args.budget)
+                    fns = [seqcore_runner(cell, mode, x, W, U, b),
+                           torch_runner(cell, mode, x, W, U, b)]
+                    peer = ort_runner(cell, x, W, U, b, threads) if mode == "infer" else None
+                    times = time_group(fns + ([peer] if peer else []), args.budget)
+                    ts, tt = times[:2]
+                    to = times[2] if peer else None
                     f = flops(cell, mode, *shape)
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
                                seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
+                               ort_ms=None if to is None else to * 1e3,
                                seqcore_gflops=f / ts / 1e9, torch_gflops=f / tt / 1e9,
-                               speedup=tt / ts)
+                               ceiling_fraction=f / ts / 1e9 / ceilings[threads],
+                               speedup=tt / ts, speedup_ort=None if to is None else to / ts)
                     rows.append(row)
-                    print(f"| {cell} | {mode} | {', '.join(map(str, shape))} | {threads} "
-                          f"| {row['seqcore_ms']:.3f} | {row['torch_ms']:.3f} "
-                          f"| {row['seqcore_gflops']:.1f} | {row['torch_gflops']:.1f} "
-                          f"| {row['speedup']:.2f} |", flush=True)
-    speedups = [r["speedup"] for r in rows]
-    summary = (f"geometric mean speed-up vs torch: {np.exp(np.mean(np.log(speedups))):.2f}; "
-               f"slowest row: {min(speedups):.2f}")
-    print("\n" + summary)
+                    print(format_row(row), flush=True)
+    summary = summarize(rows)
+    print("\n" + "\n".join(summary))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"machine": facts, "rows": rows}, f, indent=1)
     with open(args.out + ".md", "w") as f:
-        f.write(f"seqcore {facts['seqcore']} vs torch {facts['torch']}, float32, "
-                f"{facts['cores']} cores, SIMD {facts['simd']}, BLAS "
+        f.write(f"seqcore {facts['seqcore']} vs torch {facts['torch']} and onnxruntime "
+                f"{facts['onnxruntime'] or '(not installed)'}, float32, {facts['cores']} cores, "
+                f"SIMD {facts['simd']}, BLAS "
                 + ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
                             for b in facts["blas"])
-                + f"; unset: {facts['unset_env'] or 'nothing'}\n\n")
-        f.write(header + "\n|" + "---|" * 9 + "\n")
+                + f"; unset: {facts['unset_env'] or 'nothing'}; NumPy SGEMM ceiling "
+                + ", ".join(f"{v:.1f} GFLOP/s ({t} thr.)" for t, v in ceilings.items())
+                + "\n\n")
+        f.write(HEADER + "\n|" + "---|" * 11 + "\n")
         for r in rows:
-            f.write(f"| {r['cell']} | {r['mode']} | {', '.join(map(str, r['shape']))} "
-                    f"| {r['threads']} | {r['seqcore_ms']:.3f} | {r['torch_ms']:.3f} "
-                    f"| {r['seqcore_gflops']:.1f} | {r['torch_gflops']:.1f} "
-                    f"| {r['speedup']:.2f} |\n")
-        f.write("\n" + summary + "\n")
+            f.write(format_row(r) + "\n")
+        f.write("\n" + "\n".join(summary) + "\n")
 
 
 if __name__ == "__main__":

@@ -25,12 +25,20 @@ def _demo(args):
     return 0
 
 
-def _not_yet(name, issue):
-    def run(args):
-        print(f"seqcore {name}: not implemented yet (tracked in issue {issue}). "
-              "Try `seqcore info`.", file=sys.stderr)
+def _bench(args):
+    """Run bench/kernels.py of the source checkout this package is installed from (an
+    editable install); the benchmarks need torch and onnxruntime, which a user's install of
+    seqcore does not."""
+    import os
+    import subprocess
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "bench", "kernels.py")
+    if not os.path.isfile(script):
+        print("seqcore bench: the benchmarks live in the source tree (bench/kernels.py), which "
+              "this installation does not have. From a checkout: pip install -e \".[test,torch]\""
+              " && seqcore bench", file=sys.stderr)
         return 2
-    return run
+    return subprocess.call([sys.executable, script] + args.bench_args)
 
 
 def main(argv=None):
@@ -54,9 +62,17 @@ def main(argv=None):
     demo.add_argument("--threads", type=int, help="threads (default: what seqcore uses now)")
     demo.add_argument("--quiet", action="store_true", help="no model summary or progress bars")
     demo.set_defaults(run=_demo)
-    sub.add_parser("bench", help="compare speed with other frameworks (coming with issue 6)"
-                   ).set_defaults(run=_not_yet("bench", 6))
-    args = parser.parse_args(argv)
+    bench = sub.add_parser(
+        "bench", help="time seqcore against PyTorch and ONNX Runtime (bench/kernels.py)",
+        description="Runs bench/kernels.py from the source checkout: LSTM and GRU, inference "
+        "and training, several shapes, 1 and 2 threads; writes bench/results/kernels.md/.json. "
+        "Arguments after `bench` go to the script (e.g. --quick, --threads 1, --cells lstm).",
+        add_help=False)
+    bench.set_defaults(run=_bench)
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.bench_args = rest
     return args.run(args)
 
 

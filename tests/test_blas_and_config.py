@@ -57,6 +57,19 @@ def test_cli_info_prints_blas_and_threads():
     assert "BLAS:" in out and "threads:" in out and "SIMD path:" in out
 
 
+def test_cli_bench_runs_the_benchmark_script(tmp_path):
+    """`seqcore bench` is the front door to bench/kernels.py: here one quick row, written
+    where we say."""
+    pytest.importorskip("torch", reason="the benchmark compares with PyTorch")
+    out = tmp_path / "k"
+    run = subprocess.run([sys.executable, "-m", "seqcore", "bench", "--cells", "gru", "--modes",
+                          "infer", "--threads", "1", "--budget", "0", "--quick", "--out",
+                          str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "NumPy SGEMM ceiling" in run.stdout and "| gru | infer | 1, 1, 64, 128 | 1 |" in run.stdout
+    assert "geometric mean speed-up vs torch" in (tmp_path / "k.md").read_text()
+
+
 def test_kernel_calls_restore_the_blas_thread_count():
     """A multi-threaded kernel call holds our BLAS at one thread (its own threads split the
     GEMMs); afterwards, and after calls from several Python threads at once, the count is back."""
