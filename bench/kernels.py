@@ -8,7 +8,8 @@ noise hits all of them), after warm-up, and the median of the repetitions is rep
 ratios peer_time / seqcore_time (> 1 means seqcore is faster). ONNX Runtime (a graph of one
 ONNX LSTM / GRU operator built with onnx.helper, CPUExecutionProvider, GRU with
 linear_before_reset=1, its default thread spinning) runs the inference rows when it is
-installed. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
+installed; it is timed after the other two rather than between them, since its spinning
+threads would slow down whoever ran next. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
 gives the ceiling: seqcore's rate is also reported as a fraction of it. Mode "infer" is a forward pass
 with no gradient bookkeeping returning every step's output; "train" is forward + backward with
 respect to inputs and weights. FLOPs: LSTM forward 2*T*B*(I+H)*4H, GRU 3H instead of 4H, a
@@ -244,9 +245,15 @@ def main(argv=None):
                     fns = [seqcore_runner(cell, mode, x, W, U, b),
                            torch_runner(cell, mode, x, W, U, b)]
                     peer = ort_runner(cell, x, W, U, b, threads) if mode == "infer" else None
-                    times = time_group(fns + ([peer] if peer else []), args.budget)
-                    ts, tt = times[:2]
-                    to = times[2] if peer else None
+                    ts, tt = time_group(fns, args.budget)
+                    to = None
+                    if peer:
+                        # ORT's idle threads spin on the cores for a while after each run and
+                        # slowed whatever ran next 1.5-3x at 2 threads (seqcore and torch
+                        # alike), so it is timed on its own, spinning as by default, and
+                        # then left time to go quiet.
+                        (to,) = time_group([peer], args.budget)
+                        time.sleep(0.2)
                     f = flops(cell, mode, *shape)
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
                                seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
