@@ -31,12 +31,18 @@ static void SC_ENTRY(sc_pack_panels)(int K, int H, int G, const SC_T *M, int ldm
         for (int p = 0; p < P; p++) {
             SC_T *dst = Mpk + ((long)g * P + p) * K * SC_PANEL_UNITS;
             int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
-            for (int k = 0; k < K; k++) {
-                memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
-                       (size_t)n * sizeof(SC_T));
-                memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
-                       (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
-            }
+            if (n == SC_PANEL_UNITS)   /* a constant size: inlined moves, not a libc call
+                                        * per 64 bytes (4% of a batch-16 LSTM forward) */
+                for (int k = 0; k < K; k++)
+                    memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
+                           SC_PANEL_UNITS * sizeof(SC_T));
+            else
+                for (int k = 0; k < K; k++) {
+                    memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
+                           (size_t)n * sizeof(SC_T));
+                    memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
+                           (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
+                }
         }
 }
 
