@@ -19,7 +19,7 @@ from rnn_cases import (TOLERANCE, VARIANTS, backward, finite_difference_check, f
 # B = 15 takes every row tile of the products (8 rows, 4 rows, single rows)
 SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (5, 1, 4, 17), (9, 4, 3, 33), (6, 7, 13, 16),
           (4, 2, 5, 65), (3, 9, 2, 130), (2, 15, 6, 40), (2, 10, 3, 273),
-          (30, 9, 4, 20)]
+          (30, 9, 4, 20), (40, 14, 3, 9)]
 OPTION_SETS = [dict(), dict(mask=True), dict(reverse=True, mask=True),
                dict(dropout=True, initial=True), dict(bias=False, mask=True, dropout=True),
                dict(mask=True, reverse=True, dropout=True, initial=True)]

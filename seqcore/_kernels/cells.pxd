@@ -17,6 +17,9 @@ cdef extern from "cells.h" nogil:
     void sc_pack_panels_f64(int, int, int, const double*, int, double*)
     void sc_pack_panels_t_f32(int, int, const float*, int, float*)
     void sc_pack_panels_t_f64(int, int, const double*, int, double*)
+    int sc_gemm_tn_f32(int, int, int, long, const float*, int, const float*, int, float*, int)
+    int sc_gemm_tn_f64(int, int, int, long, const double*, int, const double*, int, double*,
+                       int)
     void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int,
                                const float*, int, float*, int)
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int,
@@ -77,6 +80,14 @@ cdef inline void pack_panels_t(int J, int K, const floating* M, int ldm,
         sc_pack_panels_t_f32(J, K, M, ldm, MpkT)
     else:
         sc_pack_panels_t_f64(J, K, M, ldm, MpkT)
+
+
+cdef inline int gemm_tn(int n_threads, int M, int N, long K, const floating* A, int lda,
+                        const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
+    if floating is float:
+        return sc_gemm_tn_f32(n_threads, M, N, K, A, lda, B, ldb, C, ldc)
+    else:
+        return sc_gemm_tn_f64(n_threads, M, N, K, A, lda, B, ldb, C, ldc)
 
 
 cdef inline void project_packed(int n_threads, int rows, int K, const floating* X, int ldx,

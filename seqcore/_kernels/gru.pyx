@@ -15,12 +15,11 @@ the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and 
 """
 from cython cimport floating
 
-from .blas cimport gemm_threads
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state,
                      sc_ftz_enter, sc_ftz_exit, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
-                    project_steps, time_index)
+                    project_steps, time_index, weight_gradient)
 
 
 cdef inline void recurrent_step(bint reset_after, int nt, int B, int H, const floating* Upk,
@@ -170,18 +169,18 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                                    &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], UpkT, rmask,
                                    &dRH[0, 0], &dHp[0, 0])
 
-        gemm_threads(n_threads, True, False, I, 3 * H, T * B, <floating>1, X, I, &dAX[0, 0, 0],
-                     3 * H, <floating>0, &dW[0, 0], 3 * H)
+        weight_gradient(n_threads, I, 3 * H, T * B, X, I, &dAX[0, 0, 0], 3 * H, &dW[0, 0],
+                        3 * H)
         if reset_after:
-            gemm_threads(n_threads, True, False, H, 3 * H, T * B, <floating>1, HPall, H,
-                         &dAH[0, 0, 0], 3 * H, <floating>0, &dU[0, 0], 3 * H)
+            weight_gradient(n_threads, H, 3 * H, T * B, HPall, H, &dAH[0, 0, 0], 3 * H,
+                            &dU[0, 0], 3 * H)
             if db_h is not None:
                 add_col_sums(TB, 3 * H, &dAH[0, 0, 0], 3 * H, &db_h[0])
         else:
-            gemm_threads(n_threads, True, False, H, 2 * H, T * B, <floating>1, HPall, H,
-                         &dAX[0, 0, 0], 3 * H, <floating>0, &dU[0, 0], 3 * H)
-            gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &STORE[0, 0, 0], H,
-                         &dAX[0, 0, 2 * H], 3 * H, <floating>0, &dU[0, 2 * H], 3 * H)
+            weight_gradient(n_threads, H, 2 * H, T * B, HPall, H, &dAX[0, 0, 0], 3 * H,
+                            &dU[0, 0], 3 * H)
+            weight_gradient(n_threads, H, H, T * B, &STORE[0, 0, 0], H, &dAX[0, 0, 2 * H],
+                            3 * H, &dU[0, 2 * H], 3 * H)
         if db_x is not None:
             add_col_sums(TB, 3 * H, &dAX[0, 0, 0], 3 * H, &db_x[0])
         input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])

@@ -10,11 +10,10 @@ the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and 
 (the threads that share each time step; 1 when a step is too small to be worth splitting).
 """
 from cython cimport floating
-from .blas cimport gemm_threads
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state,
                      sc_ftz_enter, sc_ftz_exit, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
-                    project_steps, time_index)
+                    project_steps, time_index, weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -131,10 +130,9 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
             lstm_backward_step(nt, B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
                                &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], UpkT, rmask, &dHp[0, 0])
         # the weight gradients over all steps at once
-        gemm_threads(n_threads, True, False, I, 4 * H, T * B, <floating>1, X, I, &dZ[0, 0, 0],
-                     4 * H, <floating>0, &dW[0, 0], 4 * H)
-        gemm_threads(n_threads, True, False, H, 4 * H, T * B, <floating>1, &HP[0, 0, 0], H,
-                     &dZ[0, 0, 0], 4 * H, <floating>0, &dU[0, 0], 4 * H)
+        weight_gradient(n_threads, I, 4 * H, T * B, X, I, &dZ[0, 0, 0], 4 * H, &dW[0, 0], 4 * H)
+        weight_gradient(n_threads, H, 4 * H, T * B, &HP[0, 0, 0], H, &dZ[0, 0, 0], 4 * H,
+                        &dU[0, 0], 4 * H)
         if db is not None:
             add_col_sums(<long>T * B, 4 * H, &dZ[0, 0, 0], 4 * H, &db[0])
         input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])

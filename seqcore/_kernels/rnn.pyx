@@ -11,11 +11,10 @@ the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and 
 """
 from cython cimport floating
 
-from .blas cimport gemm_threads
 from .cells cimport (masked_state, rnn_backward_step,
                      rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
-                    project_steps, time_index)
+                    project_steps, time_index, weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -120,10 +119,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
             dy = &dY[t, 0, 0]
             rnn_backward_step(nt, B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0],
                               relu, UpkT, rmask, &dHp[0, 0])
-        gemm_threads(n_threads, True, False, I, H, T * B, <floating>1, X, I, &dA[0, 0, 0], H,
-                     <floating>0, &dW[0, 0], H)
-        gemm_threads(n_threads, True, False, H, H, T * B, <floating>1, &HP[0, 0, 0], H,
-                     &dA[0, 0, 0], H, <floating>0, &dU[0, 0], H)
+        weight_gradient(n_threads, I, H, T * B, X, I, &dA[0, 0, 0], H, &dW[0, 0], H)
+        weight_gradient(n_threads, H, H, T * B, &HP[0, 0, 0], H, &dA[0, 0, 0], H, &dU[0, 0], H)
         if db is not None:
             add_col_sums(<long>T * B, H, &dA[0, 0, 0], H, &db[0])
         input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])
