@@ -121,22 +121,27 @@ def _layer(spec):
     return Dropout(float(config["rate"]), dtype=_dtype(config), name=name)
 
 
+def _tensor_sources(value, names):
+    """Append to `names` the layers whose outputs (Keras 3 `__keras_tensor__` entries) appear
+    anywhere in `value`."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            names.append(value["config"]["keras_history"][0])
+        else:
+            for v in value.values():
+                _tensor_sources(v, names)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _tensor_sources(v, names)
+
+
 def _inbound_names(layer_spec):
-    """Names of the layers feeding a functional layer (Keras 3 and Keras 2 node formats)."""
+    """Names of the layers feeding a functional layer through its positional arguments
+    (Keras 3 and Keras 2 node formats)."""
     names = []
     for node in layer_spec.get("inbound_nodes", []):
         if isinstance(node, dict):                                   # Keras 3
-            def walk(value):
-                if isinstance(value, dict):
-                    if value.get("class_name") == "__keras_tensor__":
-                        names.append(value["config"]["keras_history"][0])
-                    else:
-                        for v in value.values():
-                            walk(v)
-                elif isinstance(value, (list, tuple)):
-                    for v in value:
-                        walk(v)
-            walk(node.get("args", []))
+            _tensor_sources(node.get("args", []), names)
         else:                                                        # Keras 2
             names += [entry[0] for entry in node]
     return names

@@ -22,9 +22,10 @@ __all__ = ["to_onnx", "from_onnx", "OnnxModel", "OPSET"]
 
 OPSET = 17
 
-# seqcore / Keras gate order -> ONNX gate order (ONNX LSTM is i, o, f, c; GRU z, r, h as ours)
+# seqcore / Keras gate order -> ONNX gate order (ONNX LSTM is i, o, f, c; GRU z, r, h as ours):
+# ONNX's block j is our block _TO_ONNX_ORDER[j]; going back takes the inverse permutation.
 _TO_ONNX_ORDER = {"lstm": (0, 3, 1, 2), "gru": (0, 1, 2), "rnn": (0,)}
-_FROM_ONNX_ORDER = {"lstm": (0, 2, 3, 1), "gru": (0, 1, 2), "rnn": (0,)}
+_FROM_ONNX_ORDER = {k: tuple(int(i) for i in np.argsort(v)) for k, v in _TO_ONNX_ORDER.items()}
 _OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 

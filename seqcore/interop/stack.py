@@ -17,7 +17,7 @@ outputs past a row's length are zero, as pad_packed_sequence(..., total_length=T
 import numpy as np
 
 from ..layers import GRU, LSTM, Bidirectional, SimpleRNN
-from ..layers.base import as_dtype
+from ..layers.base import as_dtype, sequence_mask
 
 __all__ = ["RNNStack", "MODES"]
 
@@ -189,7 +189,8 @@ class RNNStack:
             raise TypeError(f"x: expected real-valued inputs, got dtype {x.dtype}")
         y = np.ascontiguousarray(x.transpose(1, 0, 2) if self.batch_first else x,
                                  dtype=self.dtype)
-        B = y.shape[1]
+        T, B = y.shape[:2]
+        mask = sequence_mask(None, lengths, B, T)     # once, not again in every layer
         states = self._check_states(initial_state, B)
         D, n = self.directions, (2 if self.mode == "lstm" else 1)
         finals = [[] for _ in range(n)]
@@ -198,7 +199,7 @@ class RNNStack:
             if states is not None:
                 # [h_fw, (c_fw), h_bw, (c_bw)]: our layers' order of initial states
                 given = [s[k * D + d] for d in range(D) for s in states]
-            out, *fin = layer(y, lengths=lengths, initial_state=given)
+            out, *fin = layer(y, mask=mask, initial_state=given)
             for d in range(D):
                 for i in range(n):
                     finals[i].append(fin[d * n + i])
