@@ -178,11 +178,11 @@ def _inference_outputs(a, return_sequences):
 
 
 def _inference_workspace(a, width):
-    """Chunked pre-activations, masked-input chunk (if input dropout) and the Hp buffer."""
+    """Chunked pre-activations, masked-input chunk (if input dropout) and the two Hp buffers."""
     chunk = _chunk_steps(a["B"], width, a["T"])
     Z = _pool.empty((chunk, a["B"], width), a["dtype"])
     XD = None if a["input_mask"] is None else _pool.empty((chunk, a["B"], a["I"]), a["dtype"])
-    return Z, XD, _pool.empty((a["B"], a["H"]), a["dtype"])
+    return Z, XD, _pool.empty((2, a["B"], a["H"]), a["dtype"])
 
 
 def _empty_forward(a, training, return_sequences):

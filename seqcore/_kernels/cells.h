@@ -115,6 +115,91 @@ typedef double sc_v8d __attribute__((vector_size(64)));
     }                                                                                     \
 } while (0)
 
+/* AVX-512 float32 activations, 16 lanes at a time, with the instructions this set adds: exp's
+ * 2^n by vscalefps (no integer bit tricks), the clamps by vmaxps, and the divisions by a 14-bit
+ * reciprocal estimate refined by one Newton step (relative error ~2^-27 before rounding)
+ * instead of vdivps, whose throughput bounded the 8-lane code. Same formulas and the same
+ * accuracy test as the 8-lane versions; measured alone on Zen 4: sigmoid 0.53 -> 0.30 ns and
+ * tanh 0.73 -> 0.46 ns per value. Their own target region, listing features rather than
+ * arch=: GCC 12 refuses to inline the AVX-512 intrinsics into arch= regions. */
+#ifdef SC_MULTI_ISA
+#include <immintrin.h>
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,fma")
+#define SC_V16(c) _mm512_set1_ps(c)
+
+/* exp(x) for x <= 0 (or NaN), clamped below at ln(FLT_MIN) as SC_V8_EXP. vmaxps returns its
+ * second operand when one is NaN, so x goes second and NaN passes through. */
+static inline __m512 sc_exp_nonpos_v16(__m512 x) {
+    x = _mm512_max_ps(SC_V16(-87.3365447f), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, SC_V16(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, SC_V16(0.693359375f), x);          /* ln 2 = hi + lo */
+    r = _mm512_fnmadd_ps(n, SC_V16(-2.12194440e-4f), r);
+    __m512 p = _mm512_fmadd_ps(r, SC_V16(1.0f / 5040), SC_V16(1.0f / 720));
+    p = _mm512_fmadd_ps(r, p, SC_V16(1.0f / 120));
+    p = _mm512_fmadd_ps(r, p, SC_V16(1.0f / 24));
+    p = _mm512_fmadd_ps(r, p, SC_V16(1.0f / 6));
+    p = _mm512_fmadd_ps(r, p, SC_V16(0.5f));
+    p = _mm512_fmadd_ps(r, p, SC_V16(1.0f));
+    p = _mm512_fmadd_ps(r, p, SC_V16(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* 1/d for d in [1, 2]: the estimate r, then r + r(1 - dr) */
+static inline __m512 sc_recip_v16(__m512 d) {
+    __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, SC_V16(1.0f)), r);
+}
+
+static inline __m512 sc_sigmoid_v16(__m512 x) {
+    __m512 e = sc_exp_nonpos_v16(_mm512_or_ps(x, SC_V16(-0.0f)));        /* exp(-|x|) */
+    __m512 s = sc_recip_v16(_mm512_add_ps(SC_V16(1.0f), e));
+    __mmask16 neg = _mm512_cmp_ps_mask(x, SC_V16(0.0f), _CMP_LT_OQ);
+    return _mm512_mask_mul_ps(s, neg, e, s);
+}
+
+static inline __m512 sc_tanh_v16(__m512 x) {
+    __m512 a = _mm512_andnot_ps(SC_V16(-0.0f), x);                       /* |x| */
+    __m512 e = sc_exp_nonpos_v16(_mm512_mul_ps(a, SC_V16(-2.0f)));
+    __m512 big = _mm512_mul_ps(_mm512_sub_ps(SC_V16(1.0f), e),
+                               sc_recip_v16(_mm512_add_ps(SC_V16(1.0f), e)));
+    __m512 t2 = _mm512_mul_ps(a, a);
+    __m512 p = _mm512_fmadd_ps(t2, SC_V16(21844.0f / 6081075), SC_V16(-1382.0f / 155925));
+    p = _mm512_fmadd_ps(t2, p, SC_V16(62.0f / 2835));
+    p = _mm512_fmadd_ps(t2, p, SC_V16(-17.0f / 315));
+    p = _mm512_fmadd_ps(t2, p, SC_V16(2.0f / 15));
+    p = _mm512_fmadd_ps(t2, p, SC_V16(-1.0f / 3));
+    p = _mm512_fmadd_ps(t2, p, SC_V16(1.0f));
+    __m512 small = _mm512_mul_ps(a, p);
+    __mmask16 is_small = _mm512_cmp_ps_mask(a, SC_V16(0.5f), _CMP_LT_OQ);
+    __m512 t = _mm512_mask_blend_ps(is_small, big, small);
+    return _mm512_or_ps(t, _mm512_and_ps(x, SC_V16(-0.0f)));             /* sign of x */
+}
+
+/* out[j] = fn(x[j]), j < n; the tail through masked loads and stores */
+#define SC_V16_MAP(fn, x, out, n) do {                                                    \
+    int j_ = 0;                                                                           \
+    for (; j_ + 16 <= (n); j_ += 16)                                                      \
+        _mm512_storeu_ps((out) + j_, fn(_mm512_loadu_ps((x) + j_)));                      \
+    if (j_ < (n)) {                                                                       \
+        __mmask16 m_ = (__mmask16)((1u << ((n) - j_)) - 1);                               \
+        _mm512_mask_storeu_ps((out) + j_, m_, fn(_mm512_maskz_loadu_ps(m_, (x) + j_)));   \
+    }                                                                                     \
+} while (0)
+
+static void sc_sigmoid16_array(const float *x, float *out, int n) {
+    SC_V16_MAP(sc_sigmoid_v16, x, out, n);
+}
+
+static void sc_tanh16_array(const float *x, float *out, int n) {
+    SC_V16_MAP(sc_tanh_v16, x, out, n);
+}
+#undef SC_V16_MAP
+#undef SC_V16
+#pragma GCC pop_options
+#endif
+
 /* ---- denormals: flush-to-zero and denormals-are-zero for the calling thread during a kernel
  * call (RNN states decaying towards zero otherwise hit slow microcode paths). MXCSR is per
  * thread: every thread that works sets it and restores it before returning. ---- */
@@ -133,9 +218,12 @@ static inline void sc_ftz_exit(unsigned int old) { (void)old; }
 static inline unsigned int sc_get_fpu_mode(void) { return 0; }
 #endif
 
-/* ---- threads: a step's pass is split by hidden units, thread k taking a block of whole SIMD
- * vectors (multiples of 16 units). Each thread sets flush-to-zero for itself. The caller decides
- * n_threads. ---- */
+/* ---- threads: a step is split by hidden units, thread k of the OpenMP team taking a block
+ * of whole SIMD vectors (multiples of 16 units). The team lives for a whole scan (the Cython
+ * loops in lstm.pyx, gru.pyx, rnn.pyx open one parallel region around the time loop, each
+ * thread setting flush-to-zero for itself), so a step costs barriers, not a fork and join:
+ * the step functions run on every thread of the team, or on the calling thread alone outside
+ * a parallel region. ---- */
 #include <omp.h>
 
 static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
@@ -144,18 +232,17 @@ static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
     *j1 = (k + 1) * per < H ? (k + 1) * per : H;
 }
 
-/* A parallel region in which each thread knows its block of units [j0, j1) and has
- * flush-to-zero set. With n_threads == 1 the region runs on the calling thread alone. */
-#define SC_UNITS_BEGIN(n_threads, H)                                                      \
-    _Pragma("omp parallel num_threads(n_threads) if (n_threads > 1)")                      \
+/* A block in which the calling thread knows its units [j0, j1) among its team's. */
+#define SC_UNITS_BEGIN(H)                                                                 \
     {                                                                                     \
         int j0, j1;                                                                       \
-        unsigned int sc_mode_ = sc_ftz_enter();                                           \
         sc_unit_block(omp_get_thread_num(), omp_get_num_threads(), (H), &j0, &j1);
 #define SC_UNITS_END                                                                      \
-        sc_ftz_exit(sc_mode_);                                                            \
     }
 #define SC_BARRIER _Pragma("omp barrier")
+
+/* Wait for every thread of the team (nothing outside a parallel region): the end of a step. */
+static inline void sc_team_barrier(void) { SC_BARRIER; }
 
 /* Copy / zero units [j0, j1) of a row; dst may be NULL (an optional output). Macros for the
  * same reason as the activations: they expand inside each instruction-set region. */

@@ -1,6 +1,7 @@
 # Cython view of cells.h: one call per time step and cell (the recurrent products and the fused
-# passes, split over n_threads threads by hidden units), with the precision picked by the fused
-# type (float -> *_f32, double -> *_f64). Arguments and layouts: cells_entry.h, cells_impl.h.
+# passes; inside a parallel region every thread of the team makes the call and takes its block
+# of hidden units), with the precision picked by the fused type (float -> *_f32, double ->
+# *_f64). Arguments and layouts: cells_entry.h, cells_impl.h.
 from cython cimport floating
 
 ctypedef unsigned char u8
@@ -8,6 +9,7 @@ ctypedef unsigned char u8
 cdef extern from "cells.h" nogil:
     unsigned int sc_ftz_enter()
     void sc_ftz_exit(unsigned int old)
+    void sc_team_barrier()
     unsigned int sc_get_fpu_mode()
     int sc_isa_level()
     void sc_sigmoid_array_f32(const float* x, float* out, int n)
@@ -24,43 +26,43 @@ cdef extern from "cells.h" nogil:
                                const float*, int, float*, int)
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int,
                                const double*, int, double*, int)
-    void sc_lstm_forward_step_f32(int, int, int, const float*, const float*, float*, float*,
+    void sc_lstm_forward_step_f32(int, int, const float*, const float*, float*, float*,
                                   float*, const u8*, float*, float*)
-    void sc_lstm_forward_step_f64(int, int, int, const double*, const double*, double*, double*,
+    void sc_lstm_forward_step_f64(int, int, const double*, const double*, double*, double*,
                                   double*, const u8*, double*, double*)
-    void sc_lstm_backward_step_f32(int, int, int, const float*, const float*, const float*,
+    void sc_lstm_backward_step_f32(int, int, const float*, const float*, const float*,
                                    const u8*, const float*, float*, float*, float*, const float*,
                                    const float*, float*)
-    void sc_lstm_backward_step_f64(int, int, int, const double*, const double*, const double*,
+    void sc_lstm_backward_step_f64(int, int, const double*, const double*, const double*,
                                    const u8*, const double*, double*, double*, double*,
                                    const double*, const double*, double*)
-    void sc_gru_forward_step_f32(int, int, int, const float*, const float*, const float*, float*,
+    void sc_gru_forward_step_f32(int, int, const float*, const float*, const float*, float*,
                                  float*, float*, const u8*, float*, float*)
-    void sc_gru_forward_step_f64(int, int, int, const double*, const double*, const double*,
+    void sc_gru_forward_step_f64(int, int, const double*, const double*, const double*,
                                  double*, double*, double*, const u8*, double*, double*)
-    void sc_gru_backward_step_f32(int, int, int, const float*, const float*, const float*,
+    void sc_gru_backward_step_f32(int, int, const float*, const float*, const float*,
                                   const u8*, const float*, float*, float*, float*, const float*,
                                   const float*, float*)
-    void sc_gru_backward_step_f64(int, int, int, const double*, const double*, const double*,
+    void sc_gru_backward_step_f64(int, int, const double*, const double*, const double*,
                                   const u8*, const double*, double*, double*, double*,
                                   const double*, const double*, double*)
-    void sc_gru1_forward_step_f32(int, int, int, const float*, const float*, float*, float*,
+    void sc_gru1_forward_step_f32(int, int, const float*, const float*, float*, float*,
                                   float*, float*, float*, const u8*, float*)
-    void sc_gru1_forward_step_f64(int, int, int, const double*, const double*, double*, double*,
+    void sc_gru1_forward_step_f64(int, int, const double*, const double*, double*, double*,
                                   double*, double*, double*, const u8*, double*)
-    void sc_gru1_backward_step_f32(int, int, int, const float*, const float*, const float*,
+    void sc_gru1_backward_step_f32(int, int, const float*, const float*, const float*,
                                    const u8*, const float*, float*, float*, const float*,
                                    const float*, float*, float*)
-    void sc_gru1_backward_step_f64(int, int, int, const double*, const double*, const double*,
+    void sc_gru1_backward_step_f64(int, int, const double*, const double*, const double*,
                                    const u8*, const double*, double*, double*, const double*,
                                    const double*, double*, double*)
-    void sc_rnn_forward_step_f32(int, int, int, const float*, const float*, float*, float*,
+    void sc_rnn_forward_step_f32(int, int, const float*, const float*, float*, float*,
                                  const u8*, float*, int)
-    void sc_rnn_forward_step_f64(int, int, int, const double*, const double*, double*, double*,
+    void sc_rnn_forward_step_f64(int, int, const double*, const double*, double*, double*,
                                  const u8*, double*, int)
-    void sc_rnn_backward_step_f32(int, int, int, const float*, const u8*, const float*, float*,
+    void sc_rnn_backward_step_f32(int, int, const float*, const u8*, const float*, float*,
                                   float*, int, const float*, const float*, float*)
-    void sc_rnn_backward_step_f64(int, int, int, const double*, const u8*, const double*, double*,
+    void sc_rnn_backward_step_f64(int, int, const double*, const u8*, const double*, double*,
                                   double*, int, const double*, const double*, double*)
     void sc_masked_state_f32(int, int, const float*, const float*, float*)
     void sc_masked_state_f64(int, int, const double*, const double*, double*)
@@ -99,92 +101,92 @@ cdef inline void project_packed(int n_threads, int rows, int K, const floating* 
         sc_project_packed_f64(n_threads, rows, K, X, ldx, Mpk, G, H, bias, init, Z, ldz)
 
 
-cdef inline void lstm_forward_step(int n_threads, int rows, int H, const floating* Hp,
+cdef inline void lstm_forward_step(int rows, int H, const floating* Hp,
                                    const floating* Upk, floating* Z, floating* c, floating* h,
                                    const u8* valid, floating* y, floating* c_store) noexcept nogil:
     if floating is float:
-        sc_lstm_forward_step_f32(n_threads, rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
+        sc_lstm_forward_step_f32(rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
     else:
-        sc_lstm_forward_step_f64(n_threads, rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
+        sc_lstm_forward_step_f64(rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
 
 
-cdef inline void lstm_backward_step(int n_threads, int rows, int H, const floating* A,
+cdef inline void lstm_backward_step(int rows, int H, const floating* A,
                                     const floating* C, const floating* Cp, const u8* valid,
                                     const floating* dy, floating* dh, floating* dc, floating* dZ,
                                     const floating* UpkT, const floating* rmask,
                                     floating* dHp) noexcept nogil:
     if floating is float:
-        sc_lstm_backward_step_f32(n_threads, rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
+        sc_lstm_backward_step_f32(rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
                                   dHp)
     else:
-        sc_lstm_backward_step_f64(n_threads, rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
+        sc_lstm_backward_step_f64(rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
                                   dHp)
 
 
-cdef inline void gru_forward_step(int n_threads, int rows, int H, const floating* Hp,
+cdef inline void gru_forward_step(int rows, int H, const floating* Hp,
                                   const floating* Upk, const floating* bh, floating* AX,
                                   floating* AH, floating* h, const u8* valid, floating* y,
                                   floating* An_store) noexcept nogil:
     if floating is float:
-        sc_gru_forward_step_f32(n_threads, rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
+        sc_gru_forward_step_f32(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
     else:
-        sc_gru_forward_step_f64(n_threads, rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
+        sc_gru_forward_step_f64(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
 
 
-cdef inline void gru_backward_step(int n_threads, int rows, int H, const floating* A,
+cdef inline void gru_backward_step(int rows, int H, const floating* A,
                                    const floating* An, const floating* Hin, const u8* valid,
                                    const floating* dy, floating* dh, floating* dAX, floating* dAH,
                                    const floating* UpkT, const floating* rmask,
                                    floating* dHp) noexcept nogil:
     if floating is float:
-        sc_gru_backward_step_f32(n_threads, rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
+        sc_gru_backward_step_f32(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
                                  rmask, dHp)
     else:
-        sc_gru_backward_step_f64(n_threads, rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
+        sc_gru_backward_step_f64(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
                                  rmask, dHp)
 
 
-cdef inline void gru1_forward_step(int n_threads, int rows, int H, const floating* Hp,
+cdef inline void gru1_forward_step(int rows, int H, const floating* Hp,
                                    const floating* Upk, floating* AX, floating* AZR, floating* RH,
                                    floating* AN, floating* h, const u8* valid,
                                    floating* y) noexcept nogil:
     if floating is float:
-        sc_gru1_forward_step_f32(n_threads, rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
+        sc_gru1_forward_step_f32(rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
     else:
-        sc_gru1_forward_step_f64(n_threads, rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
+        sc_gru1_forward_step_f64(rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
 
 
-cdef inline void gru1_backward_step(int n_threads, int rows, int H, const floating* A,
+cdef inline void gru1_backward_step(int rows, int H, const floating* A,
                                     const floating* Hin, const floating* Hp, const u8* valid,
                                     const floating* dy, floating* dh, floating* dAX,
                                     const floating* UpkT, const floating* rmask, floating* dRH,
                                     floating* dHp) noexcept nogil:
     if floating is float:
-        sc_gru1_backward_step_f32(n_threads, rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
+        sc_gru1_backward_step_f32(rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
                                   dRH, dHp)
     else:
-        sc_gru1_backward_step_f64(n_threads, rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
+        sc_gru1_backward_step_f64(rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
                                   dRH, dHp)
 
 
-cdef inline void rnn_forward_step(int n_threads, int rows, int H, const floating* Hp,
+cdef inline void rnn_forward_step(int rows, int H, const floating* Hp,
                                   const floating* Upk, floating* A, floating* h, const u8* valid,
                                   floating* y, int relu) noexcept nogil:
     if floating is float:
-        sc_rnn_forward_step_f32(n_threads, rows, H, Hp, Upk, A, h, valid, y, relu)
+        sc_rnn_forward_step_f32(rows, H, Hp, Upk, A, h, valid, y, relu)
     else:
-        sc_rnn_forward_step_f64(n_threads, rows, H, Hp, Upk, A, h, valid, y, relu)
+        sc_rnn_forward_step_f64(rows, H, Hp, Upk, A, h, valid, y, relu)
 
 
-cdef inline void rnn_backward_step(int n_threads, int rows, int H, const floating* Hact,
+cdef inline void rnn_backward_step(int rows, int H, const floating* Hact,
                                    const u8* valid, const floating* dy, floating* dh, floating* dA,
                                    int relu, const floating* UpkT, const floating* rmask,
                                    floating* dHp) noexcept nogil:
     if floating is float:
-        sc_rnn_backward_step_f32(n_threads, rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
+        sc_rnn_backward_step_f32(rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
                                  dHp)
     else:
-        sc_rnn_backward_step_f64(n_threads, rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
+        sc_rnn_backward_step_f64(rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
                                  dHp)
 
 

@@ -1,9 +1,10 @@
-/* Entry points, once per precision (SC_T, SC_PREC set by cells.h). One call runs a whole time
- * step after the input projection: the recurrent product(s) and the fused pass(es), split over
- * n_threads threads by hidden units. Thread k owns units [j0, j1): the columns of U that feed
- * them (every gate) going forward, the rows of U that carry their gradient going back. Phases
- * that need every unit's result from the phase before are separated by a barrier. Each block
- * runs the variant compiled for this CPU (SC_BEST). Arguments as in cells_impl.h, plus:
+/* Entry points, once per precision (SC_T, SC_PREC set by cells.h). One call of a step function
+ * by every thread of a team runs a whole time step after the input projection: the recurrent
+ * product(s) and the fused pass(es), split by hidden units. Thread k owns units [j0, j1): the
+ * columns of U that feed them (every gate) going forward, the rows of U that carry their
+ * gradient going back. Phases that need every unit's result from the phase before are
+ * separated by a barrier; the caller ends each step with sc_team_barrier. Each block runs the
+ * variant compiled for this CPU (SC_BEST). Arguments as in cells_impl.h, plus:
  *   Hp   state entering the step as the recurrent product sees it (B, H)
  *   Upk  recurrent kernel U (H, G*H) packed by sc_pack_panels (forward)
  *   UpkT its transpose packed by sc_pack_panels_t (backward)
@@ -151,9 +152,9 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
                                 (Kp), SC_OWN_PANELS, (dHp), (H), 0, (H), NULL, 0)
 
 static void SC_ENTRY(sc_lstm_forward_step)(
-        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,
+        int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,
         SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         for (int g = 0; g < 4; g++)
             SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, 4 * H, g * H);
         SC_BEST(sc_lstm_forward_block)(rows, j0, j1, H, Z, c, h, valid, y, c_store);
@@ -161,10 +162,10 @@ static void SC_ENTRY(sc_lstm_forward_step)(
 }
 
 static void SC_ENTRY(sc_lstm_backward_step)(
-        int n_threads, int rows, int H, const SC_T *A, const SC_T *C, const SC_T *Cp,
+        int rows, int H, const SC_T *A, const SC_T *C, const SC_T *Cp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
         SC_BARRIER
         /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
@@ -176,9 +177,9 @@ static void SC_ENTRY(sc_lstm_backward_step)(
 
 /* GRU, reset_after=True. AH: (B, 3H) workspace for Hp U + bh (bh may be NULL). */
 static void SC_ENTRY(sc_gru_forward_step)(
-        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, const SC_T *bh,
+        int rows, int H, const SC_T *Hp, const SC_T *Upk, const SC_T *bh,
         SC_T *AX, SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *An_store) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         for (int g = 0; g < 3; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AH, 3 * H, bh, g * H + j0, g * H + j1);
             SC_RECURRENT_ACC(rows, H, Hp, Upk, g, AH, 3 * H, g * H);
@@ -188,10 +189,10 @@ static void SC_ENTRY(sc_gru_forward_step)(
 }
 
 static void SC_ENTRY(sc_gru_backward_step)(
-        int n_threads, int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
+        int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
         SC_BARRIER
         /* AH = Hp U + bh  =>  dHp = dAH U^T */
@@ -204,9 +205,9 @@ static void SC_ENTRY(sc_gru_backward_step)(
 /* GRU, reset_after=False. AZR (B, 2H), AN (B, H): workspaces; RH (B, H): r * Hp, kept by
  * training for the weight gradient. */
 static void SC_ENTRY(sc_gru1_forward_step)(
-        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *AX, SC_T *AZR,
+        int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *AX, SC_T *AZR,
         SC_T *RH, SC_T *AN, SC_T *h, const unsigned char *valid, SC_T *y) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         for (int g = 0; g < 2; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AZR, 2 * H, NULL, g * H + j0, g * H + j1);
             SC_RECURRENT_ACC(rows, H, Hp, Upk, g, AZR, 2 * H, g * H);
@@ -221,10 +222,10 @@ static void SC_ENTRY(sc_gru1_forward_step)(
 }
 
 static void SC_ENTRY(sc_gru1_backward_step)(
-        int n_threads, int rows, int H, const SC_T *A, const SC_T *Hin, const SC_T *Hp,
+        int rows, int H, const SC_T *A, const SC_T *Hin, const SC_T *Hp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *UpkT,
         const SC_T *rmask, SC_T *dRH, SC_T *dHp) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
         SC_BARRIER
         /* AN = RH U_n  =>  dRH = dAN U_n^T */
@@ -240,19 +241,19 @@ static void SC_ENTRY(sc_gru1_backward_step)(
 
 /* simple RNN: A holds Xt W + b on entry */
 static void SC_ENTRY(sc_rnn_forward_step)(
-        int n_threads, int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *A, SC_T *h,
+        int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *A, SC_T *h,
         const unsigned char *valid, SC_T *y, int relu) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         SC_RECURRENT_ACC(rows, H, Hp, Upk, 0, A, H, 0);
         SC_BEST(sc_rnn_forward_block)(rows, j0, j1, H, A, h, valid, y, relu);
     SC_UNITS_END
 }
 
 static void SC_ENTRY(sc_rnn_backward_step)(
-        int n_threads, int rows, int H, const SC_T *Hact, const unsigned char *valid,
+        int rows, int H, const SC_T *Hact, const unsigned char *valid,
         const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *UpkT, const SC_T *rmask,
         SC_T *dHp) {
-    SC_UNITS_BEGIN(n_threads, H)
+    SC_UNITS_BEGIN(H)
         SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
         SC_BARRIER
         /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
@@ -262,8 +263,11 @@ static void SC_ENTRY(sc_rnn_backward_step)(
     SC_UNITS_END
 }
 
-/* Hp = h * rmask (or a copy of h), on the calling thread */
+/* Hp = h * rmask (or a copy of h), the calling thread's units: the state the next step's
+ * product sees, written by the thread that computed those units of h. */
 static void SC_ENTRY(sc_masked_state)(int rows, int H, const SC_T *h, const SC_T *rmask,
                                       SC_T *Hp) {
-    SC_BEST(sc_masked_state_block)(rows, 0, H, H, h, rmask, Hp);
+    SC_UNITS_BEGIN(H)
+        SC_BEST(sc_masked_state_block)(rows, j0, j1, H, h, rmask, Hp);
+    SC_UNITS_END
 }

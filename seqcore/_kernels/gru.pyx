@@ -11,18 +11,20 @@ Per step, reset_after=True:  AH = Hp U + bh (one GEMM), then one fused pass.
 
 Threads: every function ends with n_threads (the OpenMP threads that split the GEMMs around
 the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and step_threads
-(the threads that share each time step; 1 when a step is too small to be worth splitting).
+(the team that shares each time step, one parallel region around the whole time loop; 1 when
+a step is too small to be worth splitting).
 """
 from cython cimport floating
+from cython.parallel cimport parallel
 
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state,
-                     sc_ftz_enter, sc_ftz_exit, u8)
+                     sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
                     project_steps, time_index, weight_gradient)
 
 
-cdef inline void recurrent_step(bint reset_after, int nt, int B, int H, const floating* Upk,
+cdef inline void recurrent_step(bint reset_after, int B, int H, const floating* Upk,
                                 const floating* bh, const floating* Hp, floating* AXt,
                                 floating* h, const u8* valid, floating* y, floating* store,
                                 floating* work_a, floating* work_b) noexcept nogil:
@@ -34,10 +36,20 @@ cdef inline void recurrent_step(bint reset_after, int nt, int B, int H, const fl
     work_a (B, 3H): AH, or AZR (B, 2H) followed by AN (B, H); work_b (B, H): RH when not stored.
     """
     if reset_after:
-        gru_forward_step(nt, B, H, Hp, Upk, bh, AXt, work_a, h, valid, y, store)
+        gru_forward_step(B, H, Hp, Upk, bh, AXt, work_a, h, valid, y, store)
     else:
-        gru1_forward_step(nt, B, H, Hp, Upk, AXt, work_a, store if store != NULL else work_b,
+        gru1_forward_step(B, H, Hp, Upk, AXt, work_a, store if store != NULL else work_b,
                           work_a + 2 * B * H, h, valid, y)
+
+
+cdef inline void entering_state(int B, int H, const floating* h, const floating* rmask,
+                                floating[:, :, ::1] HIN, floating[:, :, ::1] HP,
+                                int t) noexcept nogil:
+    """The calling thread's units of the state entering step t: HIN[t] = h and, with recurrent
+    dropout, HP[t] = h * rmask (what the product sees)."""
+    masked_state(B, H, h, <floating*>NULL, &HIN[t, 0, 0])
+    if rmask != NULL:
+        masked_state(B, H, h, rmask, &HP[t, 0, 0])
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -67,21 +79,25 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
     cdef floating* Wpk
-    cdef unsigned int mode
+    cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
         Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0])
-        for s in range(T):
-            t = time_index(s, T, reverse)
-            masked_state(B, H, &h[0, 0], <floating*>NULL, &HIN[t, 0, 0])
-            Hp = &HIN[t, 0, 0]
-            if rmask != NULL:
-                Hp = &HP[t, 0, 0]
-                masked_state(B, H, &h[0, 0], rmask, Hp)
-            recurrent_step(reset_after, nt, B, H, Upk, bh, Hp, &AX[t, 0, 0], &h[0, 0],
-                           &mask[t, 0], &Y[t, 0, 0], &STORE[t, 0, 0], &work_a[0, 0],
-                           &work_b[0, 0])
+        if T > 0:
+            entering_state(B, H, &h[0, 0], rmask, HIN, HP, time_index(0, T, reverse))
+        with parallel(num_threads=nt):
+            thread_mode = sc_ftz_enter()
+            for s in range(T):
+                t = time_index(s, T, reverse)
+                Hp = &HP[t, 0, 0] if rmask != NULL else &HIN[t, 0, 0]
+                recurrent_step(reset_after, B, H, Upk, bh, Hp, &AX[t, 0, 0], &h[0, 0],
+                               &mask[t, 0], &Y[t, 0, 0], &STORE[t, 0, 0], &work_a[0, 0],
+                               &work_b[0, 0])
+                if s + 1 < T:      # this thread's units of the state the next step sees
+                    entering_state(B, H, &h[0, 0], rmask, HIN, HP, time_index(s + 1, T, reverse))
+                sc_team_barrier()
+            sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
 
 
@@ -90,11 +106,12 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, bint reset_after,
                       floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] XD,
-                      floating[:, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
+                      floating[:, :, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
                       floating[::1] packed, bint prepacked, int n_threads,
                       int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
-    AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (B, H),
+    AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (2, B, H)
+    (the state the product sees, one buffer read while the other is written),
     work_a (B, 3H), work_b (B, H), packed: workspaces."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = AX.shape[0], s0 = 0, n, t0, s, t
@@ -102,26 +119,32 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* bx = opt_vec(bias_x)
     cdef floating* bh = opt_vec(bias_h)
+    cdef floating* Yall = opt3(Y)
     cdef floating* y
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
     cdef floating* Wpk
-    cdef unsigned int mode
+    cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
         Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk, prepacked)
+        masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
             project_steps(n_threads, n, B, I, 3, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, bx,
                           &AX[0, 0, 0])
-            for s in range(s0, s0 + n):
-                t = time_index(s, T, reverse)
-                masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
-                y = &Y[t, 0, 0] if Y is not None else NULL
-                recurrent_step(reset_after, nt, B, H, Upk, bh, &Hp[0, 0],
-                               &AX[t - t0, 0, 0], &h[0, 0], &mask[t, 0], y, NULL,
-                               &work_a[0, 0], &work_b[0, 0])
+            with parallel(num_threads=nt):
+                thread_mode = sc_ftz_enter()
+                for s in range(s0, s0 + n):
+                    t = time_index(s, T, reverse)
+                    y = Yall + <long>t * B * H if Yall != NULL else NULL
+                    recurrent_step(reset_after, B, H, Upk, bh, &Hp[s % 2, 0, 0],
+                                   &AX[t - t0, 0, 0], &h[0, 0], &mask[t, 0], y, NULL,
+                                   &work_a[0, 0], &work_b[0, 0])
+                    masked_state(B, H, &h[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0])
+                    sc_team_barrier()
+                sc_ftz_exit(thread_mode)
             s0 += n
         sc_ftz_exit(mode)
 
@@ -153,21 +176,25 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef long TB = <long>T * B
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
-    cdef unsigned int mode
+    cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
         WpkT = pack_weights_t(I, H, 3, &U[0, 0], &W[0, 0], UpkT)
-        for s in range(T - 1, -1, -1):
-            t = time_index(s, T, reverse)
-            dy = &dY[t, 0, 0]
-            if reset_after:
-                gru_backward_step(nt, B, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
-                                  &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], &dAH[t, 0, 0],
-                                  UpkT, rmask, &dHp[0, 0])
-            else:
-                gru1_backward_step(nt, B, H, &AX[t, 0, 0], &HIN[t, 0, 0], HPall + <long>t * B * H,
-                                   &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], UpkT, rmask,
-                                   &dRH[0, 0], &dHp[0, 0])
+        with parallel(num_threads=nt):
+            thread_mode = sc_ftz_enter()
+            for s in range(T - 1, -1, -1):
+                t = time_index(s, T, reverse)
+                dy = &dY[t, 0, 0]
+                if reset_after:
+                    gru_backward_step(B, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
+                                      &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0],
+                                      &dAH[t, 0, 0], UpkT, rmask, &dHp[0, 0])
+                else:
+                    gru1_backward_step(B, H, &AX[t, 0, 0], &HIN[t, 0, 0],
+                                       HPall + <long>t * B * H, &mask[t, 0], dy, &dh[0, 0],
+                                       &dAX[t, 0, 0], UpkT, rmask, &dRH[0, 0], &dHp[0, 0])
+                sc_team_barrier()
+            sc_ftz_exit(thread_mode)
 
         weight_gradient(n_threads, I, 3 * H, T * B, X, I, &dAX[0, 0, 0], 3 * H, &dW[0, 0],
                         3 * H)

@@ -7,12 +7,14 @@ Notation follows seqcore/reference/rnn.py.
 
 Threads: every function ends with n_threads (the OpenMP threads that split the GEMMs around
 the time loop; BLAS must be single-threaded meanwhile, see seqcore.runtime) and step_threads
-(the threads that share each time step; 1 when a step is too small to be worth splitting).
+(the team that shares each time step, one parallel region around the whole time loop; 1 when
+a step is too small to be worth splitting).
 """
 from cython cimport floating
+from cython.parallel cimport parallel
 
-from .cells cimport (masked_state, rnn_backward_step,
-                     rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
+from .cells cimport (masked_state, rnn_backward_step, rnn_forward_step, sc_ftz_enter,
+                     sc_ftz_exit, sc_team_barrier, u8)
 from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
                     project_steps, time_index, weight_gradient)
 
@@ -38,17 +40,24 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
     cdef floating* Wpk
-    cdef unsigned int mode
+    cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
         Wpk = pack_weights(I, H, 1, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 1, H, X, dmask, opt3(XD), Wpk, opt_vec(bias),
                       &A[0, 0, 0])
-        for s in range(T):
-            t = time_index(s, T, reverse)
-            masked_state(B, H, &h[0, 0], rmask, &HP[t, 0, 0])
-            rnn_forward_step(nt, B, H, &HP[t, 0, 0], Upk, &A[t, 0, 0], &h[0, 0], &mask[t, 0],
-                             &Y[t, 0, 0], relu)
+        if T > 0:
+            masked_state(B, H, &h[0, 0], rmask, &HP[time_index(0, T, reverse), 0, 0])
+        with parallel(num_threads=nt):
+            thread_mode = sc_ftz_enter()
+            for s in range(T):
+                t = time_index(s, T, reverse)
+                rnn_forward_step(B, H, &HP[t, 0, 0], Upk, &A[t, 0, 0], &h[0, 0], &mask[t, 0],
+                                 &Y[t, 0, 0], relu)
+                if s + 1 < T:      # this thread's units of the state the next step sees
+                    masked_state(B, H, &h[0, 0], rmask, &HP[time_index(s + 1, T, reverse), 0, 0])
+                sc_team_barrier()
+            sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
 
 
@@ -56,34 +65,41 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[::1] bias, floating[:, ::1] h, const u8[:, ::1] mask,
                       floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                       bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
-                      floating[:, :, ::1] XD, floating[:, ::1] Hp, floating[::1] packed,
+                      floating[:, :, ::1] XD, floating[:, :, ::1] Hp, floating[::1] packed,
                       bint prepacked, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
-    A.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None and
-    Hp (B, H), packed: workspaces."""
+    A.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp
+    (2, B, H) (the state the product sees, one buffer read while the other is written) and
+    packed: workspaces."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = A.shape[0], s0 = 0, n, t0, s, t
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
+    cdef floating* Yall = opt3(Y)
     cdef floating* y
     cdef int nt = step_threads
     cdef floating* Upk = &packed[0]
     cdef floating* Wpk
-    cdef unsigned int mode
+    cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
         Wpk = pack_weights(I, H, 1, &U[0, 0], &W[0, 0], Upk, prepacked)
+        masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
             project_steps(n_threads, n, B, I, 1, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk,
                           opt_vec(bias), &A[0, 0, 0])
-            for s in range(s0, s0 + n):
-                t = time_index(s, T, reverse)
-                masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0])
-                y = &Y[t, 0, 0] if Y is not None else NULL
-                rnn_forward_step(nt, B, H, &Hp[0, 0], Upk, &A[t - t0, 0, 0], &h[0, 0],
-                                 &mask[t, 0], y, relu)
+            with parallel(num_threads=nt):
+                thread_mode = sc_ftz_enter()
+                for s in range(s0, s0 + n):
+                    t = time_index(s, T, reverse)
+                    y = Yall + <long>t * B * H if Yall != NULL else NULL
+                    rnn_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, &A[t - t0, 0, 0], &h[0, 0],
+                                     &mask[t, 0], y, relu)
+                    masked_state(B, H, &h[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0])
+                    sc_team_barrier()
+                sc_ftz_exit(thread_mode)
             s0 += n
         sc_ftz_exit(mode)
 
@@ -110,15 +126,19 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef int nt = step_threads
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
-    cdef unsigned int mode
+    cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
         WpkT = pack_weights_t(I, H, 1, &U[0, 0], &W[0, 0], UpkT)
-        for s in range(T - 1, -1, -1):
-            t = time_index(s, T, reverse)
-            dy = &dY[t, 0, 0]
-            rnn_backward_step(nt, B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0],
-                              relu, UpkT, rmask, &dHp[0, 0])
+        with parallel(num_threads=nt):
+            thread_mode = sc_ftz_enter()
+            for s in range(T - 1, -1, -1):
+                t = time_index(s, T, reverse)
+                dy = &dY[t, 0, 0]
+                rnn_backward_step(B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0],
+                                  &dA[t, 0, 0], relu, UpkT, rmask, &dHp[0, 0])
+                sc_team_barrier()
+            sc_ftz_exit(thread_mode)
         weight_gradient(n_threads, I, H, T * B, X, I, &dA[0, 0, 0], H, &dW[0, 0], H)
         weight_gradient(n_threads, H, H, T * B, &HP[0, 0, 0], H, &dA[0, 0, 0], H, &dU[0, 0], H)
         if db is not None:
