@@ -26,6 +26,13 @@
  * compiler vectorize loops over several of them without run-time overlap checks */
 #define SC_R __restrict__
 
+/* Before the backward passes' unit loops, which read and write a dozen such blocks: GCC 12
+ * leaves them scalar ("no vectype" / "complicated access pattern") although every pointer is
+ * restrict, and vectorizes them once told that iterations do not depend on each other (they
+ * do not: iteration j touches unit j of each block only). Measured: the LSTM backward pass
+ * was 3.6% of a training step at B = 64, H = 512. */
+#define SC_IVDEP _Pragma("GCC ivdep")
+
 /* Several instruction sets are compiled only for GCC on x86-64 and not in native builds
  * (SEQCORE_NATIVE=1 compiles one variant with -march=native). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(SEQCORE_NATIVE)

@@ -62,7 +62,7 @@ static void SC_NAME(sc_lstm_backward_block)(
             continue;
         }
         TANH(Cb, dI);                  /* dI holds tanh(Ct) until the loop overwrites it */
-        for (int j = j0; j < j1; j++) {
+        SC_IVDEP for (int j = j0; j < j1; j++) {
             SC_T It = Ib[j], Ft = Fb[j], Gt = Gb[j], Ot = Ob[j];
             SC_T dHt = dhb[j] + dyb[j];
             SC_T tanhCt = dI[j];
@@ -128,7 +128,7 @@ static void SC_NAME(sc_gru_backward_block)(
             SC_ZERO_UNITS(dhr, j0, j1); SC_ZERO_UNITS(dhn, j0, j1);
             continue;
         }
-        for (int j = j0; j < j1; j++) {
+        SC_IVDEP for (int j = j0; j < j1; j++) {
             SC_T Zt = Zb[j], Rt = Rb[j], Nt = Nb[j];
             SC_T dHt = dhb[j] + dyb[j];
             /* Ht = (1 - Zt) * Nt + Zt * h */
@@ -201,7 +201,7 @@ static void SC_NAME(sc_gru1_backward_a_block)(
             SC_ZERO_UNITS(dxn, j0, j1);
             continue;
         }
-        for (int j = j0; j < j1; j++) {
+        SC_IVDEP for (int j = j0; j < j1; j++) {
             SC_T Zt = Zb[j], Nt = Nb[j];
             SC_T dHt = dhb[j] + dyb[j];
             dxz[j] = dHt * (hb[j] - Nt) * Zt * (1 - Zt);
