@@ -54,11 +54,11 @@ static void SC_ENTRY(sc_pack_panels_t)(int J, int K, const SC_T *M, int ldm, SC_
     int P = (J + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
     for (int p = 0; p < P; p++) {
         SC_T *dst = MpkT + (long)p * K * SC_PANEL_UNITS;
-        for (int k = 0; k < K; k++)
-            for (int l = 0; l < SC_PANEL_UNITS; l++) {
-                int j = p * SC_PANEL_UNITS + l;
-                dst[(long)k * SC_PANEL_UNITS + l] = j < J ? M[(long)j * ldm + k] : 0;
-            }
+        int j0 = p * SC_PANEL_UNITS, n = J - j0 < SC_PANEL_UNITS ? J - j0 : SC_PANEL_UNITS;
+        SC_BEST(sc_transpose)(n, K, M + (long)j0 * ldm, ldm, dst, SC_PANEL_UNITS);
+        for (int k = 0; k < K && n < SC_PANEL_UNITS; k++)      /* zero past J */
+            memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
+                   (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
     }
 }
 
@@ -114,12 +114,10 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
         int u0 = q0 * SC_PANEL_UNITS, u1 = q1 * SC_PANEL_UNITS < N ? q1 * SC_PANEL_UNITS : N;
         for (long k0 = 0; k0 < K; k0 += SC_TN_CHUNK) {
             int kn = K - k0 < SC_TN_CHUNK ? (int)(K - k0) : SC_TN_CHUNK;
-            /* At (M, kn) = this chunk of A transposed, in 16 x 16 tiles */
-            for (int m0 = r0; m0 < r1; m0 += 16)
-                for (int kb = 0; kb < kn; kb += 16)
-                    for (int k = kb; k < kb + 16 && k < kn; k++)
-                        for (int m = m0; m < m0 + 16 && m < r1; m++)
-                            At[(long)m * kn + k] = A[(k0 + k) * lda + m];
+            /* At (M, kn) = this chunk of A transposed, this thread's rows */
+            if (r1 > r0)
+                SC_BEST(sc_transpose)(kn, r1 - r0, A + k0 * lda + r0, lda, At + (long)r0 * kn,
+                                      kn);
             if (u1 > u0)
                 SC_ENTRY(sc_pack_panels)(kn, u1 - u0, 1, B + k0 * ldb + u0, ldb,
                                          Bpk + (long)q0 * kn * SC_PANEL_UNITS);
