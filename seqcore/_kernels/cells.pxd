@@ -15,10 +15,10 @@ cdef extern from "cells.h" nogil:
     void sc_sigmoid_array_f32(const float* x, float* out, int n)
     void sc_tanh_array_f32(const float* x, float* out, int n)
 
-    void sc_pack_panels_f32(int, int, int, const float*, int, float*)
-    void sc_pack_panels_f64(int, int, int, const double*, int, double*)
-    void sc_pack_panels_t_f32(int, int, const float*, int, float*)
-    void sc_pack_panels_t_f64(int, int, const double*, int, double*)
+    void sc_pack_panels_f32(int, int, int, int, const float*, int, float*)
+    void sc_pack_panels_f64(int, int, int, int, const double*, int, double*)
+    void sc_pack_panels_t_f32(int, int, int, const float*, int, float*)
+    void sc_pack_panels_t_f64(int, int, int, const double*, int, double*)
     int sc_gemm_tn_f32(int, int, int, long, const float*, int, const float*, int, float*, int)
     int sc_gemm_tn_f64(int, int, int, long, const double*, int, const double*, int, double*,
                        int)
@@ -68,20 +68,20 @@ cdef extern from "cells.h" nogil:
     void sc_masked_state_f64(int, int, const double*, const double*, double*)
 
 
-cdef inline void pack_panels(int K, int H, int G, const floating* M, int ldm,
+cdef inline void pack_panels(int n_threads, int K, int H, int G, const floating* M, int ldm,
                              floating* Mpk) noexcept nogil:
     if floating is float:
-        sc_pack_panels_f32(K, H, G, M, ldm, Mpk)
+        sc_pack_panels_f32(n_threads, K, H, G, M, ldm, Mpk)
     else:
-        sc_pack_panels_f64(K, H, G, M, ldm, Mpk)
+        sc_pack_panels_f64(n_threads, K, H, G, M, ldm, Mpk)
 
 
-cdef inline void pack_panels_t(int J, int K, const floating* M, int ldm,
+cdef inline void pack_panels_t(int n_threads, int J, int K, const floating* M, int ldm,
                                floating* MpkT) noexcept nogil:
     if floating is float:
-        sc_pack_panels_t_f32(J, K, M, ldm, MpkT)
+        sc_pack_panels_t_f32(n_threads, J, K, M, ldm, MpkT)
     else:
-        sc_pack_panels_t_f64(J, K, M, ldm, MpkT)
+        sc_pack_panels_t_f64(n_threads, J, K, M, ldm, MpkT)
 
 
 cdef inline int gemm_tn(int n_threads, int M, int N, long K, const floating* A, int lda,

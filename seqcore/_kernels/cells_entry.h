@@ -22,36 +22,45 @@ static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bia
     }
 }
 
+/* Packing is split over threads (by panels) only when there are enough values to pay for
+ * waking them: at 2 threads a 1 MB pack then takes half the time (it is serial work at the
+ * start of every call otherwise, ~1.5% of a batch-16 LSTM forward). */
+#define SC_PACK_PARALLEL(n_threads, rows, cols) ((n_threads) > 1 && (long)(rows) * (cols) >= 65536)
+
 /* Pack M (K, G*H), ld ldm, for sc_gemm_acc_packed: gate by gate, panels of 16 units, each
  * panel holding its units' columns for every k < K contiguously (k-major), zero past H. Mpk
  * has room for G * ceil(H/16) * K * 16 values. Used for U (K = H) and W (K = I), once per call,
  * so that every product streams its matrix in order. */
-static void SC_ENTRY(sc_pack_panels)(int K, int H, int G, const SC_T *M, int ldm, SC_T *Mpk) {
+static void SC_ENTRY(sc_pack_panels)(int n_threads, int K, int H, int G, const SC_T *M, int ldm,
+                                     SC_T *Mpk) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
-    for (int g = 0; g < G; g++)
-        for (int p = 0; p < P; p++) {
-            SC_T *dst = Mpk + ((long)g * P + p) * K * SC_PANEL_UNITS;
-            int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
-            if (n == SC_PANEL_UNITS)   /* a constant size: inlined moves, not a libc call
-                                        * per 64 bytes (4% of a batch-16 LSTM forward) */
-                for (int k = 0; k < K; k++)
-                    memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
-                           SC_PANEL_UNITS * sizeof(SC_T));
-            else
-                for (int k = 0; k < K; k++) {
-                    memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
-                           (size_t)n * sizeof(SC_T));
-                    memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
-                           (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
-                }
-        }
+    _Pragma("omp parallel for num_threads(n_threads) if (SC_PACK_PARALLEL(n_threads, K, G * H))")
+    for (int gp = 0; gp < G * P; gp++) {
+        int g = gp / P, p = gp % P;
+        SC_T *dst = Mpk + ((long)g * P + p) * K * SC_PANEL_UNITS;
+        int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
+        if (n == SC_PANEL_UNITS)   /* a constant size: inlined moves, not a libc call
+                                    * per 64 bytes (4% of a batch-16 LSTM forward) */
+            for (int k = 0; k < K; k++)
+                memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
+                       SC_PANEL_UNITS * sizeof(SC_T));
+        else
+            for (int k = 0; k < K; k++) {
+                memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
+                       (size_t)n * sizeof(SC_T));
+                memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
+                       (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
+            }
+    }
 }
 
 /* Pack the transpose of M (J, K), ld ldm, for products with M^T: panels over M's rows (the J
  * outputs), each holding M[j, k] for its 16 rows j and every k < K contiguously (k-major),
  * zero past J. MpkT has room for ceil(J/16) * K * 16 values. Used for U^T and W^T. */
-static void SC_ENTRY(sc_pack_panels_t)(int J, int K, const SC_T *M, int ldm, SC_T *MpkT) {
+static void SC_ENTRY(sc_pack_panels_t)(int n_threads, int J, int K, const SC_T *M, int ldm,
+                                       SC_T *MpkT) {
     int P = (J + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    _Pragma("omp parallel for num_threads(n_threads) if (SC_PACK_PARALLEL(n_threads, J, K))")
     for (int p = 0; p < P; p++) {
         SC_T *dst = MpkT + (long)p * K * SC_PANEL_UNITS;
         int j0 = p * SC_PANEL_UNITS, n = J - j0 < SC_PANEL_UNITS ? J - j0 : SC_PANEL_UNITS;
@@ -119,7 +128,7 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
                 SC_BEST(sc_transpose)(kn, r1 - r0, A + k0 * lda + r0, lda, At + (long)r0 * kn,
                                       kn);
             if (u1 > u0)
-                SC_ENTRY(sc_pack_panels)(kn, u1 - u0, 1, B + k0 * ldb + u0, ldb,
+                SC_ENTRY(sc_pack_panels)(1, kn, u1 - u0, 1, B + k0 * ldb + u0, ldb,
                                          Bpk + (long)q0 * kn * SC_PANEL_UNITS);
             _Pragma("omp barrier")
             if (r1 > r0)

@@ -82,7 +82,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk)
+        Wpk = pack_weights(n_threads, I, H, 3, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0])
         if T > 0:
             entering_state(B, H, &h[0, 0], rmask, HIN, HP, time_index(0, T, reverse))
@@ -127,7 +127,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(I, H, 3, &U[0, 0], &W[0, 0], Upk, prepacked)
+        Wpk = pack_weights(n_threads, I, H, 3, &U[0, 0], &W[0, 0], Upk, prepacked)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         while s0 < T:
             n = min(chunk, T - s0)
@@ -179,7 +179,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
-        WpkT = pack_weights_t(I, H, 3, &U[0, 0], &W[0, 0], UpkT)
+        WpkT = pack_weights_t(n_threads, I, H, 3, &U[0, 0], &W[0, 0], UpkT)
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
             for s in range(T - 1, -1, -1):

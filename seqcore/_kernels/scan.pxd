@@ -57,25 +57,26 @@ cdef inline int panels(int n) noexcept nogil:
     return (n + 15) // 16
 
 
-cdef inline floating* pack_weights(int I, int H, int G, const floating* U, const floating* W,
-                                   floating* packed, bint prepacked=False) noexcept nogil:
+cdef inline floating* pack_weights(int n_threads, int I, int H, int G, const floating* U,
+                                   const floating* W, floating* packed,
+                                   bint prepacked=False) noexcept nogil:
     """The forward layout of the `packed` workspace (sized by seqcore.ops._packed_workspace):
     U (H, G*H) packed in panels at its start, then W (I, G*H). Returns where W's panels start.
     prepacked: `packed` already holds these weights (step-by-step inference packs them once)."""
     cdef floating* Wpk = packed + <long>G * panels(H) * H * 16
     if not prepacked:
-        pack_panels(H, H, G, U, G * H, packed)
-        pack_panels(I, H, G, W, G * H, Wpk)
+        pack_panels(n_threads, H, H, G, U, G * H, packed)
+        pack_panels(n_threads, I, H, G, W, G * H, Wpk)
     return Wpk
 
 
-cdef inline floating* pack_weights_t(int I, int H, int G, const floating* U, const floating* W,
-                                     floating* packed) noexcept nogil:
+cdef inline floating* pack_weights_t(int n_threads, int I, int H, int G, const floating* U,
+                                     const floating* W, floating* packed) noexcept nogil:
     """The backward layout of `packed`: U^T in panels at its start, then W^T. Returns where
     W^T's panels start."""
     cdef floating* WpkT = packed + <long>panels(H) * G * H * 16
-    pack_panels_t(H, G * H, U, G * H, packed)
-    pack_panels_t(I, G * H, W, G * H, WpkT)
+    pack_panels_t(n_threads, H, G * H, U, G * H, packed)
+    pack_panels_t(n_threads, I, G * H, W, G * H, WpkT)
     return WpkT
 
 
