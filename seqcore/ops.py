@@ -20,6 +20,7 @@ from ._kernels import gru as _gru
 from ._kernels import lstm as _lstm
 from ._kernels import pool as _pool
 from ._kernels import rnn as _rnn
+from ._kernels import step as _step
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
            "rnn_backward", "lengths_to_mask", "matmul", "Stepper", "release_memory"]
@@ -400,10 +401,10 @@ class Stepper:
     """One layer, one direction, one time step per call, for streaming inference.
 
     Everything that does not change between steps is done once here: the arguments are
-    checked, the weights packed into panels (at the first step), the workspaces and the state
-    arrays allocated. A step then checks only x_t and makes one kernel call, single-threaded
-    (a step of a streaming model is too small to share). The stepper sees the weights as they
-    were when it was created.
+    checked, the weights packed into panels, the workspaces and the state arrays allocated
+    (kept by a seqcore._kernels.step.StepKernel). A step then checks only x_t and makes one
+    kernel call, single-threaded (a step of a streaming model is too small to share). The
+    stepper sees the weights as they were when it was created.
 
     cell: "lstm", "gru" or "rnn"; weights as for the *_forward functions; states: initial
     state arrays (B, H) or None for zeros. `states` holds the current state arrays.
@@ -429,28 +430,25 @@ class Stepper:
                            list(zip(names, states)), None, None, None, False)
         B, I, H = a["B"], a["I"], a["H"]
         self.shape, self.dtype, self.states = (B, I), dtype, a["states"]
-        self._Y = np.empty((1, B, H), dtype)
-        Z, _, Hp = _inference_workspace(a, G * H)
+        self._Y = np.empty((B, H), dtype)
         W, U, b, mask = a["kernel"], a["recurrent_kernel"], a["bias"], a["mask"]
-        if cell == "lstm":
-            self._kernel = _lstm.forward_inference
-            self._head = (W, U, b, *self.states, mask, None, None, False)
-            self._tail = (Z, None, Hp)
-        elif cell == "gru":
-            bx, bh = (None, None) if b is None else ((b[0], b[1]) if reset_after else (b, None))
-            self._kernel = _gru.forward_inference
-            self._head = (W, U, bx, bh, self.states[0], mask, None, None, False, bool(reset_after))
-            self._tail = (Z, None, Hp, np.empty((B, 3 * H), dtype), np.empty((B, H), dtype))
-        else:
+        bias, bias_h, kind = b, None, cell
+        if cell == "gru":
+            kind = "gru" if reset_after else "gru1"
+            if b is not None and reset_after:
+                bias, bias_h = b[0], b[1]
+        elif cell == "rnn":
             if activation not in _ACTIVATIONS:
                 raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got "
                                  f"{activation!r}")
-            self._kernel = _rnn.forward_inference
-            self._head = (W, U, b, self.states[0], mask, None, None, False, activation == "relu")
-            self._tail = (Z, None, Hp)
-        self._packed = _packed_workspace(I, H, G, dtype)
-        self._prepacked = False
-        self._mask, self._all_valid = mask, True     # the kernel reads mask[0] every step
+            kind = "rnn_" + activation
+        c = self.states[1] if cell == "lstm" else None
+        self._valid = mask[0]            # the kernel reads it at every step
+        self._all_valid = True
+        self._kernel = _step.StepKernel(
+            kind, W, U, bias, bias_h, self.states[0], c, self._valid, self._Y,
+            _packed_workspace(I, H, G, dtype), np.empty((B, G * H), dtype),
+            np.empty((B, H), dtype), np.empty((B, 3 * H), dtype), np.empty((B, H), dtype))
 
     def step(self, x_t, valid=None):
         """x_t (B, I) -> the output (B, H) of this step; the state advances. valid (B,) bool:
@@ -458,17 +456,15 @@ class Stepper:
         x = np.asarray(x_t)
         if x.shape != self.shape:
             raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
-        if x.dtype != self.dtype or not x.flags.c_contiguous or not x.flags.writeable:
+        if x.dtype != self.dtype or not x.flags.c_contiguous:
             if x.dtype.kind not in "biuf":
                 raise TypeError(f"x_t: expected a real array, got dtype {x.dtype}")
             x = _contiguous(x, self.dtype)
         if valid is not None or not self._all_valid:
-            self._mask[0] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
+            self._valid[:] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
             self._all_valid = valid is None
-        self._kernel(x.reshape((1,) + self.shape), *self._head, self._Y, *self._tail,
-                     self._packed, self._prepacked, 1, 1)
-        self._prepacked = True
-        return self._Y[0].copy()
+        self._kernel.step(x)
+        return self._Y.copy()
 
 
 # --------------------------------------------------------------------------------- memory

@@ -1,0 +1,115 @@
+"""Single time steps of one layer, one direction: the engine of seqcore.ops.Stepper (streaming
+inference).
+
+A step of a streaming model is a few microseconds of arithmetic, so what surrounds it matters:
+a call of lstm.forward_inference converts some twenty arguments to memoryviews (~6 us) before
+it starts. A StepKernel takes the weights, state and workspaces once, packs the weights once,
+keeps raw pointers to them, and then a step is one call with one array. Numerics as
+forward_inference with T = 1 (the same C step functions), on the calling thread.
+seqcore.ops.Stepper validates everything; nothing here checks user input.
+"""
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
+from cython cimport floating
+
+from .cells cimport (gru1_forward_step, gru_forward_step, lstm_forward_step, masked_state,
+                     rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
+from .scan cimport pack_weights, project_steps
+
+cdef enum:
+    LSTM, GRU, GRU1, RNN_TANH, RNN_RELU
+
+CELLS = {"lstm": LSTM, "gru": GRU, "gru1": GRU1, "rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU}
+
+
+cdef void one_step(int cell, int B, int I, int H, int G, const floating* x,
+                   const floating* Wpk, const floating* Upk, const floating* bias,
+                   const floating* bias_h, floating* Z, floating* Hp, floating* work_a,
+                   floating* work_b, floating* h, floating* c, const u8* valid,
+                   floating* y) noexcept nogil:
+    """Z = x W + bias, then the cell's step from state h (and c) to y; as forward_inference."""
+    cdef unsigned int mode = sc_ftz_enter()
+    project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, bias, Z)
+    masked_state(B, H, h, <floating*>NULL, Hp)
+    if cell == LSTM:
+        lstm_forward_step(B, H, Hp, Upk, Z, c, h, valid, y, NULL)
+    elif cell == GRU:
+        gru_forward_step(B, H, Hp, Upk, bias_h, Z, work_a, h, valid, y, NULL)
+    elif cell == GRU1:       # work_a: AZR (B, 2H) then AN (B, H); work_b: RH (B, H)
+        gru1_forward_step(B, H, Hp, Upk, Z, work_a, work_b, work_a + 2 * B * H, h, valid, y)
+    else:
+        rnn_forward_step(B, H, Hp, Upk, Z, h, valid, y, cell == RNN_RELU)
+    sc_ftz_exit(mode)
+
+
+cdef char* address(a) except? NULL:
+    """Where the data of a C-contiguous array (or None) starts; the caller keeps the array."""
+    if a is None:
+        return NULL
+    cdef Py_buffer view
+    PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS)
+    cdef char* start = <char*>view.buf
+    PyBuffer_Release(&view)
+    return start
+
+
+cdef class StepKernel:
+    """kind: a key of CELLS. W (I, G*H), U (H, G*H), bias (G*H,) or None, bias_h (3H,) or None
+    (GRU reset_after only), h and c (B, H) state arrays, updated in place by every step (c None
+    but for the LSTM), valid (B,) uint8 read at every step, y (B, H) where each step's output
+    goes; workspaces: packed (seqcore.ops._packed_workspace), Z (B, G*H), Hp (B, H),
+    work_a (B, 3H), work_b (B, H). All C-contiguous, one dtype (float32 or float64)."""
+    cdef int cell, B, I, H, G
+    cdef bint f64
+    cdef list keep                     # the arrays the pointers below point into
+    cdef char *Wpk
+    cdef char *Upk
+    cdef char *bias
+    cdef char *bias_h
+    cdef char *Z
+    cdef char *Hp
+    cdef char *work_a
+    cdef char *work_b
+    cdef char *h
+    cdef char *c
+    cdef char *valid
+    cdef char *y
+
+    def __init__(self, kind, W, U, bias, bias_h, h, c, valid, y, packed, Z, Hp, work_a,
+                 work_b):
+        self.cell = CELLS[kind]
+        self.I, self.H = W.shape[0], U.shape[0]
+        self.G = U.shape[1] // self.H
+        self.B = h.shape[0]
+        self.f64 = W.dtype.itemsize == 8
+        self.keep = [W, U, bias, bias_h, h, c, valid, y, packed, Z, Hp, work_a, work_b]
+        self.Upk = address(packed)
+        self.bias, self.bias_h = address(bias), address(bias_h)
+        self.Z, self.Hp = address(Z), address(Hp)
+        self.work_a, self.work_b = address(work_a), address(work_b)
+        self.h, self.c, self.valid, self.y = address(h), address(c), address(valid), address(y)
+        if self.f64:
+            self.Wpk = <char*>pack_weights(1, self.I, self.H, self.G, <double*>address(U),
+                                           <double*>address(W), <double*>self.Upk)
+        else:
+            self.Wpk = <char*>pack_weights(1, self.I, self.H, self.G, <float*>address(U),
+                                           <float*>address(W), <float*>self.Upk)
+
+    def step(self, x):
+        """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS)
+        cdef char* xp = <char*>view.buf
+        with nogil:
+            if self.f64:
+                one_step(self.cell, self.B, self.I, self.H, self.G, <double*>xp,
+                         <double*>self.Wpk, <double*>self.Upk, <double*>self.bias,
+                         <double*>self.bias_h, <double*>self.Z, <double*>self.Hp,
+                         <double*>self.work_a, <double*>self.work_b, <double*>self.h,
+                         <double*>self.c, <u8*>self.valid, <double*>self.y)
+            else:
+                one_step(self.cell, self.B, self.I, self.H, self.G, <float*>xp,
+                         <float*>self.Wpk, <float*>self.Upk, <float*>self.bias,
+                         <float*>self.bias_h, <float*>self.Z, <float*>self.Hp,
+                         <float*>self.work_a, <float*>self.work_b, <float*>self.h,
+                         <float*>self.c, <u8*>self.valid, <float*>self.y)
+        PyBuffer_Release(&view)
