@@ -45,6 +45,9 @@ except ImportError:            # the ORT column is left out, and the header says
 import seqcore  # noqa: E402
 from seqcore import ops  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chart import ratio_chart  # noqa: E402
+
 SHAPES = [(100, 1, 128, 256), (100, 16, 256, 256), (100, 64, 512, 512), (50, 128, 1024, 1024),
           (1, 1, 64, 128)]
 GATES = {"lstm": 4, "gru": 3}
@@ -281,6 +284,12 @@ def main(argv=None):
         for r in rows:
             f.write(format_row(r) + "\n")
         f.write("\n" + "\n".join(summary) + "\n")
+    labels = [f"{r['cell']} {r['mode']} {tuple(r['shape'])} {r['threads']}t" for r in rows]
+    png = ratio_chart(labels, {"vs torch": [r["speedup"] for r in rows],
+                               "vs ONNX Runtime": [r["speedup_ort"] for r in rows]},
+                      args.out + ".png", f"seqcore vs peers, float32, {facts['cores']} cores "
+                      "(bench/kernels.py)")
+    print(f"chart: {png}" if png else "chart: not written (matplotlib is not installed)")
 
 
 if __name__ == "__main__":

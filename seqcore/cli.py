@@ -26,19 +26,21 @@ def _demo(args):
 
 
 def _bench(args):
-    """Run bench/kernels.py of the source checkout this package is installed from (an
-    editable install); the benchmarks need torch and onnxruntime, which a user's install of
-    seqcore does not."""
+    """Run bench/kernels.py (or, after `bench workloads`, bench/workloads.py) of the source
+    checkout this package is installed from (an editable install); the benchmarks need torch
+    and onnxruntime, which a user's install of seqcore does not."""
     import os
     import subprocess
+    rest = list(args.bench_args)
+    name = rest.pop(0) if rest and rest[0] in ("kernels", "workloads") else "kernels"
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "bench", "kernels.py")
+                          "bench", name + ".py")
     if not os.path.isfile(script):
-        print("seqcore bench: the benchmarks live in the source tree (bench/kernels.py), which "
-              "this installation does not have. From a checkout: pip install -e \".[test,torch]\""
-              " && seqcore bench", file=sys.stderr)
+        print(f"seqcore bench: the benchmarks live in the source tree (bench/{name}.py), which "
+              "this installation does not have. From a checkout: pip install -e "
+              "\".[test,torch,bench]\" && seqcore bench", file=sys.stderr)
         return 2
-    return subprocess.call([sys.executable, script] + args.bench_args)
+    return subprocess.call([sys.executable, script] + rest)
 
 
 def main(argv=None):
@@ -63,10 +65,13 @@ def main(argv=None):
     demo.add_argument("--quiet", action="store_true", help="no model summary or progress bars")
     demo.set_defaults(run=_demo)
     bench = sub.add_parser(
-        "bench", help="time seqcore against PyTorch and ONNX Runtime (bench/kernels.py)",
+        "bench", help="time seqcore against PyTorch and ONNX Runtime (bench/)",
         description="Runs bench/kernels.py from the source checkout: LSTM and GRU, inference "
-        "and training, several shapes, 1 and 2 threads; writes bench/results/kernels.md/.json. "
-        "Arguments after `bench` go to the script (e.g. --quick, --threads 1, --cells lstm).",
+        "and training, several shapes, 1 and 2 threads; writes bench/results/kernels.md/.json "
+        "(and .png with matplotlib). `seqcore bench workloads` runs bench/workloads.py instead "
+        "(streaming, ragged batches, recurrent dropout, a 2-layer bidirectional model, a long "
+        "sequence, peak memory). Other arguments go to the script (e.g. --quick, --threads 1, "
+        "--cells lstm).",
         add_help=False)
     bench.set_defaults(run=_bench)
     args, rest = parser.parse_known_args(argv)

@@ -70,6 +70,17 @@ def test_cli_bench_runs_the_benchmark_script(tmp_path):
     assert "geometric mean speed-up vs torch" in (tmp_path / "k.md").read_text()
 
 
+def test_cli_bench_workloads_runs_the_workload_script(tmp_path):
+    """`seqcore bench workloads` runs bench/workloads.py: here the recurrent-dropout row."""
+    pytest.importorskip("torch", reason="the benchmark compares with PyTorch")
+    out = tmp_path / "w"
+    run = subprocess.run([sys.executable, "-m", "seqcore", "bench", "workloads", "--workloads",
+                          "dropout", "--threads", "1", "--budget", "0", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "| dropout | lstm | train | 100, 16, 256, 256 | 1 |" in (tmp_path / "w.md").read_text()
+
+
 def test_kernel_calls_restore_the_blas_thread_count():
     """A multi-threaded kernel call holds our BLAS at one thread (its own threads split the
     GEMMs); afterwards, and after calls from several Python threads at once, the count is back."""

@@ -1,0 +1,373 @@
+"""seqcore vs PyTorch CPU (and ONNX Runtime for streaming) on whole workloads, in one run:
+
+    python bench/workloads.py [--threads 1 2] [--quick] [--out bench/results/workloads]
+
+- stream: one time step of a streaming model (LSTM / GRU, 64 -> 128, batch 1) with the state
+  carried: seqcore `model.stream().step(x_t)` vs the torch module called on a length-1 sequence
+  with its state, vs an ONNX Runtime session of one LSTM / GRU operator fed its state.
+- ragged: a batch of 32 sequences whose lengths spread evenly over 1..T (LSTM, T 100, 128 ->
+  256), inference and a training step: seqcore with `lengths` vs torch on packed sequences
+  (pack_padded_sequence), and the same batch with every row full length scaled by the
+  fraction of valid steps (what a length-aware kernel would cost).
+- dropout: a training step of an LSTM layer (T 100, B 16, 256 -> 256) with
+  recurrent_dropout=0.2 against the same step without (seqcore only: torch has no recurrent
+  dropout; the ratio is the cost of the mask).
+- bidir: a 2-layer bidirectional LSTM (B 16, T 100, 128 -> 256 per direction) on
+  variable-length input, inference and a training step: seqcore (torch's module read by
+  seqcore.interop.from_torch for inference; two Bidirectional(LSTM) layers for training) vs
+  torch on packed sequences.
+- long: inference on one sequence of T = 10,000 steps (LSTM 64 -> 128) keeping only the last
+  state: time, and peak memory in a fresh process (how far the resident set grew during the
+  call: Linux's peak, VmHWM, reset just before it), seqcore vs torch.
+- memory: peak memory of one training step (LSTM, T 100, B 64, 512 -> 512) in a fresh
+  process, seqcore vs torch (times: that first call's).
+
+Times are medians of interleaved repetitions after warm-up (kernels.time_group); ratios are
+peer / seqcore (> 1: seqcore is faster). The environment handling (OPENBLAS_* unset) and the
+machine facts are those of bench/kernels.py.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kernels  # noqa: E402  (re-executes without OPENBLAS_* like kernels.py itself)
+from kernels import machine_facts, ort, time_group  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+import seqcore as sc  # noqa: E402
+
+
+def _weights(cell, I, H, rng):
+    W, U, b = kernels.make_weights(cell, I, H, rng)
+    return W, U, b
+
+
+# ------------------------------------------------------------------------------ streaming
+
+def stream_rows(threads, budget):
+    rows = []
+    rng = np.random.default_rng(0)
+    I, H = 64, 128
+    for cell in ("lstm", "gru"):
+        layer = (sc.LSTM if cell == "lstm" else sc.GRU)(H, return_sequences=True, seed=0)
+        model = sc.Sequential([layer])
+        model.build((None, None, I))
+        stream = model.stream()
+        x = rng.standard_normal((1, I)).astype(np.float32)
+
+        module = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H)
+        xt = torch.from_numpy(x[None])
+        state = [None]
+
+        def torch_step():
+            with torch.inference_mode():
+                _, state[0] = module(xt, state[0])
+
+        fns = [lambda: stream.step(x), torch_step]
+        peer = _ort_stepper(cell, x, I, H, threads)
+        n = 200                                  # steps per timed call: the time is per step
+        loops = [lambda f=f: [f() for _ in range(n)] for f in fns]
+        ts, tt = time_group(loops, budget)
+        to = time_group([lambda: [peer() for _ in range(n)]], budget)[0] if peer else None
+        rows.append(dict(workload="stream", cell=cell, shape=(1, 1, I, H), threads=threads,
+                         seqcore_ms=ts / n * 1e3, torch_ms=tt / n * 1e3,
+                         ort_ms=None if to is None else to / n * 1e3))
+    return rows
+
+
+def _ort_stepper(cell, x, I, H, threads):
+    """One ONNX LSTM / GRU operator over one step, its state fed back at every call."""
+    if ort is None:
+        return None
+    from onnx import TensorProto, helper, numpy_helper
+    G = kernels.GATES[cell]
+    rng = np.random.default_rng(1)
+    W, U, _ = _weights(cell, I, H, rng)
+    inits = [numpy_helper.from_array(np.ascontiguousarray(W.T[None]), "W"),
+             numpy_helper.from_array(np.ascontiguousarray(U.T[None]), "R"),
+             numpy_helper.from_array(np.zeros((1, 2 * G * H), np.float32), "B")]
+    state_names = ["h", "c"] if cell == "lstm" else ["h"]
+    inputs = ["X", "W", "R", "B", "", "h"] + (["c"] if cell == "lstm" else [])
+    outputs = ["Y", "Yh"] + (["Yc"] if cell == "lstm" else [])
+    attrs = dict(hidden_size=H)
+    if cell == "gru":
+        attrs["linear_before_reset"] = 1
+    node = helper.make_node(cell.upper(), inputs, outputs, **attrs)
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [node], cell, [vi("X", TensorProto.FLOAT, [1, 1, I])]
+        + [vi(s, TensorProto.FLOAT, [1, 1, H]) for s in state_names],
+        [vi(o, TensorProto.FLOAT, None) for o in outputs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    feed = {"X": x[None], **{s: np.zeros((1, 1, H), np.float32) for s in state_names}}
+
+    def step():
+        out = session.run(None, feed)
+        for s, value in zip(state_names, out[1:]):
+            feed[s] = value
+    return step
+
+
+# ------------------------------------------------------------------- ragged and bidirectional
+
+def _lengths(B, T):
+    return np.linspace(1, T, B).round().astype(np.int64)
+
+
+def _torch_packed_lstm(module, x, lengths, train):
+    """torch on packed sequences: forward (and backward) of `module` over x (B, T, I)."""
+    xt = torch.from_numpy(x)
+    lt = torch.from_numpy(lengths)
+
+    def run():
+        if train:
+            module.zero_grad(set_to_none=True)
+            xg = xt.clone().requires_grad_()
+            out, _ = module(pack_padded_sequence(xg, lt, batch_first=True,
+                                                 enforce_sorted=False))
+            padded, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            padded.sum().backward()
+        else:
+            with torch.inference_mode():
+                out, _ = module(pack_padded_sequence(xt, lt, batch_first=True,
+                                                     enforce_sorted=False))
+                pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return run
+
+
+def _seqcore_layers(layers, x, lengths, train):
+    """seqcore layers in a chain over x (B, T, I) with `lengths`: forward (and backward)."""
+    def run():
+        y = x
+        for layer in layers:
+            y = layer(y, lengths=lengths, training=train)
+        if train:
+            d = np.ones_like(y)
+            for layer in reversed(layers):
+                d = layer.backward(d)
+    return run
+
+
+def ragged_rows(threads, budget):
+    rows = []
+    rng = np.random.default_rng(2)
+    B, T, I, H = 32, 100, 128, 256
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    lengths = _lengths(B, T)
+    full = np.full(B, T, np.int64)
+    fraction = lengths.sum() / (B * T)
+    for mode in ("infer", "train"):
+        train = mode == "train"
+        layer = sc.LSTM(H, return_sequences=True, seed=0)
+        module = torch.nn.LSTM(I, H, batch_first=True)
+        fns = [_seqcore_layers([layer], x, lengths, train),
+               _torch_packed_lstm(module, x, lengths, train),
+               _seqcore_layers([layer], x, full, train)]
+        ts, tt, tfull = time_group(fns, budget)
+        rows.append(dict(workload="ragged", cell="lstm", mode=mode, shape=(T, B, I, H),
+                         threads=threads, seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
+                         full_scaled_ms=tfull * fraction * 1e3, valid_fraction=fraction))
+    return rows
+
+
+def dropout_rows(threads, budget):
+    rng = np.random.default_rng(3)
+    B, T, I, H = 16, 100, 256, 256
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    plain = sc.LSTM(H, return_sequences=True, seed=0)
+    dropped = sc.LSTM(H, return_sequences=True, recurrent_dropout=0.2, seed=0)
+    lengths = np.full(B, T, np.int64)
+    ts, td = time_group([_seqcore_layers([plain], x, lengths, True),
+                         _seqcore_layers([dropped], x, lengths, True)], budget)
+    return [dict(workload="dropout", cell="lstm", mode="train", shape=(T, B, I, H),
+                 threads=threads, seqcore_ms=ts * 1e3, dropout_ms=td * 1e3)]
+
+
+def bidir_rows(threads, budget):
+    from seqcore.interop import from_torch
+    rows = []
+    rng = np.random.default_rng(4)
+    B, T, I, H = 16, 100, 128, 256
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    lengths = _lengths(B, T)
+    module = torch.nn.LSTM(I, H, num_layers=2, bidirectional=True, batch_first=True)
+    stack = from_torch(module)
+    layers = [sc.Bidirectional(sc.LSTM(H, return_sequences=True, seed=s)) for s in (0, 1)]
+    for mode in ("infer", "train"):
+        train = mode == "train"
+        ours = (_seqcore_layers(layers, x, lengths, True) if train
+                else lambda: stack(x, lengths=lengths))
+        ts, tt = time_group([ours, _torch_packed_lstm(module, x, lengths, train)], budget)
+        rows.append(dict(workload="bidir", cell="lstm", mode=mode, shape=(T, B, I, H),
+                         threads=threads, seqcore_ms=ts * 1e3, torch_ms=tt * 1e3))
+    return rows
+
+
+# ----------------------------------------------------------------------------------- memory
+
+_MEMORY_PROBE = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    lib, task, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rng = np.random.default_rng(0)
+    if task == "long":
+        T, B, I, H = 10_000, 1, 64, 128
+    else:
+        T, B, I, H = 100, 64, 512, 512
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    if lib == "seqcore":
+        import seqcore as sc
+        sc.set_num_threads(threads)
+        layer = sc.LSTM(H, return_sequences=task != "long", seed=0)
+        layer.build((None, None, I))
+        def run():
+            y = layer(x, training=task != "long")
+            if task != "long":
+                layer.backward(np.ones_like(y))
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        module = torch.nn.LSTM(I, H, batch_first=True)
+        xt = torch.from_numpy(x)
+        def run():
+            if task == "long":
+                with torch.inference_mode():
+                    module(xt)
+            else:
+                xg = xt.clone().requires_grad_()
+                out, _ = module(xg)
+                out.sum().backward()
+    def status(key):                       # kB
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")                       # the peak (VmHWM) restarts from the current size
+    before = status("VmRSS")
+    t0 = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - t0
+    print((status("VmHWM") - before) / 1024, seconds * 1e3, x.nbytes / 2**20)
+""")
+
+
+def _probe(lib, task, threads):
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, lib, task, str(threads)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1]), float(out[2])
+
+
+def memory_rows(threads, budget):
+    """Peak memory from fresh processes; the long sequence is also timed here, in process
+    (the memory row's times are those of a first call in a fresh process)."""
+    rows = []
+    for task, shape, mode in (("long", (10_000, 1, 64, 128), "infer"),
+                              ("memory", (100, 64, 512, 512), "train")):
+        (ms, ts, input_mb), (mt, tt, _) = _probe("seqcore", task, threads), \
+            _probe("torch", task, threads)
+        if task == "long":
+            T, B, I, H = shape
+            x = np.random.default_rng(5).standard_normal((B, T, I)).astype(np.float32)
+            layer = sc.LSTM(H, seed=0)
+            module = torch.nn.LSTM(I, H, batch_first=True)
+            xt = torch.from_numpy(x)
+
+            def torch_run():
+                with torch.inference_mode():
+                    module(xt)
+            ts, tt = (t * 1e3 for t in time_group([lambda: layer(x), torch_run], budget))
+        rows.append(dict(workload=task, cell="lstm", mode=mode, shape=shape, threads=threads,
+                         seqcore_ms=ts, torch_ms=tt, seqcore_peak_mb=ms, torch_peak_mb=mt,
+                         input_mb=input_mb))
+    return rows
+
+
+# ----------------------------------------------------------------------------------- output
+
+def _fmt(v, f=".3f"):
+    return "-" if v is None else format(v, f)
+
+
+def format_row(r):
+    ratio = r["torch_ms"] / r["seqcore_ms"] if r.get("torch_ms") else None
+    extra = []
+    if r.get("ort_ms") is not None:
+        extra.append(f"ONNX Runtime {r['ort_ms'] * 1e3:.1f} us/step "
+                     f"({r['ort_ms'] / r['seqcore_ms']:.2f}x)")
+    if "full_scaled_ms" in r:
+        extra.append(f"full-length batch x valid fraction {r['valid_fraction']:.2f}: "
+                     f"{r['full_scaled_ms']:.2f} ms (seqcore / that: "
+                     f"{r['seqcore_ms'] / r['full_scaled_ms']:.2f})")
+    if "dropout_ms" in r:
+        extra.append(f"with recurrent_dropout=0.2: {r['dropout_ms']:.2f} ms "
+                     f"(+{100 * (r['dropout_ms'] / r['seqcore_ms'] - 1):.1f}%)")
+    if "seqcore_peak_mb" in r:
+        extra.append(f"peak memory of the call: seqcore {r['seqcore_peak_mb']:.1f} MB, "
+                     f"torch {r['torch_peak_mb']:.1f} MB (input {r['input_mb']:.1f} MB)")
+    unit = "us/step" if r["workload"] == "stream" else "ms"
+    scale = 1e3 if unit == "us/step" else 1
+    return (f"| {r['workload']} | {r['cell']} | {r.get('mode', 'infer')} "
+            f"| {', '.join(map(str, r['shape']))} | {r['threads']} "
+            f"| {r['seqcore_ms'] * scale:.3f} {unit} "
+            f"| {_fmt(None if r.get('torch_ms') is None else r['torch_ms'] * scale)} "
+            f"| {_fmt(ratio, '.2f')} | {'; '.join(extra)} |")
+
+
+HEADER = ("| workload | cell | mode | T, B, I, H | threads | seqcore | torch | vs torch "
+          "| more |")
+WORKLOADS = {"stream": stream_rows, "ragged": ragged_rows, "dropout": dropout_rows,
+             "bidir": bidir_rows, "memory": memory_rows}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--budget", type=float, default=1.0,
+                        help="seconds of timing per library and row (default 1)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                      "workloads"))
+    args = parser.parse_args(argv)
+    facts = machine_facts()
+    print(f"# seqcore {facts['seqcore']} vs torch {facts['torch']}, onnxruntime "
+          f"{facts['onnxruntime'] or 'not installed'}; {facts['cores']} cores, SIMD "
+          f"{facts['simd']}; unset for this run: {facts['unset_env'] or 'nothing'}")
+    print(HEADER)
+    print("|" + "---|" * 9)
+    rows = []
+    for threads in args.threads:
+        sc.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        for name in args.workloads:
+            for row in WORKLOADS[name](threads, args.budget):
+                rows.append(row)
+                print(format_row(row), flush=True)
+            time.sleep(0.2)              # let spinning thread pools go quiet
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"machine": facts, "rows": rows}, f, indent=1, default=float)
+    with open(args.out + ".md", "w") as f:
+        f.write(f"seqcore {facts['seqcore']} vs torch {facts['torch']} and onnxruntime "
+                f"{facts['onnxruntime'] or '(not installed)'}, float32, {facts['cores']} "
+                f"cores, SIMD {facts['simd']}; unset: {facts['unset_env'] or 'nothing'}\n\n")
+        f.write(HEADER + "\n|" + "---|" * 9 + "\n")
+        for r in rows:
+            f.write(format_row(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
