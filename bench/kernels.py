@@ -105,31 +105,42 @@ def torch_runner(cell, mode, x, W, U, b):
     return step
 
 
-def ort_runner(cell, x, W, U, b, threads):
-    """ONNX Runtime running one ONNX LSTM/GRU operator over x (T, B, I), or None when
-    onnxruntime is not installed."""
-    if ort is None:
-        return None
-    T, B, I = x.shape
-    H = U.shape[0]
+def ort_session(cell, W, U, threads, stateful=False):
+    """An ONNX Runtime session of one ONNX LSTM / GRU operator (zero bias, GRU with
+    linear_before_reset=1) with input X (T, B, I) and output Y; stateful: it also takes the
+    initial state h (and c for the LSTM) (1, B, H) and returns the final one as Yh (and Yc)."""
+    I, H = W.shape[0], U.shape[0]
     G = GATES[cell]
     inits = [numpy_helper.from_array(np.ascontiguousarray(W.T[None]), "W"),
              numpy_helper.from_array(np.ascontiguousarray(U.T[None]), "R"),
              numpy_helper.from_array(np.zeros((1, 2 * G * H), np.float32), "B")]
+    states = (["h", "c"] if cell == "lstm" else ["h"]) if stateful else []
+    inputs = ["X", "W", "R", "B"] + (["", *states] if states else [])
+    outputs = ["Y"] + ["Y" + s for s in states]
     attrs = dict(hidden_size=H)
     if cell == "gru":
         attrs["linear_before_reset"] = 1
-    node = helper.make_node(cell.upper(), ["X", "W", "R", "B"], ["Y"], **attrs)
+    node = helper.make_node(cell.upper(), inputs, outputs, **attrs)
+    value = helper.make_tensor_value_info
     graph = helper.make_graph(
-        [node], cell, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, None, I])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+        [node], cell, [value("X", TensorProto.FLOAT, [None, None, I])]
+        + [value(s, TensorProto.FLOAT, [1, None, H]) for s in states],
+        [value(o, TensorProto.FLOAT, None) for o in outputs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def ort_runner(cell, x, W, U, b, threads):
+    """ONNX Runtime running one ONNX LSTM/GRU operator over x (T, B, I), or None when
+    onnxruntime is not installed."""
+    if ort is None:
+        return None
+    session = ort_session(cell, W, U, threads)
     return lambda: session.run(None, {"X": x})
 
 

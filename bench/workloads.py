@@ -45,11 +45,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa
 import seqcore as sc  # noqa: E402
 
 
-def _weights(cell, I, H, rng):
-    W, U, b = kernels.make_weights(cell, I, H, rng)
-    return W, U, b
-
-
 # ------------------------------------------------------------------------------ streaming
 
 def stream_rows(threads, budget):
@@ -87,37 +82,14 @@ def _ort_stepper(cell, x, I, H, threads):
     """One ONNX LSTM / GRU operator over one step, its state fed back at every call."""
     if ort is None:
         return None
-    from onnx import TensorProto, helper, numpy_helper
-    G = kernels.GATES[cell]
-    rng = np.random.default_rng(1)
-    W, U, _ = _weights(cell, I, H, rng)
-    inits = [numpy_helper.from_array(np.ascontiguousarray(W.T[None]), "W"),
-             numpy_helper.from_array(np.ascontiguousarray(U.T[None]), "R"),
-             numpy_helper.from_array(np.zeros((1, 2 * G * H), np.float32), "B")]
-    state_names = ["h", "c"] if cell == "lstm" else ["h"]
-    inputs = ["X", "W", "R", "B", "", "h"] + (["c"] if cell == "lstm" else [])
-    outputs = ["Y", "Yh"] + (["Yc"] if cell == "lstm" else [])
-    attrs = dict(hidden_size=H)
-    if cell == "gru":
-        attrs["linear_before_reset"] = 1
-    node = helper.make_node(cell.upper(), inputs, outputs, **attrs)
-    vi = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        [node], cell, [vi("X", TensorProto.FLOAT, [1, 1, I])]
-        + [vi(s, TensorProto.FLOAT, [1, 1, H]) for s in state_names],
-        [vi(o, TensorProto.FLOAT, None) for o in outputs], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    feed = {"X": x[None], **{s: np.zeros((1, 1, H), np.float32) for s in state_names}}
+    W, U, _ = kernels.make_weights(cell, I, H, np.random.default_rng(1))
+    session = kernels.ort_session(cell, W, U, threads, stateful=True)
+    states = ["h", "c"] if cell == "lstm" else ["h"]
+    feed = {"X": x[None], **{s: np.zeros((1, 1, H), np.float32) for s in states}}
 
     def step():
         out = session.run(None, feed)
-        for s, value in zip(state_names, out[1:]):
+        for s, value in zip(states, out[1:]):
             feed[s] = value
     return step
 
