@@ -115,7 +115,40 @@ def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, s
         recurrent_mask=_optional("recurrent_mask", recurrent_mask, dtype, (B, H)),
         reverse=_flag("reverse", reverse),
     )
+    if mask is not None:
+        _longest_first(out)
     return out
+
+
+def _longest_first(a):
+    """Put the rows of a ragged batch in order of their valid steps, most first (a stable
+    sort; a["order"] says how, None when nothing moved). The kernels' recurrent products skip
+    the masked rows at the end of the batch (cells.h, sc_active_rows), so sorted, a batch of
+    sequences of different lengths costs its valid steps instead of T full steps. x, the
+    masks and the states are permuted here; _caller_order puts results back."""
+    a["order"] = None
+    counts = a["mask"].sum(axis=0, dtype=np.int64)
+    if a["T"] == 0 or a["B"] < 2 or np.all(counts[:-1] >= counts[1:]):
+        return
+    order = np.argsort(-counts, kind="stable")
+    a["order"] = order
+    a["x"] = np.ascontiguousarray(a["x"][:, order])
+    a["mask"] = np.ascontiguousarray(a["mask"][:, order])
+    a["states"] = [s[order] for s in a["states"]]
+    for name in ("input_mask", "recurrent_mask"):
+        if a[name] is not None:
+            a[name] = a[name][order]
+
+
+def _caller_order(a, sequences, states):
+    """sequences (T, B, ...) or None and states (B, ...) back in the caller's row order."""
+    order = a.get("order")
+    if order is None:
+        return sequences, states
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return (None if sequences is None else sequences[:, inverse],
+            [s[inverse] for s in states])
 
 
 def _check_backward(cache, d_outputs, d_finals, names):
@@ -127,6 +160,10 @@ def _check_backward(cache, d_outputs, d_finals, names):
           else _array("d_outputs", d_outputs, dtype, (T, B, H)))
     finals = [_pool.zeros((B, H), dtype) if d is None else _array(n, d, dtype, (B, H)).copy()
               for n, d in zip(names, d_finals)]
+    order = cache.get("order")
+    if order is not None:           # into the forward's row order (_longest_first)
+        dY = np.ascontiguousarray(dY[:, order])
+        finals = [d[order] for d in finals]
     return dY, finals
 
 
@@ -228,6 +265,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
         Z, XD, Hp = _inference_workspace(a, 4 * H)
         _run(_lstm.forward_inference, (B, 4, H), *args, Y, Z, XD, Hp,
              _packed_workspace(I, H, 4, dtype), False)
+        Y, (h, c) = _caller_order(a, Y, [h, c])
         return Y, h, c, None
     c0 = c.copy()
     Y = _pool.empty((T, B, H), dtype)
@@ -238,6 +276,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     _run(_lstm.forward_training, (B, 4, H), *args, Y, Z, C, HP, XD,
          _packed_workspace(I, H, 4, dtype))
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
+    Y, (h, c) = _caller_order(a, Y, [h, c])
     return Y, h, c, cache
 
 
@@ -259,6 +298,7 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
          a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
          a["XD"], _pool.empty((T, B, 4 * H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
          _packed_workspace(I, H, 4, dtype))
+    dX, (dh, dc) = _caller_order(a, dX, [dh, dc])
     return dX, dW, dU, db, dh, dc
 
 
@@ -294,6 +334,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         AX, XD, Hp = _inference_workspace(a, 3 * H)
         _run(_gru.forward_inference, (B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
              _packed_workspace(I, H, 3, dtype), False)
+        Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
     Y = _pool.empty((T, B, H), dtype)
     AX = _pool.empty((T, B, 3 * H), dtype)
@@ -304,6 +345,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     _run(_gru.forward_training, (B, 3, H), *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
          _packed_workspace(I, H, 3, dtype))
     cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
+    Y, (h,) = _caller_order(a, Y, [h])
     return Y, h, cache
 
 
@@ -331,6 +373,7 @@ def gru_backward(d_outputs, d_h_n, cache):
          a["HP"], a["STORE"], a["XD"], _pool.empty((T, B, 3 * H), dtype), dAH,
          _pool.empty((B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
          _packed_workspace(I, H, 3, dtype))
+    dX, (dh,) = _caller_order(a, dX, [dh])
     return dX, dW, dU, db, dh
 
 
@@ -364,6 +407,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         A, XD, Hp = _inference_workspace(a, H)
         _run(_rnn.forward_inference, (B, 1, H), *args, Y, A, XD, Hp,
              _packed_workspace(I, H, 1, dtype), False)
+        Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
     Y = _pool.empty((T, B, H), dtype)
     A = _pool.empty((T, B, H), dtype)
@@ -371,7 +415,9 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
     _run(_rnn.forward_training, (B, 1, H), *args, Y, A, HP, XD,
          _packed_workspace(I, H, 1, dtype))
-    return Y, h, dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
+    cache = dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
+    Y, (h,) = _caller_order(a, Y, [h])
+    return Y, h, cache
 
 
 def rnn_backward(d_outputs, d_h_n, cache):
@@ -392,6 +438,7 @@ def rnn_backward(d_outputs, d_h_n, cache):
          a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"], a["XD"],
          _pool.empty((T, B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
          _packed_workspace(I, H, 1, dtype))
+    dX, (dh,) = _caller_order(a, dX, [dh])
     return dX, dW, dU, db, dh
 
 

@@ -251,6 +251,16 @@ static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
 /* Wait for every thread of the team (nothing outside a parallel region): the end of a step. */
 static inline void sc_team_barrier(void) { SC_BARRIER; }
 
+/* Rows up to the last valid one: the recurrent products of a step skip the masked rows at the
+ * end of the batch. seqcore.ops orders a ragged batch by length, longest first, so that the
+ * rows that have finished are exactly those (a ragged batch then costs its valid steps, not
+ * T full steps). Masked rows before the last valid one go through the products as usual; the
+ * fused passes still see every row (a masked row keeps its state and outputs zero). */
+static inline int sc_active_rows(int rows, const unsigned char *valid) {
+    while (rows > 0 && !valid[rows - 1]) rows--;
+    return rows;
+}
+
 /* Copy / zero units [j0, j1) of a row; dst may be NULL (an optional output). Macros for the
  * same reason as the activations: they expand inside each instruction-set region. */
 #define SC_COPY_UNITS(dst, src, j0, j1)                                                   \

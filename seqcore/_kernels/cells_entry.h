@@ -168,9 +168,10 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
 static void SC_ENTRY(sc_lstm_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,
         SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
         for (int g = 0; g < 4; g++)
-            SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, 4 * H, g * H);
+            SC_RECURRENT_ACC(active, H, Hp, Upk, g, Z, 4 * H, g * H);
         SC_BEST(sc_lstm_forward_block)(rows, j0, j1, H, Z, c, h, valid, y, c_store);
     SC_UNITS_END
 }
@@ -179,12 +180,13 @@ static void SC_ENTRY(sc_lstm_backward_step)(
         int rows, int H, const SC_T *A, const SC_T *C, const SC_T *Cp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
         SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
         SC_BARRIER
         /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
-        SC_ENTRY(sc_fill_columns)(rows, dHp, H, NULL, j0, j1);
-        SC_RECURRENT_GRAD(rows, H, 4 * H, dZ, 4 * H, UpkT, 4 * H, 0, dHp);
+        SC_ENTRY(sc_fill_columns)(active, dHp, H, NULL, j0, j1);
+        SC_RECURRENT_GRAD(active, H, 4 * H, dZ, 4 * H, UpkT, 4 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }
@@ -193,10 +195,11 @@ static void SC_ENTRY(sc_lstm_backward_step)(
 static void SC_ENTRY(sc_gru_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, const SC_T *bh,
         SC_T *AX, SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *An_store) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
         for (int g = 0; g < 3; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AH, 3 * H, bh, g * H + j0, g * H + j1);
-            SC_RECURRENT_ACC(rows, H, Hp, Upk, g, AH, 3 * H, g * H);
+            SC_RECURRENT_ACC(active, H, Hp, Upk, g, AH, 3 * H, g * H);
         }
         SC_BEST(sc_gru_forward_block)(rows, j0, j1, H, AX, AH, h, valid, y, An_store);
     SC_UNITS_END
@@ -206,12 +209,13 @@ static void SC_ENTRY(sc_gru_backward_step)(
         int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
         SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
         SC_BARRIER
         /* AH = Hp U + bh  =>  dHp = dAH U^T */
-        SC_ENTRY(sc_fill_columns)(rows, dHp, H, NULL, j0, j1);
-        SC_RECURRENT_GRAD(rows, H, 3 * H, dAH, 3 * H, UpkT, 3 * H, 0, dHp);
+        SC_ENTRY(sc_fill_columns)(active, dHp, H, NULL, j0, j1);
+        SC_RECURRENT_GRAD(active, H, 3 * H, dAH, 3 * H, UpkT, 3 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }
@@ -221,16 +225,17 @@ static void SC_ENTRY(sc_gru_backward_step)(
 static void SC_ENTRY(sc_gru1_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *AX, SC_T *AZR,
         SC_T *RH, SC_T *AN, SC_T *h, const unsigned char *valid, SC_T *y) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
         for (int g = 0; g < 2; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AZR, 2 * H, NULL, g * H + j0, g * H + j1);
-            SC_RECURRENT_ACC(rows, H, Hp, Upk, g, AZR, 2 * H, g * H);
+            SC_RECURRENT_ACC(active, H, Hp, Upk, g, AZR, 2 * H, g * H);
         }
         SC_BEST(sc_gru1_gates_block)(rows, j0, j1, H, AX, AZR, Hp, RH);
         SC_BARRIER
         /* AN = RH U_n needs every unit of RH */
         SC_ENTRY(sc_fill_columns)(rows, AN, H, NULL, j0, j1);
-        SC_RECURRENT_ACC(rows, H, RH, Upk, 2, AN, H, 0);
+        SC_RECURRENT_ACC(active, H, RH, Upk, 2, AN, H, 0);
         SC_BEST(sc_gru1_forward_block)(rows, j0, j1, H, AX, AN, h, valid, y);
     SC_UNITS_END
 }
@@ -239,16 +244,17 @@ static void SC_ENTRY(sc_gru1_backward_step)(
         int rows, int H, const SC_T *A, const SC_T *Hin, const SC_T *Hp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *UpkT,
         const SC_T *rmask, SC_T *dRH, SC_T *dHp) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
         SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
         SC_BARRIER
         /* AN = RH U_n  =>  dRH = dAN U_n^T */
         SC_ENTRY(sc_fill_columns)(rows, dRH, H, NULL, j0, j1);
-        SC_RECURRENT_GRAD(rows, H, H, dAX + 2 * H, 3 * H, UpkT, 3 * H, 2 * H, dRH);
+        SC_RECURRENT_GRAD(active, H, H, dAX + 2 * H, 3 * H, UpkT, 3 * H, 2 * H, dRH);
         SC_BEST(sc_gru1_backward_b_block)(rows, j0, j1, H, A, Hp, dRH, dAX, dHp);
         SC_BARRIER
         /* AZR = Hp U_zr  =>  dHp += dAZR U_zr^T */
-        SC_RECURRENT_GRAD(rows, H, 2 * H, dAX, 3 * H, UpkT, 3 * H, 0, dHp);
+        SC_RECURRENT_GRAD(active, H, 2 * H, dAX, 3 * H, UpkT, 3 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }
@@ -257,8 +263,9 @@ static void SC_ENTRY(sc_gru1_backward_step)(
 static void SC_ENTRY(sc_rnn_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *A, SC_T *h,
         const unsigned char *valid, SC_T *y, int relu) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
-        SC_RECURRENT_ACC(rows, H, Hp, Upk, 0, A, H, 0);
+        SC_RECURRENT_ACC(active, H, Hp, Upk, 0, A, H, 0);
         SC_BEST(sc_rnn_forward_block)(rows, j0, j1, H, A, h, valid, y, relu);
     SC_UNITS_END
 }
@@ -267,12 +274,13 @@ static void SC_ENTRY(sc_rnn_backward_step)(
         int rows, int H, const SC_T *Hact, const unsigned char *valid,
         const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *UpkT, const SC_T *rmask,
         SC_T *dHp) {
+    int active = sc_active_rows(rows, valid);
     SC_UNITS_BEGIN(H)
         SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
         SC_BARRIER
         /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
-        SC_ENTRY(sc_fill_columns)(rows, dHp, H, NULL, j0, j1);
-        SC_RECURRENT_GRAD(rows, H, H, dA, H, UpkT, H, 0, dHp);
+        SC_ENTRY(sc_fill_columns)(active, dHp, H, NULL, j0, j1);
+        SC_RECURRENT_GRAD(active, H, H, dA, H, UpkT, H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_UNITS_END
 }
