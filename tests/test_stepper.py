@@ -73,34 +73,3 @@ def test_stepper_takes_read_only_and_strided_input():
     with pytest.raises(ValueError, match="x_t"):
         ops.Stepper("gru", W, U, b, 2).step(x)
 
-
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_a_ragged_batch_gives_the_same_rows_in_any_order(cell):
-    """seqcore.ops sorts a ragged batch longest first for the kernels and puts the results
-    back: a row's output, final state and input gradient do not depend on where it sits."""
-    rng = np.random.default_rng(7)
-    T, B, I, H = 9, 6, 4, 20
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
-    x = rng.standard_normal((T, B, I))
-    W = rng.standard_normal((I, G * H)) * 0.3
-    U = rng.standard_normal((H, G * H)) * 0.3
-    b = rng.standard_normal((2, 3 * H) if cell == "gru" else (G * H,))
-    lengths = np.array([3, 9, 0, 5, 9, 1])
-    mask = np.arange(T)[:, None] < lengths[None, :]
-    perm = rng.permutation(B)
-    forward, backward = getattr(ops, f"{cell}_forward"), getattr(ops, f"{cell}_backward")
-    n_states = 2 if cell == "lstm" else 1
-    dy = rng.standard_normal((T, B, H))
-    results = []
-    for p in (np.arange(B), perm):
-        out, *finals, cache = forward(x[:, p], W, U, b, mask=mask[:, p])
-        grads = backward(dy[:, p], *[None] * n_states, cache)
-        inverse = np.argsort(p)
-        results.append((out[:, inverse], [f[inverse] for f in finals], grads[0][:, inverse],
-                        grads[1]))
-    (o1, f1, dx1, dW1), (o2, f2, dx2, dW2) = results
-    np.testing.assert_allclose(o2, o1, rtol=0, atol=1e-12)
-    for a, c in zip(f1, f2):
-        np.testing.assert_allclose(c, a, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(dx2, dx1, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(dW2, dW1, rtol=1e-12, atol=1e-12)

@@ -10,6 +10,7 @@ cdef extern from "cells.h" nogil:
     unsigned int sc_ftz_enter()
     void sc_ftz_exit(unsigned int old)
     void sc_team_barrier()
+    int sc_active_rows(int rows, const u8* valid)
     unsigned int sc_get_fpu_mode()
     int sc_isa_level()
     void sc_sigmoid_array_f32(const float* x, float* out, int n)

@@ -83,7 +83,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     with nogil:
         mode = sc_ftz_enter()
         Wpk = pack_weights(n_threads, I, H, 3, &U[0, 0], &W[0, 0], Upk)
-        project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0])
+        project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0],
+                      &mask[0, 0])
         if T > 0:
             entering_state(B, H, &h[0, 0], rmask, HIN, HP, time_index(0, T, reverse))
         with parallel(num_threads=nt):
@@ -133,7 +134,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
             project_steps(n_threads, n, B, I, 3, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, bx,
-                          &AX[0, 0, 0])
+                          &AX[0, 0, 0], &mask[t0, 0])
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):

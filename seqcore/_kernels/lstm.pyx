@@ -46,7 +46,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     with nogil:
         mode = sc_ftz_enter()
         Wpk = pack_weights(n_threads, I, H, 4, &U[0, 0], &W[0, 0], Upk)
-        project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, b, &Z[0, 0, 0])
+        project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, b, &Z[0, 0, 0],
+                      &mask[0, 0])
         if T > 0:
             masked_state(B, H, &h[0, 0], rmask, &HP[time_index(0, T, reverse), 0, 0])
         with parallel(num_threads=nt):
@@ -96,7 +97,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
             project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, b,
-                          &Z[0, 0, 0])
+                          &Z[0, 0, 0], &mask[t0, 0])
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):

@@ -3,8 +3,10 @@
 # after it; the weight gradients are BLAS GEMMs in each scan). DESIGN.md section 3.
 from cython cimport floating
 
+from libc.string cimport memset
+
 from .blas cimport gemm_threads
-from .cells cimport gemm_tn, pack_panels, pack_panels_t, project_packed
+from .cells cimport gemm_tn, pack_panels, pack_panels_t, project_packed, sc_active_rows, u8
 
 
 cdef inline floating* opt(floating[:, ::1] a) noexcept nogil:
@@ -27,17 +29,45 @@ cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:
     return &a[0, 0, 0] if a is not None else NULL
 
 
-cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, int H,
-                               const floating* x, const floating* dmask, floating* XD,
-                               const floating* Wpk, const floating* bias,
-                               floating* out) noexcept nogil:
-    """Input projection of `steps` consecutive steps: out (steps*B, G*H) = (x * dmask) @ W + bias
-    with W packed by pack_panels, input dropout applied into XD first when dmask is not NULL
-    (XD is what backward's dW needs). Bias may be NULL."""
+cdef inline void project_rows(int n_threads, int steps, int B, int I, int G, int H,
+                              const floating* x, const floating* dmask, floating* XD,
+                              const floating* Wpk, const floating* bias,
+                              floating* out) noexcept nogil:
+    """out (steps*B, G*H) = (x * dmask) @ W + bias, every row (see project_steps)."""
     if dmask != NULL:
         mask_inputs(steps, B, I, x, dmask, XD)
         x = XD
     project_packed(n_threads, steps * B, I, x, I, Wpk, G, H, bias, 1, out, G * H)
+
+
+cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, int H,
+                               const floating* x, const floating* dmask, floating* XD,
+                               const floating* Wpk, const floating* bias, floating* out,
+                               const u8* mask) noexcept nogil:
+    """Input projection of `steps` consecutive steps: out (steps*B, G*H) = (x * dmask) @ W + bias
+    with W packed by pack_panels, input dropout applied into XD first when dmask is not NULL
+    (XD is what backward's dW needs). Bias may be NULL. mask (steps, B) or NULL: the rows
+    past a step's last valid one are not projected (zeroed in out and XD, so that nothing
+    downstream meets uninitialized values) when that leaves out an eighth of the rows or more
+    (a ragged batch ordered longest first by seqcore.ops); else one product over every row."""
+    cdef long total = 0, r
+    cdef int s, a
+    if mask != NULL:
+        for s in range(steps):
+            total += sc_active_rows(B, mask + <long>s * B)
+    if mask == NULL or total * 8 >= <long>steps * B * 7:
+        project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, bias, out)
+        return
+    for s in range(steps):
+        r = <long>s * B
+        a = sc_active_rows(B, mask + r)
+        if a > 0:
+            project_rows(n_threads, 1, a, I, G, H, x + r * I, dmask,
+                         XD + r * I if XD != NULL else NULL, Wpk, bias, out + r * G * H)
+        if a < B:
+            memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
+            if XD != NULL:
+                memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
 
 
 cdef inline void weight_gradient(int n_threads, int M, int N, int K, const floating* A,

@@ -28,7 +28,7 @@ cdef void one_step(int cell, int B, int I, int H, int G, const floating* x,
                    floating* y) noexcept nogil:
     """Z = x W + bias, then the cell's step from state h (and c) to y; as forward_inference."""
     cdef unsigned int mode = sc_ftz_enter()
-    project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, bias, Z)
+    project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, bias, Z, NULL)
     masked_state(B, H, h, <floating*>NULL, Hp)
     if cell == LSTM:
         lstm_forward_step(B, H, Hp, Upk, Z, c, h, valid, y, NULL)

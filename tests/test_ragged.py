@@ -1,0 +1,74 @@
+"""Ragged batches (rows of different lengths): seqcore.ops orders them longest first for the
+kernels, which then leave the finished rows out of the products (cells.h sc_active_rows,
+scan.pxd project_steps). The results must be those of the reference, in the caller's order."""
+import numpy as np
+import pytest
+
+from seqcore import ops, reference
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_ragged_batch_gives_the_same_rows_in_any_order(cell):
+    """seqcore.ops sorts a ragged batch longest first for the kernels and puts the results
+    back: a row's output, final state and input gradient do not depend on where it sits."""
+    rng = np.random.default_rng(7)
+    T, B, I, H = 9, 6, 4, 20
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    x = rng.standard_normal((T, B, I))
+    W = rng.standard_normal((I, G * H)) * 0.3
+    U = rng.standard_normal((H, G * H)) * 0.3
+    b = rng.standard_normal((2, 3 * H) if cell == "gru" else (G * H,))
+    lengths = np.array([3, 9, 0, 5, 9, 1])
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    perm = rng.permutation(B)
+    forward, backward = getattr(ops, f"{cell}_forward"), getattr(ops, f"{cell}_backward")
+    n_states = 2 if cell == "lstm" else 1
+    dy = rng.standard_normal((T, B, H))
+    results = []
+    for p in (np.arange(B), perm):
+        out, *finals, cache = forward(x[:, p], W, U, b, mask=mask[:, p])
+        grads = backward(dy[:, p], *[None] * n_states, cache)
+        inverse = np.argsort(p)
+        results.append((out[:, inverse], [f[inverse] for f in finals], grads[0][:, inverse],
+                        grads[1]))
+    (o1, f1, dx1, dW1), (o2, f2, dx2, dW2) = results
+    np.testing.assert_allclose(o2, o1, rtol=0, atol=1e-12)
+    for a, c in zip(f1, f2):
+        np.testing.assert_allclose(c, a, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx2, dx1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dW2, dW1, rtol=1e-12, atol=1e-12)
+
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("variant", ["lstm", "gru", "gru_reset_before", "rnn"])
+def test_ragged_batch_with_dropout_masks_matches_the_reference(variant, reverse):
+    cell = "gru" if variant.startswith("gru") else variant
+    reset_after = variant != "gru_reset_before"
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(11)
+    T, B, I, H = 12, 7, 5, 18
+    x = rng.standard_normal((T, B, I))
+    W = rng.standard_normal((I, G * H)) * 0.3
+    U = rng.standard_normal((H, G * H)) * 0.3
+    b = rng.standard_normal((2, 3 * H) if cell == "gru" and reset_after else (G * H,))
+    lengths = np.array([2, 12, 0, 7, 1, 12, 4])          # most rows finish early
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    input_mask = (rng.random((B, I)) < 0.8) / 0.8
+    recurrent_mask = (rng.random((B, H)) < 0.8) / 0.8
+    options = dict(mask=mask, input_mask=input_mask, recurrent_mask=recurrent_mask,
+                   reverse=reverse)
+    if cell == "gru":
+        options["reset_after"] = reset_after
+    n_states = 2 if cell == "lstm" else 1
+    dy = rng.standard_normal((T, B, H))
+    d_finals = [rng.standard_normal((B, H)) for _ in range(n_states)]
+    results = []
+    for lib in (ops, reference):
+        out, *finals, cache = getattr(lib, f"{cell}_forward")(x, W, U, b, **options)
+        grads = getattr(lib, f"{cell}_backward")(dy, *d_finals, cache)
+        results.append([out, *finals, *[g for g in grads if g is not None]])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
+    infer = getattr(ops, f"{cell}_forward")(x, W, U, b, training=False, **options)
+    np.testing.assert_allclose(infer[0], results[1][0], rtol=0, atol=1e-10)
