@@ -20,9 +20,10 @@ cdef extern from "cells.h" nogil:
     void sc_pack_panels_f64(int, int, int, int, const double*, int, double*)
     void sc_pack_panels_t_f32(int, int, int, const float*, int, float*)
     void sc_pack_panels_t_f64(int, int, int, const double*, int, double*)
-    int sc_gemm_tn_f32(int, int, int, long, const float*, int, const float*, int, float*, int)
+    int sc_gemm_tn_f32(int, int, int, long, const float*, int, const float*, int, float*, int,
+                       const u8*, int)
     int sc_gemm_tn_f64(int, int, int, long, const double*, int, const double*, int, double*,
-                       int)
+                       int, const u8*, int)
     void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int,
                                const float*, int, float*, int)
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int,
@@ -86,11 +87,12 @@ cdef inline void pack_panels_t(int n_threads, int J, int K, const floating* M, i
 
 
 cdef inline int gemm_tn(int n_threads, int M, int N, long K, const floating* A, int lda,
-                        const floating* B, int ldb, floating* C, int ldc) noexcept nogil:
+                        const floating* B, int ldb, floating* C, int ldc, const u8* mask,
+                        int rows_per_step) noexcept nogil:
     if floating is float:
-        return sc_gemm_tn_f32(n_threads, M, N, K, A, lda, B, ldb, C, ldc)
+        return sc_gemm_tn_f32(n_threads, M, N, K, A, lda, B, ldb, C, ldc, mask, rows_per_step)
     else:
-        return sc_gemm_tn_f64(n_threads, M, N, K, A, lda, B, ldb, C, ldc)
+        return sc_gemm_tn_f64(n_threads, M, N, K, A, lda, B, ldb, C, ldc, mask, rows_per_step)
 
 
 cdef inline void project_packed(int n_threads, int rows, int K, const floating* X, int ldx,

@@ -31,27 +31,30 @@ static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bia
  * panel holding its units' columns for every k < K contiguously (k-major), zero past H. Mpk
  * has room for G * ceil(H/16) * K * 16 values. Used for U (K = H) and W (K = I), once per call,
  * so that every product streams its matrix in order. */
+static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, int ldm,
+                                    SC_T *dst) {
+    int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
+    if (n == SC_PANEL_UNITS)   /* a constant size: inlined moves, not a libc call per
+                                * 64 bytes (4% of a batch-16 LSTM forward) */
+        for (int k = 0; k < K; k++)
+            memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
+                   SC_PANEL_UNITS * sizeof(SC_T));
+    else
+        for (int k = 0; k < K; k++) {
+            memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
+                   (size_t)n * sizeof(SC_T));
+            memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
+                   (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
+        }
+}
+
 static void SC_ENTRY(sc_pack_panels)(int n_threads, int K, int H, int G, const SC_T *M, int ldm,
                                      SC_T *Mpk) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
     _Pragma("omp parallel for num_threads(n_threads) if (SC_PACK_PARALLEL(n_threads, K, G * H))")
-    for (int gp = 0; gp < G * P; gp++) {
-        int g = gp / P, p = gp % P;
-        SC_T *dst = Mpk + ((long)g * P + p) * K * SC_PANEL_UNITS;
-        int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
-        if (n == SC_PANEL_UNITS)   /* a constant size: inlined moves, not a libc call
-                                    * per 64 bytes (4% of a batch-16 LSTM forward) */
-            for (int k = 0; k < K; k++)
-                memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
-                       SC_PANEL_UNITS * sizeof(SC_T));
-        else
-            for (int k = 0; k < K; k++) {
-                memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
-                       (size_t)n * sizeof(SC_T));
-                memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
-                       (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
-            }
-    }
+    for (int gp = 0; gp < G * P; gp++)
+        SC_ENTRY(sc_pack_panel)(K, H, gp / P, gp % P, M, ldm,
+                                Mpk + (long)gp * K * SC_PANEL_UNITS);
 }
 
 /* Pack the transpose of M (J, K), ld ldm, for products with M^T: panels over M's rows (the J
@@ -79,8 +82,9 @@ static void SC_ENTRY(sc_pack_panels_t)(int n_threads, int J, int K, const SC_T *
 
 /* Z (rows, G*H), ld ldz, = (bias or 0, when init) + X (rows, K) M for M packed by
  * sc_pack_panels (G gates of H units); rows split over n_threads threads, in blocks of 4 so
- * that the register tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input projection (M = W) and, with G = 1 and M = W^T
- * packed by sc_pack_panels_t, the input gradient. */
+ * that the register tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input
+ * projection (M = W) and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input
+ * gradient. */
 static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC_T *X, int ldx,
                                         const SC_T *Mpk, int G, int H, const SC_T *bias,
                                         int init, SC_T *Z, int ldz) {
@@ -117,13 +121,17 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
 /* C (M, N), ld ldc, = A^T B for row-major A (K, M), ld lda, and B (K, N), ld ldb: the weight
  * gradients (dW = X^T dZ, dU = Hp^T dZ), through the packed product rather than BLAS, which
  * runs this shape (transposed A, K = T*B) at ~83 GFLOP/s against ~110 for the packed kernel on
- * one core. K goes in chunks of SC_TN_CHUNK: each thread transposes its rows of the chunk of A
- * and packs its panels of the chunk of B into shared workspaces, then multiplies its rows of
- * C. Returns -1 (and computes nothing) when the workspaces cannot be allocated. */
+ * one core. K goes in chunks of up to SC_TN_CHUNK rows: each thread transposes its rows of
+ * the chunk of A and packs its panels of the chunk of B into shared workspaces, then
+ * multiplies its rows of C. mask (K / B, B) or NULL: the K rows are steps of B rows, and the
+ * rows past a step's last valid one (whose B rows are zero: a finished row of a ragged batch)
+ * are left out. Returns -1 (and computes nothing) when the workspaces cannot be allocated. */
 #define SC_TN_CHUNK 512
 static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T *A, int lda,
-                                const SC_T *B, int ldb, SC_T *C, int ldc) {
+                                const SC_T *B, int ldb, SC_T *C, int ldc,
+                                const unsigned char *mask, int rows_per_step) {
     int P = (N + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    long steps = mask ? K / rows_per_step : 1;
     SC_T *At = malloc((size_t)M * SC_TN_CHUNK * sizeof(SC_T));
     SC_T *Bpk = malloc((size_t)P * SC_PANEL_UNITS * SC_TN_CHUNK * sizeof(SC_T));
     if (!At || !Bpk) {
@@ -131,8 +139,6 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
         free(Bpk);
         return -1;
     }
-    if (K == 0)
-        SC_ENTRY(sc_fill_columns)(M, C, ldc, NULL, 0, N);
     _Pragma("omp parallel num_threads(n_threads) if (n_threads > 1)")
     {
         unsigned int mode = sc_ftz_enter();
@@ -141,22 +147,42 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
         int r0 = me * per < M ? me * per : M, r1 = r0 + per < M ? r0 + per : M;
         int pp = (P + nt - 1) / nt;                          /* panels of B to pack */
         int q0 = me * pp < P ? me * pp : P, q1 = q0 + pp < P ? q0 + pp : P;
-        int u0 = q0 * SC_PANEL_UNITS, u1 = q1 * SC_PANEL_UNITS < N ? q1 * SC_PANEL_UNITS : N;
-        for (long k0 = 0; k0 < K; k0 += SC_TN_CHUNK) {
-            int kn = K - k0 < SC_TN_CHUNK ? (int)(K - k0) : SC_TN_CHUNK;
-            /* At (M, kn) = this chunk of A transposed, this thread's rows */
-            if (r1 > r0)
-                SC_BEST(sc_transpose)(kn, r1 - r0, A + k0 * lda + r0, lda, At + (long)r0 * kn,
-                                      kn);
-            if (u1 > u0)
-                SC_ENTRY(sc_pack_panels)(1, kn, u1 - u0, 1, B + k0 * ldb + u0, ldb,
-                                         Bpk + (long)q0 * kn * SC_PANEL_UNITS);
+        /* every thread walks the same segments (runs of included rows): step t's rows
+         * [t*B, t*B + active), or all K rows in one step without a mask */
+        long t = 0, next = 0;                /* the next row to take, inside step t */
+        int started = 0;                     /* this thread's rows of C hold sums */
+        while (t < steps) {
+            int kn = 0;
+            while (kn < SC_TN_CHUNK && t < steps) {
+                long end = mask ? t * rows_per_step
+                                  + sc_active_rows(rows_per_step, mask + t * rows_per_step)
+                                : K;
+                if (next < (mask ? t * rows_per_step : 0)) next = t * rows_per_step;
+                if (next >= end) {
+                    t++;
+                    continue;
+                }
+                int n = end - next < SC_TN_CHUNK - kn ? (int)(end - next) : SC_TN_CHUNK - kn;
+                if (r1 > r0)      /* At (M, kn), ld SC_TN_CHUNK: A's rows, this thread's cols */
+                    SC_BEST(sc_transpose)(n, r1 - r0, A + next * lda + r0, lda,
+                                          At + (long)r0 * SC_TN_CHUNK + kn, SC_TN_CHUNK);
+                for (int p = q0; p < q1; p++)
+                    SC_ENTRY(sc_pack_panel)(n, N, 0, p, B + next * ldb, ldb,
+                                            Bpk + ((long)p * SC_TN_CHUNK + kn) * SC_PANEL_UNITS);
+                kn += n;
+                next += n;
+            }
             _Pragma("omp barrier")
-            if (r1 > r0)
-                SC_BEST(sc_gemm_acc_packed)(r1 - r0, kn, At + (long)r0 * kn, kn, Bpk, kn, 0,
-                                            P, C + (long)r0 * ldc, ldc, 0, N, NULL, k0 == 0);
+            if (r1 > r0 && kn > 0) {
+                SC_BEST(sc_gemm_acc_packed)(r1 - r0, kn, At + (long)r0 * SC_TN_CHUNK, SC_TN_CHUNK,
+                                            Bpk, SC_TN_CHUNK, 0, P, C + (long)r0 * ldc, ldc, 0,
+                                            N, NULL, !started);
+                started = 1;
+            }
             _Pragma("omp barrier")
         }
+        if (!started && r1 > r0)             /* no row at all: a zero gradient */
+            SC_ENTRY(sc_fill_columns)(r1 - r0, C + (long)r0 * ldc, ldc, NULL, 0, N);
         sc_ftz_exit(mode);
     }
     free(At);

@@ -198,18 +198,19 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
             sc_ftz_exit(thread_mode)
 
         weight_gradient(n_threads, I, 3 * H, T * B, X, I, &dAX[0, 0, 0], 3 * H, &dW[0, 0],
-                        3 * H)
+                        3 * H, &mask[0, 0], B)
         if reset_after:
             weight_gradient(n_threads, H, 3 * H, T * B, HPall, H, &dAH[0, 0, 0], 3 * H,
-                            &dU[0, 0], 3 * H)
+                            &dU[0, 0], 3 * H, &mask[0, 0], B)
             if db_h is not None:
                 add_col_sums(TB, 3 * H, &dAH[0, 0, 0], 3 * H, &db_h[0])
         else:
             weight_gradient(n_threads, H, 2 * H, T * B, HPall, H, &dAX[0, 0, 0], 3 * H,
-                            &dU[0, 0], 3 * H)
+                            &dU[0, 0], 3 * H, &mask[0, 0], B)
             weight_gradient(n_threads, H, H, T * B, &STORE[0, 0, 0], H, &dAX[0, 0, 2 * H],
-                            3 * H, &dU[0, 2 * H], 3 * H)
+                            3 * H, &dU[0, 2 * H], 3 * H, &mask[0, 0], B)
         if db_x is not None:
             add_col_sums(TB, 3 * H, &dAX[0, 0, 0], 3 * H, &db_x[0])
-        input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
+                       &mask[0, 0])
         sc_ftz_exit(mode)

@@ -152,10 +152,12 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         # the weight gradients over all steps at once
-        weight_gradient(n_threads, I, 4 * H, T * B, X, I, &dZ[0, 0, 0], 4 * H, &dW[0, 0], 4 * H)
+        weight_gradient(n_threads, I, 4 * H, T * B, X, I, &dZ[0, 0, 0], 4 * H, &dW[0, 0], 4 * H,
+                        &mask[0, 0], B)
         weight_gradient(n_threads, H, 4 * H, T * B, &HP[0, 0, 0], H, &dZ[0, 0, 0], 4 * H,
-                        &dU[0, 0], 4 * H)
+                        &dU[0, 0], 4 * H, &mask[0, 0], B)
         if db is not None:
             add_col_sums(<long>T * B, 4 * H, &dZ[0, 0, 0], 4 * H, &db[0])
-        input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
+                       &mask[0, 0])
         sc_ftz_exit(mode)

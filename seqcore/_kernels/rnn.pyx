@@ -139,9 +139,12 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                                   &dA[t, 0, 0], relu, UpkT, rmask, &dHp[0, 0])
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
-        weight_gradient(n_threads, I, H, T * B, X, I, &dA[0, 0, 0], H, &dW[0, 0], H)
-        weight_gradient(n_threads, H, H, T * B, &HP[0, 0, 0], H, &dA[0, 0, 0], H, &dU[0, 0], H)
+        weight_gradient(n_threads, I, H, T * B, X, I, &dA[0, 0, 0], H, &dW[0, 0], H, &mask[0, 0],
+                        B)
+        weight_gradient(n_threads, H, H, T * B, &HP[0, 0, 0], H, &dA[0, 0, 0], H, &dU[0, 0], H,
+                        &mask[0, 0], B)
         if db is not None:
             add_col_sums(<long>T * B, H, &dA[0, 0, 0], H, &db[0])
-        input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], WpkT, dmask, &dX[0, 0, 0])
+        input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
+                       &mask[0, 0])
         sc_ftz_exit(mode)

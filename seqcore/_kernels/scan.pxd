@@ -71,13 +71,14 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
 
 
 cdef inline void weight_gradient(int n_threads, int M, int N, int K, const floating* A,
-                                 int lda, const floating* B, int ldb, floating* C,
-                                 int ldc) noexcept nogil:
+                                 int lda, const floating* B, int ldb, floating* C, int ldc,
+                                 const u8* mask, int rows_per_step) noexcept nogil:
     """C (M, N), ld ldc, = A^T B for A (K, M) and B (K, N) (a weight gradient: K = T*B rows)
     through the packed product (gemm_tn in cells_entry.h: faster than BLAS on this transposed
-    shape, 1-36% on one core and 2-33% on two, measured); BLAS if its workspace cannot be
-    allocated."""
-    if gemm_tn(n_threads, M, N, K, A, lda, B, ldb, C, ldc) != 0:
+    shape, 1-36% on one core and 2-33% on two, measured), leaving out the rows past each step's
+    last valid one (mask (T, B), B = rows_per_step): their rows of B are zero. BLAS over every
+    row if gemm_tn's workspace cannot be allocated."""
+    if gemm_tn(n_threads, M, N, K, A, lda, B, ldb, C, ldc, mask, rows_per_step) != 0:
         gemm_threads(n_threads, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0,
                      C, ldc)
 
@@ -137,13 +138,23 @@ cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
 
 
 cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
-                                const floating* WpkT, const floating* dmask,
-                                floating* dX) noexcept nogil:
+                                const floating* WpkT, const floating* dmask, floating* dX,
+                                const u8* mask) noexcept nogil:
     """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T (W^T packed by pack_panels_t), times the input
-    dropout mask (may be NULL)."""
-    cdef long r
-    cdef int i
-    project_packed(n_threads, T * B, N, dZ, N, WpkT, 1, I, <floating*>NULL, 1, dX, I)
+    dropout mask (may be NULL). The rows past each step's last valid one (mask (T, B)) have
+    dZ = 0 and are left out when they are an eighth of the rows or more: dX must come zeroed."""
+    cdef long r, total = 0
+    cdef int i, t, a
+    for t in range(T):
+        total += sc_active_rows(B, mask + <long>t * B)
+    if total * 8 >= <long>T * B * 7:
+        project_packed(n_threads, T * B, N, dZ, N, WpkT, 1, I, <floating*>NULL, 1, dX, I)
+    else:
+        for t in range(T):
+            a = sc_active_rows(B, mask + <long>t * B)
+            if a > 0:
+                project_packed(n_threads, a, N, dZ + <long>t * B * N, N, WpkT, 1, I,
+                               <floating*>NULL, 1, dX + <long>t * B * I, I)
     if dmask != NULL:
         for r in range(<long>T * B):
             for i in range(I):
