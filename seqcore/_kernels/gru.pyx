@@ -20,8 +20,8 @@ from cython.parallel cimport parallel
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
-                    project_steps, time_index, weight_gradient)
+from .scan cimport (add_col_sums, entering_state, input_gradient, opt, opt3, opt_vec,
+                    pack_weights, pack_weights_t, project_steps, time_index, weight_gradient)
 
 
 cdef inline void recurrent_step(bint reset_after, int B, int H, const floating* Upk,
@@ -40,16 +40,6 @@ cdef inline void recurrent_step(bint reset_after, int B, int H, const floating* 
     else:
         gru1_forward_step(B, H, Hp, Upk, AXt, work_a, store if store != NULL else work_b,
                           work_a + 2 * B * H, h, valid, y)
-
-
-cdef inline void entering_state(int B, int H, const floating* h, const floating* rmask,
-                                floating[:, :, ::1] HIN, floating[:, :, ::1] HP,
-                                int t) noexcept nogil:
-    """The calling thread's units of the state entering step t: HIN[t] = h and, with recurrent
-    dropout, HP[t] = h * rmask (what the product sees)."""
-    masked_state(B, H, h, <floating*>NULL, &HIN[t, 0, 0])
-    if rmask != NULL:
-        masked_state(B, H, h, rmask, &HP[t, 0, 0])
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -85,8 +75,9 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         Wpk = pack_weights(n_threads, I, H, 3, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0],
                       &mask[0, 0])
-        if T > 0:
-            entering_state(B, H, &h[0, 0], rmask, HIN, HP, time_index(0, T, reverse))
+        entering_state(0, T, reverse, B, H, &h[0, 0], <floating*>NULL, HIN)
+        if rmask != NULL:      # the product sees h * rmask; the gates' gradients need h too
+            entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
             for s in range(T):
@@ -95,8 +86,9 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                 recurrent_step(reset_after, B, H, Upk, bh, Hp, &AX[t, 0, 0], &h[0, 0],
                                &mask[t, 0], &Y[t, 0, 0], &STORE[t, 0, 0], &work_a[0, 0],
                                &work_b[0, 0])
-                if s + 1 < T:      # this thread's units of the state the next step sees
-                    entering_state(B, H, &h[0, 0], rmask, HIN, HP, time_index(s + 1, T, reverse))
+                entering_state(s + 1, T, reverse, B, H, &h[0, 0], <floating*>NULL, HIN)
+                if rmask != NULL:
+                    entering_state(s + 1, T, reverse, B, H, &h[0, 0], rmask, HP)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)

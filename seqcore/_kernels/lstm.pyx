@@ -15,8 +15,8 @@ from cython.parallel cimport parallel
 
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, input_gradient, opt, opt3, opt_vec, pack_weights, pack_weights_t,
-                    project_steps, time_index, weight_gradient)
+from .scan cimport (add_col_sums, entering_state, input_gradient, opt, opt3, opt_vec,
+                    pack_weights, pack_weights_t, project_steps, time_index, weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -48,16 +48,14 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         Wpk = pack_weights(n_threads, I, H, 4, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, b, &Z[0, 0, 0],
                       &mask[0, 0])
-        if T > 0:
-            masked_state(B, H, &h[0, 0], rmask, &HP[time_index(0, T, reverse), 0, 0])
+        entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
             for s in range(T):
                 t = time_index(s, T, reverse)
                 lstm_forward_step(B, H, &HP[t, 0, 0], Upk, &Z[t, 0, 0], &c[0, 0], &h[0, 0],
                                   &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0])
-                if s + 1 < T:      # this thread's units of the state the next step sees
-                    masked_state(B, H, &h[0, 0], rmask, &HP[time_index(s + 1, T, reverse), 0, 0])
+                entering_state(s + 1, T, reverse, B, H, &h[0, 0], rmask, HP)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)

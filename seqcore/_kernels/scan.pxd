@@ -6,7 +6,8 @@ from cython cimport floating
 from libc.string cimport memset
 
 from .blas cimport gemm_threads
-from .cells cimport gemm_tn, pack_panels, pack_panels_t, project_packed, sc_active_rows, u8
+from .cells cimport (gemm_tn, masked_state, pack_panels, pack_panels_t, project_packed,
+                     sc_active_rows, u8)
 
 
 cdef inline floating* opt(floating[:, ::1] a) noexcept nogil:
@@ -24,9 +25,31 @@ cdef inline int time_index(int s, int T, bint reverse) noexcept nogil:
     return T - 1 - s if reverse else s
 
 
+cdef inline void entering_state(int s, int T, bint reverse, int B, int H, const floating* h,
+                                const floating* rmask, floating[:, :, ::1] HP) noexcept nogil:
+    """The calling thread's units of the state the s-th step visited sees, h * rmask (a copy
+    of h when rmask is NULL), into HP at that step's time; nothing when s is past the last
+    step. The training scans store it for every step (the weight gradient needs it)."""
+    if s < T:
+        masked_state(B, H, h, rmask, &HP[time_index(s, T, reverse), 0, 0])
+
+
 cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:
     """Pointer to an optional (None-able) 3-D argument, NULL for None."""
     return &a[0, 0, 0] if a is not None else NULL
+
+
+cdef inline bint skip_finished_rows(int steps, int B, const u8* mask) noexcept nogil:
+    """Whether the rows past each step's last valid one (mask (steps, B); NULL: no mask) are an
+    eighth of the rows or more, so that products step by step over the rows before them beat
+    one product over every row."""
+    cdef long total = 0
+    cdef int s
+    if mask == NULL:
+        return False
+    for s in range(steps):
+        total += sc_active_rows(B, mask + <long>s * B)
+    return total * 8 < <long>steps * B * 7
 
 
 cdef inline void project_rows(int n_threads, int steps, int B, int I, int G, int H,
@@ -50,12 +73,9 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
     past a step's last valid one are not projected (zeroed in out and XD, so that nothing
     downstream meets uninitialized values) when that leaves out an eighth of the rows or more
     (a ragged batch ordered longest first by seqcore.ops); else one product over every row."""
-    cdef long total = 0, r
+    cdef long r
     cdef int s, a
-    if mask != NULL:
-        for s in range(steps):
-            total += sc_active_rows(B, mask + <long>s * B)
-    if mask == NULL or total * 8 >= <long>steps * B * 7:
+    if not skip_finished_rows(steps, B, mask):
         project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, bias, out)
         return
     for s in range(steps):
@@ -143,11 +163,9 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
     """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T (W^T packed by pack_panels_t), times the input
     dropout mask (may be NULL). The rows past each step's last valid one (mask (T, B)) have
     dZ = 0 and are left out when they are an eighth of the rows or more: dX must come zeroed."""
-    cdef long r, total = 0
+    cdef long r
     cdef int i, t, a
-    for t in range(T):
-        total += sc_active_rows(B, mask + <long>t * B)
-    if total * 8 >= <long>T * B * 7:
+    if not skip_finished_rows(T, B, mask):
         project_packed(n_threads, T * B, N, dZ, N, WpkT, 1, I, <floating*>NULL, 1, dX, I)
     else:
         for t in range(T):

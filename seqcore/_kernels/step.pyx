@@ -96,9 +96,7 @@ cdef class StepKernel:
 
     def step(self, x):
         """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y."""
-        cdef Py_buffer view
-        PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS)
-        cdef char* xp = <char*>view.buf
+        cdef char* xp = address(x)       # x stays alive: the caller holds it
         with nogil:
             if self.f64:
                 one_step(self.cell, self.B, self.I, self.H, self.G, <double*>xp,
@@ -112,4 +110,3 @@ cdef class StepKernel:
                          <float*>self.bias_h, <float*>self.Z, <float*>self.Hp,
                          <float*>self.work_a, <float*>self.work_b, <float*>self.h,
                          <float*>self.c, <u8*>self.valid, <float*>self.y)
-        PyBuffer_Release(&view)
