@@ -1,6 +1,8 @@
 """The Cython kernels (through seqcore.ops) against the NumPy reference, by finite differences,
 and for the properties the reference cannot show: threads, concurrency, denormals, memory."""
 import itertools
+import subprocess
+import sys
 import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +150,35 @@ def test_same_result_bit_for_bit_at_each_thread_count(variant):
         seqcore.set_num_threads(before)
     for a, b in zip(results[1], results[2]):   # BLAS may sum in another order: close, not equal
         assert max_rel_error(a, b) <= 1e-5
+
+
+def test_same_result_bit_for_bit_when_a_core_is_busy():
+    """The team's threads claim a step's items (cells.h sc_claims): which thread computes which
+    block depends on timing, the arithmetic must not. A busy process on the machine makes the
+    claims differ from a quiet run's."""
+    p = make_problem("lstm", 6, 16, 32, 264, dtype=np.float32, mask=True, dropout=True,
+                     scale=0.1)
+    R_out, R_finals = loss_weights(p)
+
+    def run():
+        out, finals, cache = forward(ops, p)
+        grads, _ = backward(ops, p, R_out, R_finals, cache)
+        return [out] + finals + grads
+
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(2)
+    spinner = None
+    try:
+        quiet = run()
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(5):
+            for a, b in zip(run(), quiet):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+        seqcore.set_num_threads(before)
 
 
 def test_concurrent_calls_from_python_threads_match_serial_calls():

@@ -248,6 +248,64 @@ static inline void sc_unit_block(int k, int n_blocks, int H, int *j0, int *j1) {
     }
 #define SC_BARRIER _Pragma("omp barrier")
 
+/* Sharing a step's items (blocks of 16 units) by claims rather than a fixed split. With a fixed
+ * split every thread waits at the step's barrier for the slowest one, and on a shared machine
+ * one core is often slowed (another process, the host's other guests): measured, a 2-thread
+ * LSTM step at batch 16 then ran 1.4x slower than the threads' work. Here each thread first
+ * claims the items of its home range (those a fixed split would give it, whose weights its
+ * cache holds), then those left in the other ranges, so a slow thread's remaining items go to
+ * the others. One counter per range and step parity: a step uses the counters of its parity
+ * and each thread resets its own range's counter of the other parity for the next step, which
+ * no thread can be using (the barrier at the end of every step separates the two). Which
+ * thread computes an item does not change its arithmetic: results stay bit for bit the same. */
+#define SC_MAX_TEAM 64
+typedef struct {
+    struct { int next; char pad[60]; } range[2][SC_MAX_TEAM];   /* a cache line each */
+} sc_claims;
+
+/* Before a scan's time loop (outside the team): every counter at zero. */
+static inline void sc_claims_reset(sc_claims *cl) { memset(cl, 0, sizeof *cl); }
+
+/* One thread's claiming during one step. */
+typedef struct {
+    sc_claims *cl;      /* NULL: no sharing, the thread takes its fixed share in order */
+    int s;              /* the step */
+    int range;          /* ranges tried so far, counting from the thread's own */
+    int taken;          /* without sharing: whether the share was taken */
+} sc_claimer;
+
+/* The start of this thread's claims at step s: it resets its range's counter for step s + 1. */
+static inline sc_claimer sc_claims_begin(sc_claims *cl, int s) {
+    if (omp_get_num_threads() == 1 || omp_get_num_threads() > SC_MAX_TEAM) cl = NULL;
+    if (cl) cl->range[(s + 1) & 1][omp_get_thread_num()].next = 0;
+    return (sc_claimer){cl, s, 0, 0};
+}
+
+/* The next items [lo, *hi) of [0, n) for this thread: returns lo, or -1 when none is left this
+ * step. Shared, one item at a time; unshared, the whole fixed share at once (a single thread
+ * then makes one call over everything, as cheap as no items at all). */
+static inline int sc_claim(sc_claimer *c, int n, int *hi) {
+    int nt = omp_get_num_threads(), me = omp_get_thread_num();
+    if (!c->cl) {
+        int lo = (int)((long)n * me / nt);
+        *hi = (int)((long)n * (me + 1) / nt);
+        return c->taken++ == 0 && lo < *hi ? lo : -1;
+    }
+    for (; c->range < nt; c->range++) {
+        int r = (me + c->range) % nt;
+        int lo = (int)((long)n * r / nt), end = (int)((long)n * (r + 1) / nt);
+        if (lo < end) {
+            int i = lo + __atomic_fetch_add(&c->cl->range[c->s & 1][r].next, 1,
+                                            __ATOMIC_RELAXED);
+            if (i < end) {
+                *hi = i + 1;
+                return i;
+            }
+        }
+    }
+    return -1;
+}
+
 /* Wait for every thread of the team (nothing outside a parallel region): the end of a step. */
 static inline void sc_team_barrier(void) { SC_BARRIER; }
 

@@ -7,6 +7,9 @@ from cython cimport floating
 ctypedef unsigned char u8
 
 cdef extern from "cells.h" nogil:
+    ctypedef struct sc_claims:         # counters sharing a step's items (cells.h)
+        pass
+    void sc_claims_reset(sc_claims* cl)
     unsigned int sc_ftz_enter()
     void sc_ftz_exit(unsigned int old)
     void sc_team_barrier()
@@ -29,15 +32,17 @@ cdef extern from "cells.h" nogil:
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int,
                                const double*, int, double*, int)
     void sc_lstm_forward_step_f32(int, int, const float*, const float*, float*, float*,
-                                  float*, const u8*, float*, float*)
+                                  float*, const u8*, float*, float*, const float*, float*,
+                                  sc_claims*, int)
     void sc_lstm_forward_step_f64(int, int, const double*, const double*, double*, double*,
-                                  double*, const u8*, double*, double*)
+                                  double*, const u8*, double*, double*, const double*, double*,
+                                  sc_claims*, int)
     void sc_lstm_backward_step_f32(int, int, const float*, const float*, const float*,
                                    const u8*, const float*, float*, float*, float*, const float*,
-                                   const float*, float*)
+                                   const float*, float*, sc_claims*, int)
     void sc_lstm_backward_step_f64(int, int, const double*, const double*, const double*,
                                    const u8*, const double*, double*, double*, double*,
-                                   const double*, const double*, double*)
+                                   const double*, const double*, double*, sc_claims*, int)
     void sc_gru_forward_step_f32(int, int, const float*, const float*, const float*, float*,
                                  float*, float*, const u8*, float*, float*)
     void sc_gru_forward_step_f64(int, int, const double*, const double*, const double*,
@@ -106,24 +111,28 @@ cdef inline void project_packed(int n_threads, int rows, int K, const floating* 
 
 cdef inline void lstm_forward_step(int rows, int H, const floating* Hp,
                                    const floating* Upk, floating* Z, floating* c, floating* h,
-                                   const u8* valid, floating* y, floating* c_store) noexcept nogil:
+                                   const u8* valid, floating* y, floating* c_store,
+                                   const floating* rmask, floating* Hp_next, sc_claims* claims,
+                                   int s) noexcept nogil:
     if floating is float:
-        sc_lstm_forward_step_f32(rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
+        sc_lstm_forward_step_f32(rows, H, Hp, Upk, Z, c, h, valid, y, c_store, rmask, Hp_next,
+                                 claims, s)
     else:
-        sc_lstm_forward_step_f64(rows, H, Hp, Upk, Z, c, h, valid, y, c_store)
+        sc_lstm_forward_step_f64(rows, H, Hp, Upk, Z, c, h, valid, y, c_store, rmask, Hp_next,
+                                 claims, s)
 
 
 cdef inline void lstm_backward_step(int rows, int H, const floating* A,
                                     const floating* C, const floating* Cp, const u8* valid,
                                     const floating* dy, floating* dh, floating* dc, floating* dZ,
                                     const floating* UpkT, const floating* rmask,
-                                    floating* dHp) noexcept nogil:
+                                    floating* dHp, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
         sc_lstm_backward_step_f32(rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
-                                  dHp)
+                                  dHp, claims, s)
     else:
         sc_lstm_backward_step_f64(rows, H, A, C, Cp, valid, dy, dh, dc, dZ, UpkT, rmask,
-                                  dHp)
+                                  dHp, claims, s)
 
 
 cdef inline void gru_forward_step(int rows, int H, const floating* Hp,

@@ -205,30 +205,86 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
     SC_BEST(sc_gemm_acc_packed)((rows), (K), (dA), (lda), (UpkT) + (long)(k0) * SC_PANEL_UNITS, \
                                 (Kp), SC_OWN_PANELS, (dHp), (H), 0, (H), NULL, 0)
 
+/* LSTM: the fused items of cells_impl.h (product and pointwise pass per 16 units), shared by
+ * claims (cl: the scan's counters, NULL for a fixed split; s: the step). Writes
+ * Hp_next = h * rmask (rmask may be NULL) for the next step (NULL: nothing). Training
+ * (c_store given) also leaves the activations in Z for backward. */
 static void SC_ENTRY(sc_lstm_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,
-        SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store) {
+        SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store, const SC_T *rmask,
+        SC_T *Hp_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
-        for (int g = 0; g < 4; g++)
-            SC_RECURRENT_ACC(active, H, Hp, Upk, g, Z, 4 * H, g * H);
-        SC_BEST(sc_lstm_forward_block)(rows, j0, j1, H, Z, c, h, valid, y, c_store);
-    SC_UNITS_END
+    sc_claimer me = sc_claims_begin(cl, s);
+    for (int p, end; (p = sc_claim(&me, (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, &end)) >= 0;)
+        for (; p < end; p++)
+            SC_BEST(sc_lstm_forward_item)(rows, active, p, H, Hp, Upk, Z, c_store != NULL, c,
+                                          h, valid, y, c_store, rmask, Hp_next);
 }
 
+/* The recurrent part of the state gradient for rows [r0, r1) and units [j0, j1):
+ * dh += (dA U^T) * rmask, dA (rows, K) with ld lda being the pre-activation gradients of the
+ * step (U^T packed with Kp = K values of k per panel). dHp: workspace (rows, H). */
+static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int H, int K,
+                                             const SC_T *dA, int lda, const SC_T *UpkT,
+                                             const SC_T *rmask, const unsigned char *valid,
+                                             SC_T *dHp, SC_T *dh) {
+    SC_ENTRY(sc_fill_columns)(r1 - r0, dHp + (long)r0 * H, H, NULL, j0, j1);
+    SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, dA + (long)r0 * lda, lda, UpkT, K,
+                                j0 / SC_PANEL_UNITS, (j1 + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS,
+                                dHp + (long)r0 * H, H, 0, H, NULL, 0);
+    SC_BEST(sc_add_recurrent_grad_block)(r1 - r0, j0, j1, H, dHp + (long)r0 * H,
+                                         rmask ? rmask + (long)r0 * H : NULL, valid + r0,
+                                         dh + (long)r0 * H);
+}
+
+/* Items of a backward step's recurrent gradient: blocks of SC_GRAD_ROWS rows x SC_GRAD_UNITS
+ * units, numbered unit block by unit block so that a thread's home range keeps to its own
+ * columns of U^T (64 units: the register tiles' 4 panels stay whole). */
+#define SC_GRAD_ROWS 8
+#define SC_GRAD_UNITS 64
+
+/* dh += (dA U^T) * rmask for rows below `active` (sc_recurrent_grad_part), items claimed at
+ * round s; a claim of every item is one call over every row and unit. */
+static void SC_ENTRY(sc_recurrent_grad)(sc_claims *cl, int s, int active, int H, int K,
+                                        const SC_T *dA, int lda, const SC_T *UpkT,
+                                        const SC_T *rmask, const unsigned char *valid,
+                                        SC_T *dHp, SC_T *dh) {
+    int row_blocks = (active + SC_GRAD_ROWS - 1) / SC_GRAD_ROWS;
+    int n = row_blocks * ((H + SC_GRAD_UNITS - 1) / SC_GRAD_UNITS);
+    sc_claimer me = sc_claims_begin(cl, s);
+    for (int i, end; (i = sc_claim(&me, n, &end)) >= 0;) {
+        if (i == 0 && end == n) {
+            SC_ENTRY(sc_recurrent_grad_part)(0, active, 0, H, H, K, dA, lda, UpkT, rmask,
+                                             valid, dHp, dh);
+            continue;
+        }
+        for (; i < end; i++) {
+            int r0 = i % row_blocks * SC_GRAD_ROWS, j0 = i / row_blocks * SC_GRAD_UNITS;
+            int r1 = r0 + SC_GRAD_ROWS < active ? r0 + SC_GRAD_ROWS : active;
+            int j1 = j0 + SC_GRAD_UNITS < H ? j0 + SC_GRAD_UNITS : H;
+            SC_ENTRY(sc_recurrent_grad_part)(r0, r1, j0, j1, H, K, dA, lda, UpkT, rmask, valid,
+                                             dHp, dh);
+        }
+    }
+}
+
+/* Two rounds of claims (2s, 2s + 1; cl NULL: a fixed split): the pointwise gradient by panels
+ * of 16 units, then, once every unit's dZ is there, dh's recurrent part by blocks. */
 static void SC_ENTRY(sc_lstm_backward_step)(
         int rows, int H, const SC_T *A, const SC_T *C, const SC_T *Cp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ,
-        const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
+        const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
-        SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
-        SC_BARRIER
-        /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
-        SC_ENTRY(sc_fill_columns)(active, dHp, H, NULL, j0, j1);
-        SC_RECURRENT_GRAD(active, H, 4 * H, dZ, 4 * H, UpkT, 4 * H, 0, dHp);
-        SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
-    SC_UNITS_END
+    int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    sc_claimer me = sc_claims_begin(cl, 2 * s);
+    for (int p, end; (p = sc_claim(&me, P, &end)) >= 0;)
+        SC_BEST(sc_lstm_backward_block)(rows, p * SC_PANEL_UNITS,
+                                        end * SC_PANEL_UNITS < H ? end * SC_PANEL_UNITS : H, H,
+                                        A, C, Cp, valid, dy, dh, dc, dZ);
+    SC_BARRIER
+    /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
+    SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, 4 * H, dZ, 4 * H, UpkT, rmask, valid,
+                                dHp, dh);
 }
 
 /* GRU, reset_after=True. AH: (B, 3H) workspace for Hp U + bh (bh may be NULL). */

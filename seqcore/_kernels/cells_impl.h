@@ -14,31 +14,7 @@
 #define TANH(x, out) SC_NAME(sc_tanh_array)((x) + j0, (out) + j0, j1 - j0)
 
 /* ===================================== LSTM ===================================== */
-
-/* Z holds Xt W + Hp U + b (ld 4H): replaced by the activations i, f, g, o. c, h (ld H): state,
- * updated for valid rows. y: the step's output rows (ld H) or NULL. c_store: where training
- * keeps the carried cell state after this step (ld H) or NULL. */
-static void SC_NAME(sc_lstm_forward_block)(
-        int rows, int j0, int j1, int H, SC_T *Z, SC_T *c, SC_T *h,
-        const unsigned char *valid, SC_T *y, SC_T *c_store) {
-    for (int b = 0; b < rows; b++) {
-        SC_T *SC_R zi = Z + (long)b * 4 * H, *SC_R zf = zi + H, *SC_R zg = zi + 2 * H,
-             *SC_R zo = zi + 3 * H;
-        SC_T *SC_R cb = c + (long)b * H, *SC_R hb = h + (long)b * H;
-        SC_T *yb = y ? y + (long)b * H : NULL, *sb = c_store ? c_store + (long)b * H : NULL;
-        if (!valid[b]) {
-            SC_ZERO_UNITS(yb, j0, j1);
-            SC_COPY_UNITS(sb, cb, j0, j1);
-            continue;
-        }
-        SIGMOID(zi, zi); SIGMOID(zf, zf); TANH(zg, zg); SIGMOID(zo, zo);
-        for (int j = j0; j < j1; j++) cb[j] = zf[j] * cb[j] + zi[j] * zg[j];   /* Ct */
-        TANH(cb, hb);
-        for (int j = j0; j < j1; j++) hb[j] *= zo[j];                          /* Ht */
-        SC_COPY_UNITS(yb, hb, j0, j1);
-        SC_COPY_UNITS(sb, cb, j0, j1);
-    }
-}
+/* (the forward step is fused with its recurrent product: sc_lstm_forward_item, at the end) */
 
 /* A: activations i, f, g, o of the step (ld 4H). C: cell state after the step, Cp: before it
  * (ld H). dy: gradient of the step's output (ld H). dh, dc: gradients w.r.t. the state after
@@ -440,3 +416,127 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
     }
 }
 
+/* ========================== LSTM forward step, fused ========================== */
+/* A step's recurrent product and its pointwise pass as one piece of work per 16 units: the
+ * four gates' panels of those units make one register tile (4 rows x 4 gates on AVX-512), and
+ * the activations and state update run on the tile while it is still in L1, instead of the
+ * product writing Z for all units and the pass reading it back. A step is then a set of
+ * independent items (one per 16 units) that threads can share in any order. */
+
+/* Copy / zero n <= 16 values; 16 (every panel but an edge one) with a constant size, which
+ * the compiler turns into a few vector moves instead of a libc call. */
+static inline void SC_NAME(sc_copy16)(SC_T *dst, const SC_T *src, int n) {
+    if (n == 16) memcpy(dst, src, 16 * sizeof(SC_T));
+    else memcpy(dst, src, (size_t)n * sizeof(SC_T));
+}
+static inline void SC_NAME(sc_zero16)(SC_T *dst, int n) {
+    if (n == 16) memset(dst, 0, 16 * sizeof(SC_T));
+    else memset(dst, 0, (size_t)n * sizeof(SC_T));
+}
+
+/* The outputs of row b for units [j0, j0 + n) once its c and h are final: y (ld H, NULL: none)
+ * h, or zero for a masked row; c_store (NULL: none) c; Hp_next (NULL: none) h * rmask (or h),
+ * the state the next step's product sees. */
+static inline void SC_NAME(sc_lstm_row_outputs)(
+        int is_valid, int j0, int n, int H, long b, const SC_T *c, const SC_T *h, SC_T *y,
+        SC_T *c_store, const SC_T *rmask, SC_T *Hp_next) {
+    long o = b * H + j0;
+    if (y) {
+        if (is_valid) SC_NAME(sc_copy16)(y + o, h + o, n);
+        else SC_NAME(sc_zero16)(y + o, n);
+    }
+    if (c_store) SC_NAME(sc_copy16)(c_store + o, c + o, n);
+    if (Hp_next && rmask)
+        for (int j = 0; j < n; j++) Hp_next[o + j] = h[o + j] * rmask[o + j];
+    else if (Hp_next)
+        SC_NAME(sc_copy16)(Hp_next + o, h + o, n);
+}
+
+/* The state update of rows [r, r + R) for units [j0, j0 + n) (n <= 16), from the tile's
+ * activations: sig (R, 48) holds i, f, o of each row (16 values each), gg (R, 16) g; cc
+ * (R, 16) is a workspace for tanh of the new cell state. A valid row takes
+ * Ct = f * c + i * g and Ht = o * tanh(Ct); a masked row keeps c and h. With keep_act the
+ * activations go back into Z (ld 4H) for backward. */
+static void SC_NAME(sc_lstm_tile_update)(
+        int R, int r, int j0, int n, int H, const SC_T *sig, const SC_T *gg, SC_T *cc,
+        SC_T *Z, int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y,
+        SC_T *c_store, const SC_T *rmask, SC_T *Hp_next) {
+    for (int i = 0; i < R; i++) {
+        const SC_T *SC_R ig = sig + i * 48, *SC_R fg = ig + 16, *SC_R gv = gg + i * 16;
+        SC_T *SC_R cb = c + (long)(r + i) * H + j0, *SC_R ct = cc + i * 16;
+        if (valid[r + i])
+            for (int j = 0; j < n; j++) cb[j] = fg[j] * cb[j] + ig[j] * gv[j];     /* Ct */
+        for (int j = 0; j < 16; j++) ct[j] = j < n ? cb[j] : 0;
+    }
+    SC_NAME(sc_tanh_array)(cc, cc, R * 16);
+    for (int i = 0; i < R; i++) {
+        long b = r + i;
+        const SC_T *SC_R og = sig + i * 48 + 32, *SC_R ct = cc + i * 16;
+        SC_T *SC_R hb = h + b * H + j0;
+        if (valid[b])
+            for (int j = 0; j < n; j++) hb[j] = og[j] * ct[j];                     /* Ht */
+        SC_NAME(sc_lstm_row_outputs)(valid[b], j0, n, H, b, c, h, y, c_store, rmask, Hp_next);
+        if (keep_act) {
+            SC_T *zb = Z + b * 4 * H + j0;
+            const SC_T *ib = sig + i * 48;
+            SC_NAME(sc_copy16)(zb, ib, n);                                         /* i */
+            SC_NAME(sc_copy16)(zb + H, ib + 16, n);                                /* f */
+            SC_NAME(sc_copy16)(zb + 2 * H, gg + i * 16, n);                        /* g */
+            SC_NAME(sc_copy16)(zb + 3 * H, ib + 32, n);                            /* o */
+        }
+    }
+}
+
+/* Units [16p, 16p + 16) (those below H) of one LSTM step for every row: rows below `active`
+ * get Z += Hp U for the four gates of those units (U packed by sc_pack_panels, Kp = H; Z
+ * (rows, 4H) holds Xt W + b on entry), then the state update; rows from `active` on are
+ * masked (sc_active_rows) and only get their outputs. Arguments as sc_lstm_tile_update;
+ * keep_act: training (backward reads the activations from Z). Register tiles of
+ * SC_FUSED_ROWS rows, then fewer. */
+static void SC_NAME(sc_lstm_forward_item)(
+        int rows, int active, int p, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z,
+        int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
+        const SC_T *rmask, SC_T *Hp_next) {
+    enum { NV = 16 / SC_VL };
+    const int P = (H + 15) / 16, j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
+    const SC_T *u[4];
+    for (int g = 0; g < 4; g++) u[g] = Upk + (long)(g * P + p) * H * 16;
+    int r = 0;
+#define SC_LSTM_TILES(R)                                                                     \
+    for (; r + (R) <= active; r += (R)) {                                                   \
+        SC_VEC acc[R][4][NV];                                                               \
+        SC_T sig[(R) * 48], gg[(R) * 16], cc[(R) * 16];                                     \
+        const SC_T *a[R];                                                                   \
+        for (int i = 0; i < (R); i++) {                                                     \
+            a[i] = Hp + (long)(r + i) * H;                                                  \
+            for (int g = 0; g < 4; g++) {                                                   \
+                SC_T zbuf[16] = {0};          /* an edge panel: nothing past H is read */  \
+                SC_NAME(sc_copy16)(zbuf, Z + (long)(r + i) * 4 * H + g * H + j0, n);        \
+                for (int v = 0; v < NV; v++) acc[i][g][v] = SC_LOADV(zbuf + v * SC_VL);     \
+            }                                                                               \
+        }                                                                                   \
+        for (int k = 0; k < H; k++)                                                         \
+            for (int g = 0; g < 4; g++)                                                     \
+                for (int v = 0; v < NV; v++) {                                              \
+                    SC_VEC uv = SC_LOADV(u[g] + (long)k * 16 + v * SC_VL);                  \
+                    for (int i = 0; i < (R); i++) acc[i][g][v] += a[i][k] * uv;             \
+                }                                                                           \
+        for (int i = 0; i < (R); i++)           /* sig: i, f, o; gg: g */                   \
+            for (int v = 0; v < NV; v++) {                                                  \
+                SC_STOREV(sig + i * 48 + v * SC_VL, acc[i][0][v]);                          \
+                SC_STOREV(sig + i * 48 + 16 + v * SC_VL, acc[i][1][v]);                     \
+                SC_STOREV(gg + i * 16 + v * SC_VL, acc[i][2][v]);                           \
+                SC_STOREV(sig + i * 48 + 32 + v * SC_VL, acc[i][3][v]);                     \
+            }                                                                               \
+        SC_NAME(sc_sigmoid_array)(sig, sig, (R) * 48);                                      \
+        SC_NAME(sc_tanh_array)(gg, gg, (R) * 16);                                           \
+        SC_NAME(sc_lstm_tile_update)((R), r, j0, n, H, sig, gg, cc, Z, keep_act, c, h, valid, \
+                                     y, c_store, rmask, Hp_next);                           \
+    }
+    if (SC_FUSED_ROWS >= 4) SC_LSTM_TILES(4)
+    if (SC_FUSED_ROWS >= 2) SC_LSTM_TILES(2)
+    SC_LSTM_TILES(1)
+#undef SC_LSTM_TILES
+    for (; r < rows; r++)                    /* masked rows past the last valid one */
+        SC_NAME(sc_lstm_row_outputs)(0, j0, n, H, r, c, h, y, c_store, rmask, Hp_next);
+}

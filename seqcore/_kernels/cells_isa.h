@@ -83,18 +83,22 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
  * (tiles of 4 rows x 4 panels: 16 accumulators fed by 4 loads of U and 4 broadcasts per k;
  * measured 3-6% faster than 4 rows x 1 panel at B = 64, H = 512, and 2-7% faster than 8 rows x
  * 2 panels on the per-step and projection shapes of bench/kernels.py), 8 elsewhere (4 rows x
- * 1 panel, within AVX2's 16 registers). */
+ * 1 panel, within AVX2's 16 registers). SC_FUSED_ROWS: rows of the fused LSTM step's tiles
+ * (4 gates x 16 units per row: 16 accumulators at 4 rows of 16-float vectors, 2 rows of 8-double
+ * ones; one row within AVX2's registers). */
 #define SC_T float
 #if SC_WIDE
 #define SC_VEC sc_v16f
 #define SC_VL 16
 #define SC_TILE_PANELS 4
 #define SC_TILE_ROWS 4
+#define SC_FUSED_ROWS 4
 #else
 #define SC_VEC sc_v8f
 #define SC_VL 8
 #define SC_TILE_PANELS 1
 #define SC_TILE_ROWS 4
+#define SC_FUSED_ROWS 1
 #endif
 #define SC_NAME(name) SC_CAT(name, _f32, SC_ISA)
 #include "cells_impl.h"
@@ -104,6 +108,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #undef SC_NAME
 #undef SC_TILE_PANELS
 #undef SC_TILE_ROWS
+#undef SC_FUSED_ROWS
 
 #define SC_T double
 #define SC_TILE_PANELS 1
@@ -111,9 +116,11 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #if SC_WIDE
 #define SC_VEC sc_v8d
 #define SC_VL 8
+#define SC_FUSED_ROWS 2
 #else
 #define SC_VEC sc_v4d
 #define SC_VL 4
+#define SC_FUSED_ROWS 1
 #endif
 #define SC_NAME(name) SC_CAT(name, _f64, SC_ISA)
 #include "cells_impl.h"
@@ -123,3 +130,4 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #undef SC_NAME
 #undef SC_TILE_PANELS
 #undef SC_TILE_ROWS
+#undef SC_FUSED_ROWS

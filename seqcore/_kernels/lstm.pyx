@@ -13,8 +13,8 @@ a step is too small to be worth splitting).
 from cython cimport floating
 from cython.parallel cimport parallel
 
-from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state,
-                     sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
+from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_claims,
+                     sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
 from .scan cimport (add_col_sums, entering_state, input_gradient, opt, opt3, opt_vec,
                     pack_weights, pack_weights_t, project_steps, time_index, weight_gradient)
 
@@ -43,8 +43,10 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* Upk = &packed[0]
     cdef floating* Wpk
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, I, H, 4, &U[0, 0], &W[0, 0], Upk)
         project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, b, &Z[0, 0, 0],
                       &mask[0, 0])
@@ -53,9 +55,11 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
             thread_mode = sc_ftz_enter()
             for s in range(T):
                 t = time_index(s, T, reverse)
+                # each unit's h * rmask goes straight into the next step's HP
                 lstm_forward_step(B, H, &HP[t, 0, 0], Upk, &Z[t, 0, 0], &c[0, 0], &h[0, 0],
-                                  &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0])
-                entering_state(s + 1, T, reverse, B, H, &h[0, 0], rmask, HP)
+                                  &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0], rmask,
+                                  &HP[time_index(s + 1, T, reverse), 0, 0] if s + 1 < T
+                                  else NULL, &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
@@ -86,8 +90,10 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* Upk = &packed[0]
     cdef floating* Wpk
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, I, H, 4, &U[0, 0], &W[0, 0], Upk, prepacked)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         s0 = 0
@@ -102,8 +108,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                     t = time_index(s, T, reverse)
                     y = Yall + <long>t * B * H if Yall != NULL else NULL
                     lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, &Z[t - t0, 0, 0], &c[0, 0],
-                                      &h[0, 0], &mask[t, 0], y, NULL)
-                    masked_state(B, H, &h[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0])
+                                      &h[0, 0], &mask[t, 0], y, NULL, rmask,
+                                      &Hp[(s + 1) % 2, 0, 0], &claims, s)
                     sc_team_barrier()
                 sc_ftz_exit(thread_mode)
             s0 += n
@@ -136,8 +142,10 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         WpkT = pack_weights_t(n_threads, I, H, 4, &U[0, 0], &W[0, 0], UpkT)
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
@@ -146,7 +154,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
                 Cp = &C[time_index(s - 1, T, reverse), 0, 0] if s > 0 else &c0[0, 0]
                 dy = &dY[t, 0, 0]
                 lstm_backward_step(B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
-                                   &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], UpkT, rmask, &dHp[0, 0])
+                                   &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], UpkT, rmask, &dHp[0, 0],
+                                   &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         # the weight gradients over all steps at once

@@ -31,7 +31,8 @@ cdef void one_step(int cell, int B, int I, int H, int G, const floating* x,
     project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, bias, Z, NULL)
     masked_state(B, H, h, <floating*>NULL, Hp)
     if cell == LSTM:
-        lstm_forward_step(B, H, Hp, Upk, Z, c, h, valid, y, NULL)
+        lstm_forward_step(B, H, Hp, Upk, Z, c, h, valid, y, NULL, <floating*>NULL,
+                          <floating*>NULL, NULL, 0)
     elif cell == GRU:
         gru_forward_step(B, H, Hp, Upk, bias_h, Z, work_a, h, valid, y, NULL)
     elif cell == GRU1:       # work_a: AZR (B, 2H) then AN (B, H); work_b: RH (B, H)
