@@ -264,7 +264,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
         _run(_lstm.forward_inference, (B, 4, H), *args, Y, Z, XD, Hp,
-             _packed_workspace(I, H, 4, dtype), False)
+             _packed_workspace(I, H, 4, dtype))
         Y, (h, c) = _caller_order(a, Y, [h, c])
         return Y, h, c, None
     c0 = c.copy()
@@ -333,7 +333,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
         _run(_gru.forward_inference, (B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
-             _packed_workspace(I, H, 3, dtype), False)
+             _packed_workspace(I, H, 3, dtype))
         Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
     Y = _pool.empty((T, B, H), dtype)
@@ -406,7 +406,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
         _run(_rnn.forward_inference, (B, 1, H), *args, Y, A, XD, Hp,
-             _packed_workspace(I, H, 1, dtype), False)
+             _packed_workspace(I, H, 1, dtype))
         Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
     Y = _pool.empty((T, B, H), dtype)

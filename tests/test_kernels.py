@@ -75,6 +75,26 @@ def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, 
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("in_place", ["1", "0"])
+@pytest.mark.parametrize("threads,shape", [(1, (1, 1, 5, 16)), (1, (3, 2, 7, 32)),
+                                           (1, (2, 4, 3, 64)), (2, (2, 4, 9, 256))])
+def test_weights_read_in_place_or_packed(variant, in_place, threads, shape, monkeypatch):
+    """Small calls (few rows, H a multiple of 16) read W and U where they lie instead of packing
+    them (scan.pxd in_place); SEQCORE_INPLACE forces either way, so both paths are checked on
+    the same shapes, at one thread and with the step split over two."""
+    monkeypatch.setenv("SEQCORE_INPLACE", in_place)
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(threads)
+    try:
+        for dtype in (np.float32, np.float64):
+            compare_with_reference(make_problem(variant, *shape, dtype=dtype, mask=True,
+                                                dropout=True, initial=True, reverse=True,
+                                                scale=0.1))
+    finally:
+        seqcore.set_num_threads(before)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("mask,reverse,dropout,initial,bias",
                          list(itertools.product([False, True], repeat=5)))
 def test_kernel_backward_matches_finite_differences(variant, mask, reverse, dropout, initial,

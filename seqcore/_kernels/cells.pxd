@@ -19,22 +19,22 @@ cdef extern from "cells.h" nogil:
     void sc_sigmoid_array_f32(const float* x, float* out, int n)
     void sc_tanh_array_f32(const float* x, float* out, int n)
 
-    void sc_pack_panels_f32(int, int, int, int, const float*, int, float*)
-    void sc_pack_panels_f64(int, int, int, int, const double*, int, double*)
+    void sc_pack_panels_f32(int, int, int, int, const float*, int, float*, int)
+    void sc_pack_panels_f64(int, int, int, int, const double*, int, double*, int)
     void sc_pack_panels_t_f32(int, int, int, const float*, int, float*)
     void sc_pack_panels_t_f64(int, int, int, const double*, int, double*)
     int sc_gemm_tn_f32(int, int, int, long, const float*, int, const float*, int, float*, int,
                        const u8*, int)
     int sc_gemm_tn_f64(int, int, int, long, const double*, int, const double*, int, double*,
                        int, const u8*, int)
-    void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int,
+    void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int, int,
                                const float*, int, float*, int)
-    void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int,
+    void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int, int,
                                const double*, int, double*, int)
-    void sc_lstm_forward_step_f32(int, int, const float*, const float*, float*, float*,
+    void sc_lstm_forward_step_f32(int, int, const float*, const float*, int, float*, float*,
                                   float*, const u8*, float*, float*, const float*, float*,
                                   sc_claims*, int)
-    void sc_lstm_forward_step_f64(int, int, const double*, const double*, double*, double*,
+    void sc_lstm_forward_step_f64(int, int, const double*, const double*, int, double*, double*,
                                   double*, const u8*, double*, double*, const double*, double*,
                                   sc_claims*, int)
     void sc_lstm_backward_step_f32(int, int, const float*, const float*, const float*,
@@ -76,11 +76,11 @@ cdef extern from "cells.h" nogil:
 
 
 cdef inline void pack_panels(int n_threads, int K, int H, int G, const floating* M, int ldm,
-                             floating* Mpk) noexcept nogil:
+                             floating* Mpk, bint interleave=False) noexcept nogil:
     if floating is float:
-        sc_pack_panels_f32(n_threads, K, H, G, M, ldm, Mpk)
+        sc_pack_panels_f32(n_threads, K, H, G, M, ldm, Mpk, interleave)
     else:
-        sc_pack_panels_f64(n_threads, K, H, G, M, ldm, Mpk)
+        sc_pack_panels_f64(n_threads, K, H, G, M, ldm, Mpk, interleave)
 
 
 cdef inline void pack_panels_t(int n_threads, int J, int K, const floating* M, int ldm,
@@ -101,24 +101,24 @@ cdef inline int gemm_tn(int n_threads, int M, int N, long K, const floating* A, 
 
 
 cdef inline void project_packed(int n_threads, int rows, int K, const floating* X, int ldx,
-                                const floating* Mpk, int G, int H, const floating* bias, int init,
+                                const floating* Mpk, int ldm, int G, int H, const floating* bias, int init,
                                 floating* Z, int ldz) noexcept nogil:
     if floating is float:
-        sc_project_packed_f32(n_threads, rows, K, X, ldx, Mpk, G, H, bias, init, Z, ldz)
+        sc_project_packed_f32(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz)
     else:
-        sc_project_packed_f64(n_threads, rows, K, X, ldx, Mpk, G, H, bias, init, Z, ldz)
+        sc_project_packed_f64(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz)
 
 
 cdef inline void lstm_forward_step(int rows, int H, const floating* Hp,
-                                   const floating* Upk, floating* Z, floating* c, floating* h,
+                                   const floating* Upk, int ldu, floating* Z, floating* c, floating* h,
                                    const u8* valid, floating* y, floating* c_store,
                                    const floating* rmask, floating* Hp_next, sc_claims* claims,
                                    int s) noexcept nogil:
     if floating is float:
-        sc_lstm_forward_step_f32(rows, H, Hp, Upk, Z, c, h, valid, y, c_store, rmask, Hp_next,
+        sc_lstm_forward_step_f32(rows, H, Hp, Upk, ldu, Z, c, h, valid, y, c_store, rmask, Hp_next,
                                  claims, s)
     else:
-        sc_lstm_forward_step_f64(rows, H, Hp, Upk, Z, c, h, valid, y, c_store, rmask, Hp_next,
+        sc_lstm_forward_step_f64(rows, H, Hp, Upk, ldu, Z, c, h, valid, y, c_store, rmask, Hp_next,
                                  claims, s)
 
 

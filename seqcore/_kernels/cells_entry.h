@@ -14,6 +14,11 @@
  * of it (sc_unit_block). */
 #define SC_PANEL_UNITS 16
 
+/* How sc_gemm_acc_packed finds the panels of its matrix: packed with Kp values of k per
+ * panel, or read in place from rows ld values apart (cells_impl.h). */
+#define SC_PACKED(Kp) (long)(Kp) * SC_PANEL_UNITS, SC_PANEL_UNITS
+#define SC_UNPACKED(ld) (long)SC_PANEL_UNITS, (ld)
+
 /* zero (or set to the bias) columns [c0, c1) of every row of an (rows, ld) array */
 static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bias, int c0, int c1) {
     for (int r = 0; r < rows; r++) {
@@ -30,31 +35,52 @@ static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bia
 /* Pack M (K, G*H), ld ldm, for sc_gemm_acc_packed: gate by gate, panels of 16 units, each
  * panel holding its units' columns for every k < K contiguously (k-major), zero past H. Mpk
  * has room for G * ceil(H/16) * K * 16 values. Used for U (K = H) and W (K = I), once per call,
- * so that every product streams its matrix in order. */
+ * so that every product streams its matrix in order. interleave: instead, panel by panel, each
+ * holding for every k the 16 values of every gate one after the other (K x G x 16): the layout
+ * of the fused LSTM step, whose items read the four gates of 16 units together, so that an
+ * item streams one contiguous block (the gate-by-gate layout puts the four streams
+ * G*ceil(H/16)*K*16 values apart, on the same cache sets: the fused step at H = 1024 was 7%
+ * slower than the plain product with it). sc_pack_panel writes one (gate, panel) with ldd
+ * values between consecutive k. */
 static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, int ldm,
-                                    SC_T *dst) {
+                                    SC_T *dst, int ldd) {
     int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
     if (n == SC_PANEL_UNITS)   /* a constant size: inlined moves, not a libc call per
                                 * 64 bytes (4% of a batch-16 LSTM forward) */
         for (int k = 0; k < K; k++)
-            memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
+            memcpy(dst + (long)k * ldd, M + (long)k * ldm + g * H + j,
                    SC_PANEL_UNITS * sizeof(SC_T));
     else
         for (int k = 0; k < K; k++) {
-            memcpy(dst + (long)k * SC_PANEL_UNITS, M + (long)k * ldm + g * H + j,
-                   (size_t)n * sizeof(SC_T));
-            memset(dst + (long)k * SC_PANEL_UNITS + n, 0,
-                   (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
+            memcpy(dst + (long)k * ldd, M + (long)k * ldm + g * H + j, (size_t)n * sizeof(SC_T));
+            memset(dst + (long)k * ldd + n, 0, (size_t)(SC_PANEL_UNITS - n) * sizeof(SC_T));
         }
 }
 
+/* Rows of M packed into every panel before the next rows: reading one panel's 64-byte strip
+ * down all K rows touches a new page per row once a row is 4 KB or more, a TLB miss each at
+ * H = 1024 (3 GB/s: 10 ms, 1% of a large forward; 200 us, 8% of a batch-1 one at H = 256). */
+#define SC_PACK_ROWS 32
+
 static void SC_ENTRY(sc_pack_panels)(int n_threads, int K, int H, int G, const SC_T *M, int ldm,
-                                     SC_T *Mpk) {
+                                     SC_T *Mpk, int interleave) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
-    _Pragma("omp parallel for num_threads(n_threads) if (SC_PACK_PARALLEL(n_threads, K, G * H))")
-    for (int gp = 0; gp < G * P; gp++)
-        SC_ENTRY(sc_pack_panel)(K, H, gp / P, gp % P, M, ldm,
-                                Mpk + (long)gp * K * SC_PANEL_UNITS);
+    _Pragma("omp parallel num_threads(n_threads) if (SC_PACK_PARALLEL(n_threads, K, G * H))")
+    {
+        int nt = omp_get_num_threads(), me = omp_get_thread_num();
+        int gp0 = (int)((long)G * P * me / nt), gp1 = (int)((long)G * P * (me + 1) / nt);
+        for (int k0 = 0; k0 < K; k0 += SC_PACK_ROWS) {
+            int kn = K - k0 < SC_PACK_ROWS ? K - k0 : SC_PACK_ROWS;
+            for (int gp = gp0; gp < gp1; gp++) {
+                int g = gp / P, p = gp % P;
+                long start = interleave ? ((long)p * K * G + g) * SC_PANEL_UNITS
+                                        : (long)gp * K * SC_PANEL_UNITS;
+                int ldd = interleave ? G * SC_PANEL_UNITS : SC_PANEL_UNITS;
+                SC_ENTRY(sc_pack_panel)(kn, H, g, p, M + (long)k0 * ldm, ldm,
+                                        Mpk + start + (long)k0 * ldd, ldd);
+            }
+        }
+    }
 }
 
 /* Pack the transpose of M (J, K), ld ldm, for products with M^T: panels over M's rows (the J
@@ -81,19 +107,23 @@ static void SC_ENTRY(sc_pack_panels_t)(int n_threads, int J, int K, const SC_T *
 #define SC_SPLIT_ROWS_MIN 512
 
 /* Z (rows, G*H), ld ldz, = (bias or 0, when init) + X (rows, K) M for M packed by
- * sc_pack_panels (G gates of H units); rows split over n_threads threads, in blocks of 4 so
- * that the register tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input
- * projection (M = W) and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input
- * gradient. */
+ * sc_pack_panels (G gates of H units), or, when ldm > 0, M (K, G*H) itself with row stride ldm
+ * (H a multiple of 16); rows split over n_threads threads, in blocks of 4 so that the register
+ * tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input projection (M = W)
+ * and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input gradient. */
 static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC_T *X, int ldx,
-                                        const SC_T *Mpk, int G, int H, const SC_T *bias,
-                                        int init, SC_T *Z, int ldz) {
+                                        const SC_T *Mpk, int ldm, int G, int H,
+                                        const SC_T *bias, int init, SC_T *Z, int ldz) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    /* gate g's panels start at Mpk + g * gate_step */
+    long gate_step = ldm ? H : (long)P * K * SC_PANEL_UNITS;
+#define SC_GATE_PANELS(g) Mpk + (g) * gate_step, ldm ? (long)SC_PANEL_UNITS : (long)K * SC_PANEL_UNITS, \
+                          ldm ? ldm : SC_PANEL_UNITS
     if (n_threads <= 1) {    /* no team to set up (~0.6 us, a tenth of a streaming step); callers
                               * have set flush-to-zero on this thread */
         for (int g = 0; g < G; g++)
-            SC_BEST(sc_gemm_acc_packed)(rows, K, X, ldx, Mpk + (long)g * P * K * SC_PANEL_UNITS,
-                                        K, 0, P, Z, ldz, g * H, H, bias, init);
+            SC_BEST(sc_gemm_acc_packed)(rows, K, X, ldx, SC_GATE_PANELS(g), 0, P, Z, ldz, g * H,
+                                        H, bias, init);
         return;
     }
     _Pragma("omp parallel num_threads(n_threads)")
@@ -111,11 +141,11 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
             q1 = q0 + per < P ? q0 + per : P;
         }
         for (int g = 0; g < G && r1 > r0 && q1 > q0; g++)
-            SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, X + (long)r0 * ldx, ldx,
-                                        Mpk + (long)g * P * K * SC_PANEL_UNITS, K, q0, q1,
-                                        Z + (long)r0 * ldz, ldz, g * H, H, bias, init);
+            SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, X + (long)r0 * ldx, ldx, SC_GATE_PANELS(g),
+                                        q0, q1, Z + (long)r0 * ldz, ldz, g * H, H, bias, init);
         sc_ftz_exit(mode);
     }
+#undef SC_GATE_PANELS
 }
 
 /* C (M, N), ld ldc, = A^T B for row-major A (K, M), ld lda, and B (K, N), ld ldb: the weight
@@ -168,14 +198,15 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
                                           At + (long)r0 * SC_TN_CHUNK + kn, SC_TN_CHUNK);
                 for (int p = q0; p < q1; p++)
                     SC_ENTRY(sc_pack_panel)(n, N, 0, p, B + next * ldb, ldb,
-                                            Bpk + ((long)p * SC_TN_CHUNK + kn) * SC_PANEL_UNITS);
+                                            Bpk + ((long)p * SC_TN_CHUNK + kn) * SC_PANEL_UNITS,
+                                            SC_PANEL_UNITS);
                 kn += n;
                 next += n;
             }
             _Pragma("omp barrier")
             if (r1 > r0 && kn > 0) {
                 SC_BEST(sc_gemm_acc_packed)(r1 - r0, kn, At + (long)r0 * SC_TN_CHUNK, SC_TN_CHUNK,
-                                            Bpk, SC_TN_CHUNK, 0, P, C + (long)r0 * ldc, ldc, 0,
+                                            Bpk, SC_PACKED(SC_TN_CHUNK), 0, P, C + (long)r0 * ldc, ldc, 0,
                                             N, NULL, !started);
                 started = 1;
             }
@@ -197,27 +228,28 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
 #define SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, ldz, zc)                                   \
     SC_BEST(sc_gemm_acc_packed)((rows), (H), (Hp), (H),                                  \
         (Upk) + (long)(g) * (((H) + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS) * (H) * SC_PANEL_UNITS, \
-        (H), SC_OWN_PANELS, (Z), (ldz), (zc), (H), NULL, 0)
+        SC_PACKED(H), SC_OWN_PANELS, (Z), (ldz), (zc), (H), NULL, 0)
 
 /* dHp[:, j] (+)= sum_k dA[:, k0 + k] U[j, k0 + k], k < K, for this thread's units j (packed
  * U^T with Kp = G*H values of k per panel). dHp's own columns must hold the sum to add to. */
 #define SC_RECURRENT_GRAD(rows, H, K, dA, lda, UpkT, Kp, k0, dHp)                           \
     SC_BEST(sc_gemm_acc_packed)((rows), (K), (dA), (lda), (UpkT) + (long)(k0) * SC_PANEL_UNITS, \
-                                (Kp), SC_OWN_PANELS, (dHp), (H), 0, (H), NULL, 0)
+                                SC_PACKED(Kp), SC_OWN_PANELS, (dHp), (H), 0, (H), NULL, 0)
 
 /* LSTM: the fused items of cells_impl.h (product and pointwise pass per 16 units), shared by
- * claims (cl: the scan's counters, NULL for a fixed split; s: the step). Writes
+ * claims (cl: the scan's counters, NULL for a fixed split; s: the step). U packed
+ * (sc_pack_panels, interleaved; ldu = 0) or in place (ldu > 0: its row stride). Writes
  * Hp_next = h * rmask (rmask may be NULL) for the next step (NULL: nothing). Training
  * (c_store given) also leaves the activations in Z for backward. */
 static void SC_ENTRY(sc_lstm_forward_step)(
-        int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z, SC_T *c,
+        int rows, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z, SC_T *c,
         SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store, const SC_T *rmask,
         SC_T *Hp_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
     sc_claimer me = sc_claims_begin(cl, s);
     for (int p, end; (p = sc_claim(&me, (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, &end)) >= 0;)
         for (; p < end; p++)
-            SC_BEST(sc_lstm_forward_item)(rows, active, p, H, Hp, Upk, Z, c_store != NULL, c,
+            SC_BEST(sc_lstm_forward_item)(rows, active, p, H, Hp, Upk, ldu, Z, c_store != NULL, c,
                                           h, valid, y, c_store, rmask, Hp_next);
 }
 
@@ -229,7 +261,7 @@ static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int
                                              const SC_T *rmask, const unsigned char *valid,
                                              SC_T *dHp, SC_T *dh) {
     SC_ENTRY(sc_fill_columns)(r1 - r0, dHp + (long)r0 * H, H, NULL, j0, j1);
-    SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, dA + (long)r0 * lda, lda, UpkT, K,
+    SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, dA + (long)r0 * lda, lda, UpkT, SC_PACKED(K),
                                 j0 / SC_PANEL_UNITS, (j1 + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS,
                                 dHp + (long)r0 * H, H, 0, H, NULL, 0);
     SC_BEST(sc_add_recurrent_grad_block)(r1 - r0, j0, j1, H, dHp + (long)r0 * H,

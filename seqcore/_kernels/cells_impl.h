@@ -297,9 +297,12 @@ static void SC_NAME(sc_masked_state_block)(
 
 /* Z[r, zc + j] (+)= sum_k A[r, k] * M[k, j] for rows r < rows, k < K and units j in panels
  * [p0, p1), M coming packed (sc_pack_panels and sc_pack_panels_t in cells_entry.h):
- * panel p holds units [16p, 16p + 16) for every k, contiguous, zero past H, panels Kp values of
- * k apart (Kp >= K: a product may use the first K of them). Z ld ldz; zc is the first column in
- * Z; units at or past H are neither read nor written.
+ * panel p holds units [16p, 16p + 16) for every k, contiguous, zero past H: panels ps values
+ * apart (Kp * 16 for Kp >= K values of k: a product may use the first K of them), consecutive k
+ * ks = 16 values apart (SC_PACKED(Kp)). M may also be read where it lies, unpacked:
+ * ps = 16, ks = its row stride (SC_UNPACKED(ld)), if H is a multiple of 16 (the 16 lanes of a
+ * panel are always read). Z ld ldz; zc is the first column in Z; units at or past H are
+ * neither read nor written.
  * Tiles of SC_TILE_ROWS rows (then 4, 3, 2) x SC_TILE_PANELS panels stay in registers across
  * the k loop, each loaded piece of U serving every row of the tile (a batch of 2 or 3 rows
  * reads U once, not once per row: 21 -> 12 us and 31 -> 17 us for K 256 x 1024 units); single
@@ -307,13 +310,13 @@ static void SC_NAME(sc_masked_state_block)(
  * from_init: the sums start from init[zc + j] (a bias row; 0 when init is NULL) instead of
  * Z's current values, so a product with a bias needs no pass that writes the bias first. */
 static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
-                                       const SC_T *Upk, int Kp, int p0, int p1, SC_T *Z,
+                                       const SC_T *Upk, long ps, int ks, int p0, int p1, SC_T *Z,
                                        int ldz, int zc, int H, const SC_T *init,
                                        int from_init) {
     const int W = 16, NV = 16 / SC_VL;    /* panel width in units and in vectors */
     enum { PT = SC_TILE_PANELS, TV = SC_TILE_PANELS * 16 / SC_VL };
 #define SC_ZROW(r, p) (Z + (long)(r) * ldz + zc + (p) * W)
-#define SC_PANEL(p) (Upk + (long)(p) * Kp * W)
+#define SC_PANEL(p) (Upk + (long)(p) * ps)
 #define SC_UNITS(p) (H - (p) * W < W ? H - (p) * W : W)     /* units of panel p that exist */
     /* where the sums of row r, panel p start: Z itself, the init row, or NULL for zero */
 #define SC_START(r, p) (from_init ? (init ? init + zc + (p) * W : NULL) : SC_ZROW(r, p))
@@ -344,7 +347,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
             for (int k = 0; k < K; k++)                                                      \
                 for (int q = 0; q < PT; q++)                                                 \
                     for (int v = 0; v < NV; v++) {                                           \
-                        SC_VEC uv = SC_LOADV(u[q] + (long)k * W + v * SC_VL);                \
+                        SC_VEC uv = SC_LOADV(u[q] + (long)k * ks + v * SC_VL);               \
                         for (int i = 0; i < (R); i++) acc[i][q * NV + v] += a[i][k] * uv;    \
                     }                                                                        \
             for (int i = 0; i < (R); i++) {                                                  \
@@ -380,7 +383,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                 SC_T ak = a[k];
                 for (int q = 0; q < 4; q++)
                     for (int v = 0; v < NV; v++)
-                        acc[q][v] += ak * SC_LOADV(u[q] + (long)k * W + v * SC_VL);
+                        acc[q][v] += ak * SC_LOADV(u[q] + (long)k * ks + v * SC_VL);
             }
             for (int q = 0; q < np; q++) {
                 for (int v = 0; v < NV; v++) SC_STOREV(buf[q] + v * SC_VL, acc[q][v]);
@@ -404,13 +407,13 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #define SC_ROW_BLOCK 256
 #define SC_PANEL_BLOCK 16
 static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
-                                        const SC_T *Upk, int Kp, int p0, int p1, SC_T *Z,
+                                        const SC_T *Upk, long ps, int ks, int p0, int p1, SC_T *Z,
                                         int ldz, int zc, int H, const SC_T *init,
                                         int from_init) {
     for (int r0 = 0; r0 < rows; r0 += SC_ROW_BLOCK) {
         int rn = rows - r0 < SC_ROW_BLOCK ? rows - r0 : SC_ROW_BLOCK;
         for (int pb = p0; pb < p1; pb += SC_PANEL_BLOCK)
-            SC_NAME(sc_gemm_acc_block)(rn, K, A + (long)r0 * lda, lda, Upk, Kp, pb,
+            SC_NAME(sc_gemm_acc_block)(rn, K, A + (long)r0 * lda, lda, Upk, ps, ks, pb,
                                        pb + SC_PANEL_BLOCK < p1 ? pb + SC_PANEL_BLOCK : p1,
                                        Z + (long)r0 * ldz, ldz, zc, H, init, from_init);
     }
@@ -488,19 +491,22 @@ static void SC_NAME(sc_lstm_tile_update)(
 }
 
 /* Units [16p, 16p + 16) (those below H) of one LSTM step for every row: rows below `active`
- * get Z += Hp U for the four gates of those units (U packed by sc_pack_panels, Kp = H; Z
+ * get Z += Hp U for the four gates of those units (U packed by sc_pack_panels, interleaved,
+ * or, when ldu > 0, U (H, 4H) itself with row stride ldu, H a multiple of 16; Z
  * (rows, 4H) holds Xt W + b on entry), then the state update; rows from `active` on are
  * masked (sc_active_rows) and only get their outputs. Arguments as sc_lstm_tile_update;
  * keep_act: training (backward reads the activations from Z). Register tiles of
  * SC_FUSED_ROWS rows, then fewer. */
 static void SC_NAME(sc_lstm_forward_item)(
-        int rows, int active, int p, int H, const SC_T *Hp, const SC_T *Upk, SC_T *Z,
+        int rows, int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
         int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
         const SC_T *rmask, SC_T *Hp_next) {
     enum { NV = 16 / SC_VL };
-    const int P = (H + 15) / 16, j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
-    const SC_T *u[4];
-    for (int g = 0; g < 4; g++) u[g] = Upk + (long)(g * P + p) * H * 16;
+    const int j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
+    /* gate g of this item's units at u + g * gs, consecutive k ks values apart: packed, one
+     * block of K x 4 gates x 16 values; unpacked (ldu > 0), U itself */
+    const SC_T *u = ldu ? Upk + j0 : Upk + (long)p * H * 64;
+    const long gs = ldu ? H : 16, ks = ldu ? ldu : 64;
     int r = 0;
 #define SC_LSTM_TILES(R)                                                                     \
     for (; r + (R) <= active; r += (R)) {                                                   \
@@ -518,7 +524,7 @@ static void SC_NAME(sc_lstm_forward_item)(
         for (int k = 0; k < H; k++)                                                         \
             for (int g = 0; g < 4; g++)                                                     \
                 for (int v = 0; v < NV; v++) {                                              \
-                    SC_VEC uv = SC_LOADV(u[g] + (long)k * 16 + v * SC_VL);                  \
+                    SC_VEC uv = SC_LOADV(u + k * ks + g * gs + v * SC_VL);                  \
                     for (int i = 0; i < (R); i++) acc[i][g][v] += a[i][k] * uv;             \
                 }                                                                           \
         for (int i = 0; i < (R); i++)           /* sig: i, f, o; gg: g */                   \

@@ -67,13 +67,15 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* bh = opt_vec(bias_h)
     cdef floating* Hp
     cdef int nt = step_threads
-    cdef floating* Upk = &packed[0]
+    cdef floating* Upk
     cdef floating* Wpk
+    cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(n_threads, I, H, 3, &U[0, 0], &W[0, 0], Upk)
-        project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, bx, &AX[0, 0, 0],
+        Wpk = pack_weights(n_threads, T, B, I, H, 3, &U[0, 0], &W[0, 0], &packed[0],
+                           &Upk, &ldu, &ldw)
+        project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, ldw, bx, &AX[0, 0, 0],
                       &mask[0, 0])
         entering_state(0, T, reverse, B, H, &h[0, 0], <floating*>NULL, HIN)
         if rmask != NULL:      # the product sees h * rmask; the gates' gradients need h too
@@ -100,7 +102,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] recurrent_mask, bint reverse, bint reset_after,
                       floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] XD,
                       floating[:, :, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                      floating[::1] packed, bint prepacked, int n_threads,
+                      floating[::1] packed, int n_threads,
                       int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (2, B, H)
@@ -115,17 +117,19 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* Yall = opt3(Y)
     cdef floating* y
     cdef int nt = step_threads
-    cdef floating* Upk = &packed[0]
+    cdef floating* Upk
     cdef floating* Wpk
+    cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(n_threads, I, H, 3, &U[0, 0], &W[0, 0], Upk, prepacked)
+        Wpk = pack_weights(n_threads, T, B, I, H, 3, &U[0, 0], &W[0, 0], &packed[0],
+                           &Upk, &ldu, &ldw)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
-            project_steps(n_threads, n, B, I, 3, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, bx,
+            project_steps(n_threads, n, B, I, 3, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw, bx,
                           &AX[0, 0, 0], &mask[t0, 0])
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()

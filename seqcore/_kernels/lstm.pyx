@@ -40,15 +40,17 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef int nt = step_threads
-    cdef floating* Upk = &packed[0]
+    cdef floating* Upk
     cdef floating* Wpk
+    cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
-        Wpk = pack_weights(n_threads, I, H, 4, &U[0, 0], &W[0, 0], Upk)
-        project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, b, &Z[0, 0, 0],
+        Wpk = pack_weights(n_threads, T, B, I, H, 4, &U[0, 0], &W[0, 0], &packed[0], &Upk,
+                           &ldu, &ldw)
+        project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, ldw, b, &Z[0, 0, 0],
                       &mask[0, 0])
         entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
         with parallel(num_threads=nt):
@@ -56,7 +58,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
             for s in range(T):
                 t = time_index(s, T, reverse)
                 # each unit's h * rmask goes straight into the next step's HP
-                lstm_forward_step(B, H, &HP[t, 0, 0], Upk, &Z[t, 0, 0], &c[0, 0], &h[0, 0],
+                lstm_forward_step(B, H, &HP[t, 0, 0], Upk, ldu, &Z[t, 0, 0], &c[0, 0], &h[0, 0],
                                   &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0], rmask,
                                   &HP[time_index(s + 1, T, reverse), 0, 0] if s + 1 < T
                                   else NULL, &claims, s)
@@ -70,7 +72,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                       floating[:, :, ::1] Z, floating[:, :, ::1] XD, floating[:, :, ::1] Hp,
-                      floating[::1] packed, bint prepacked, int n_threads,
+                      floating[::1] packed, int n_threads,
                       int step_threads):
     """Forward pass that keeps nothing for backward.
 
@@ -87,27 +89,29 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* Yall = opt3(Y)
     cdef floating* y
     cdef int nt = step_threads
-    cdef floating* Upk = &packed[0]
+    cdef floating* Upk
     cdef floating* Wpk
+    cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
-        Wpk = pack_weights(n_threads, I, H, 4, &U[0, 0], &W[0, 0], Upk, prepacked)
+        Wpk = pack_weights(n_threads, T, B, I, H, 4, &U[0, 0], &W[0, 0], &packed[0], &Upk,
+                           &ldu, &ldw)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         s0 = 0
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
-            project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, b,
+            project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw, b,
                           &Z[0, 0, 0], &mask[t0, 0])
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
                     y = Yall + <long>t * B * H if Yall != NULL else NULL
-                    lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, &Z[t - t0, 0, 0], &c[0, 0],
+                    lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, ldu, &Z[t - t0, 0, 0], &c[0, 0],
                                       &h[0, 0], &mask[t, 0], y, NULL, rmask,
                                       &Hp[(s + 1) % 2, 0, 0], &claims, s)
                     sc_team_barrier()

@@ -38,13 +38,15 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef int nt = step_threads
-    cdef floating* Upk = &packed[0]
+    cdef floating* Upk
     cdef floating* Wpk
+    cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(n_threads, I, H, 1, &U[0, 0], &W[0, 0], Upk)
-        project_steps(n_threads, T, B, I, 1, H, X, dmask, opt3(XD), Wpk, opt_vec(bias),
+        Wpk = pack_weights(n_threads, T, B, I, H, 1, &U[0, 0], &W[0, 0], &packed[0],
+                           &Upk, &ldu, &ldw)
+        project_steps(n_threads, T, B, I, 1, H, X, dmask, opt3(XD), Wpk, ldw, opt_vec(bias),
                       &A[0, 0, 0], &mask[0, 0])
         entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
         with parallel(num_threads=nt):
@@ -64,7 +66,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask,
                       bint reverse, bint relu, floating[:, :, ::1] Y, floating[:, :, ::1] A,
                       floating[:, :, ::1] XD, floating[:, :, ::1] Hp, floating[::1] packed,
-                      bint prepacked, int n_threads, int step_threads):
+                      int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     A.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp
     (2, B, H) (the state the product sees, one buffer read while the other is written) and
@@ -76,17 +78,19 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* Yall = opt3(Y)
     cdef floating* y
     cdef int nt = step_threads
-    cdef floating* Upk = &packed[0]
+    cdef floating* Upk
     cdef floating* Wpk
+    cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
     with nogil:
         mode = sc_ftz_enter()
-        Wpk = pack_weights(n_threads, I, H, 1, &U[0, 0], &W[0, 0], Upk, prepacked)
+        Wpk = pack_weights(n_threads, T, B, I, H, 1, &U[0, 0], &W[0, 0], &packed[0],
+                           &Upk, &ldu, &ldw)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
-            project_steps(n_threads, n, B, I, 1, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk,
+            project_steps(n_threads, n, B, I, 1, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw,
                           opt_vec(bias), &A[0, 0, 0], &mask[t0, 0])
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()

@@ -3,6 +3,7 @@
 # after it; the weight gradients are BLAS GEMMs in each scan). DESIGN.md section 3.
 from cython cimport floating
 
+from libc.stdlib cimport getenv
 from libc.string cimport memset
 
 from .blas cimport gemm_threads
@@ -54,21 +55,21 @@ cdef inline bint skip_finished_rows(int steps, int B, const u8* mask) noexcept n
 
 cdef inline void project_rows(int n_threads, int steps, int B, int I, int G, int H,
                               const floating* x, const floating* dmask, floating* XD,
-                              const floating* Wpk, const floating* bias,
+                              const floating* Wpk, int ldw, const floating* bias,
                               floating* out) noexcept nogil:
     """out (steps*B, G*H) = (x * dmask) @ W + bias, every row (see project_steps)."""
     if dmask != NULL:
         mask_inputs(steps, B, I, x, dmask, XD)
         x = XD
-    project_packed(n_threads, steps * B, I, x, I, Wpk, G, H, bias, 1, out, G * H)
+    project_packed(n_threads, steps * B, I, x, I, Wpk, ldw, G, H, bias, 1, out, G * H)
 
 
 cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, int H,
                                const floating* x, const floating* dmask, floating* XD,
-                               const floating* Wpk, const floating* bias, floating* out,
-                               const u8* mask) noexcept nogil:
+                               const floating* Wpk, int ldw, const floating* bias,
+                               floating* out, const u8* mask) noexcept nogil:
     """Input projection of `steps` consecutive steps: out (steps*B, G*H) = (x * dmask) @ W + bias
-    with W packed by pack_panels, input dropout applied into XD first when dmask is not NULL
+    with W packed by pack_panels (ldw = 0) or in place (ldw: its row stride), input dropout applied into XD first when dmask is not NULL
     (XD is what backward's dW needs). Bias may be NULL. mask (steps, B) or NULL: the rows
     past a step's last valid one are not projected (zeroed in out and XD, so that nothing
     downstream meets uninitialized values) when that leaves out an eighth of the rows or more
@@ -76,14 +77,14 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
     cdef long r
     cdef int s, a
     if not skip_finished_rows(steps, B, mask):
-        project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, bias, out)
+        project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out)
         return
     for s in range(steps):
         r = <long>s * B
         a = sc_active_rows(B, mask + r)
         if a > 0:
             project_rows(n_threads, 1, a, I, G, H, x + r * I, dmask,
-                         XD + r * I if XD != NULL else NULL, Wpk, bias, out + r * G * H)
+                         XD + r * I if XD != NULL else NULL, Wpk, ldw, bias, out + r * G * H)
         if a < B:
             memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
             if XD != NULL:
@@ -108,16 +109,45 @@ cdef inline int panels(int n) noexcept nogil:
     return (n + 15) // 16
 
 
-cdef inline floating* pack_weights(int n_threads, int I, int H, int G, const floating* U,
-                                   const floating* W, floating* packed,
-                                   bint prepacked=False) noexcept nogil:
-    """The forward layout of the `packed` workspace (sized by seqcore.ops._packed_workspace):
-    U (H, G*H) packed in panels at its start, then W (I, G*H). Returns where W's panels start.
-    prepacked: `packed` already holds these weights (step-by-step inference packs them once)."""
+cdef inline bint in_place(int T, int B, int H) noexcept nogil:
+    """Whether a forward call's products read U and W where they lie rather than packed. Packing
+    reads and writes every weight once per call, from memory (they are rarely still in cache
+    from the call before); read in place, rows 4 KB and more apart, a pass over U costs about
+    twice a pass over packed panels. Measured (LSTM, 1 thread, us per call, packed / in place):
+    (T, B, I, H) = (1, 1, 64, 128) 44 / 30; (1, 1, 256, 256) 179 / 91; (4, 1, 128, 256)
+    208 / 163; (1, 32, 128, 256) 382 / 313; but (10, 1, 128, 256) 310 / 360, (4, 64, 512, 512)
+    12.6 / 23.1 ms, (1, 128, 1024, 1024) 28 / 87 ms. Hence in place for at most 8 passes of
+    4-row tiles over U (T * ceil(B / 4)), when H is a multiple of 16 (a panel's 16 lanes are
+    always read). SEQCORE_INPLACE=1 / 0 forces either way (for the tests)."""
+    cdef char* force = getenv("SEQCORE_INPLACE")
+    if H % 16 != 0:
+        return False
+    if force != NULL and force[0] != 0:
+        return force[0] == b'1'
+    return <long>T * ((B + 3) // 4) <= 8
+
+
+cdef inline floating* pack_weights(int n_threads, int T, int B, int I, int H, int G,
+                                   const floating* U, const floating* W, floating* packed,
+                                   floating** Upk, int* ldu, int* ldw) noexcept nogil:
+    """Where the forward products find U and W: packed into the `packed` workspace (sized by
+    seqcore.ops._packed_workspace; U (H, G*H) in panels at its start, gates interleaved for the
+    LSTM's fused step, G = 4; then W (I, G*H)), with *ldu = *ldw = 0; or, when in_place(T, B, H),
+    U and W themselves (*ldu, *ldw: their row stride G*H; only the LSTM's step reads U in
+    place). Sets *Upk, returns where W is found."""
     cdef floating* Wpk = packed + <long>G * panels(H) * H * 16
-    if not prepacked:
-        pack_panels(n_threads, H, H, G, U, G * H, packed)
-        pack_panels(n_threads, I, H, G, W, G * H, Wpk)
+    if in_place(T, B, H):
+        ldw[0] = G * H
+        Wpk = <floating*>W
+        if G == 4:
+            Upk[0], ldu[0] = <floating*>U, G * H
+            return Wpk
+        pack_panels(n_threads, H, H, G, U, G * H, packed, False)
+        Upk[0], ldu[0] = packed, 0
+        return Wpk
+    Upk[0], ldu[0], ldw[0] = packed, 0, 0
+    pack_panels(n_threads, H, H, G, U, G * H, packed, G == 4)
+    pack_panels(n_threads, I, H, G, W, G * H, Wpk)
     return Wpk
 
 
@@ -166,12 +196,12 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
     cdef long r
     cdef int i, t, a
     if not skip_finished_rows(T, B, mask):
-        project_packed(n_threads, T * B, N, dZ, N, WpkT, 1, I, <floating*>NULL, 1, dX, I)
+        project_packed(n_threads, T * B, N, dZ, N, WpkT, 0, 1, I, <floating*>NULL, 1, dX, I)
     else:
         for t in range(T):
             a = sc_active_rows(B, mask + <long>t * B)
             if a > 0:
-                project_packed(n_threads, a, N, dZ + <long>t * B * N, N, WpkT, 1, I,
+                project_packed(n_threads, a, N, dZ + <long>t * B * N, N, WpkT, 0, 1, I,
                                <floating*>NULL, 1, dX + <long>t * B * I, I)
     if dmask != NULL:
         for r in range(<long>T * B):

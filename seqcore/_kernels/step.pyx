@@ -22,16 +22,17 @@ CELLS = {"lstm": LSTM, "gru": GRU, "gru1": GRU1, "rnn_tanh": RNN_TANH, "rnn_relu
 
 
 cdef void one_step(int cell, int B, int I, int H, int G, const floating* x,
-                   const floating* Wpk, const floating* Upk, const floating* bias,
+                   const floating* Wpk, int ldw, const floating* Upk, int ldu,
+                   const floating* bias,
                    const floating* bias_h, floating* Z, floating* Hp, floating* work_a,
                    floating* work_b, floating* h, floating* c, const u8* valid,
                    floating* y) noexcept nogil:
     """Z = x W + bias, then the cell's step from state h (and c) to y; as forward_inference."""
     cdef unsigned int mode = sc_ftz_enter()
-    project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, bias, Z, NULL)
+    project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, ldw, bias, Z, NULL)
     masked_state(B, H, h, <floating*>NULL, Hp)
     if cell == LSTM:
-        lstm_forward_step(B, H, Hp, Upk, Z, c, h, valid, y, NULL, <floating*>NULL,
+        lstm_forward_step(B, H, Hp, Upk, ldu, Z, c, h, valid, y, NULL, <floating*>NULL,
                           <floating*>NULL, NULL, 0)
     elif cell == GRU:
         gru_forward_step(B, H, Hp, Upk, bias_h, Z, work_a, h, valid, y, NULL)
@@ -64,6 +65,7 @@ cdef class StepKernel:
     cdef list keep                     # the arrays the pointers below point into
     cdef char *Wpk
     cdef char *Upk
+    cdef int ldu, ldw                  # 0: packed (scan.pxd pack_weights)
     cdef char *bias
     cdef char *bias_h
     cdef char *Z
@@ -83,17 +85,21 @@ cdef class StepKernel:
         self.B = h.shape[0]
         self.f64 = W.dtype.itemsize == 8
         self.keep = [W, U, bias, bias_h, h, c, valid, y, packed, Z, Hp, work_a, work_b]
-        self.Upk = address(packed)
         self.bias, self.bias_h = address(bias), address(bias_h)
         self.Z, self.Hp = address(Z), address(Hp)
         self.work_a, self.work_b = address(work_a), address(work_b)
         self.h, self.c, self.valid, self.y = address(h), address(c), address(valid), address(y)
+        # packed once for every step to come (the rows argument says: many)
         if self.f64:
-            self.Wpk = <char*>pack_weights(1, self.I, self.H, self.G, <double*>address(U),
-                                           <double*>address(W), <double*>self.Upk)
+            self.Wpk = <char*>pack_weights(1, 1 << 30, self.B, self.I, self.H, self.G,
+                                           <double*>address(U), <double*>address(W),
+                                           <double*>address(packed), <double**>&self.Upk,
+                                           &self.ldu, &self.ldw)
         else:
-            self.Wpk = <char*>pack_weights(1, self.I, self.H, self.G, <float*>address(U),
-                                           <float*>address(W), <float*>self.Upk)
+            self.Wpk = <char*>pack_weights(1, 1 << 30, self.B, self.I, self.H, self.G,
+                                           <float*>address(U), <float*>address(W),
+                                           <float*>address(packed), <float**>&self.Upk,
+                                           &self.ldu, &self.ldw)
 
     def step(self, x):
         """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y."""
@@ -101,13 +107,15 @@ cdef class StepKernel:
         with nogil:
             if self.f64:
                 one_step(self.cell, self.B, self.I, self.H, self.G, <double*>xp,
-                         <double*>self.Wpk, <double*>self.Upk, <double*>self.bias,
+                         <double*>self.Wpk, self.ldw, <double*>self.Upk, self.ldu,
+                         <double*>self.bias,
                          <double*>self.bias_h, <double*>self.Z, <double*>self.Hp,
                          <double*>self.work_a, <double*>self.work_b, <double*>self.h,
                          <double*>self.c, <u8*>self.valid, <double*>self.y)
             else:
                 one_step(self.cell, self.B, self.I, self.H, self.G, <float*>xp,
-                         <float*>self.Wpk, <float*>self.Upk, <float*>self.bias,
+                         <float*>self.Wpk, self.ldw, <float*>self.Upk, self.ldu,
+                         <float*>self.bias,
                          <float*>self.bias_h, <float*>self.Z, <float*>self.Hp,
                          <float*>self.work_a, <float*>self.work_b, <float*>self.h,
                          <float*>self.c, <u8*>self.valid, <float*>self.y)
