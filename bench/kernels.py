@@ -11,8 +11,9 @@ linear_before_reset=1, its default thread spinning) runs the inference rows when
 installed; it is timed after the other two rather than between them, since its spinning
 threads would slow down whoever ran next. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
 gives the ceiling: seqcore's rate is also reported as a fraction of it. Mode "infer" is a forward pass
-with no gradient bookkeeping returning every step's output; "train" is forward + backward with
-respect to inputs and weights. FLOPs: LSTM forward 2*T*B*(I+H)*4H, GRU 3H instead of 4H, a
+with no gradient bookkeeping returning every step's output (for T = 1 through seqcore's
+ops.Stepper, which binds the weights once as the torch module and the ORT session do);
+"train" is forward + backward with respect to inputs and weights. FLOPs: LSTM forward 2*T*B*(I+H)*4H, GRU 3H instead of 4H, a
 training step counted as 3x forward.
 
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set on this machine, slow OpenBLAS; this script
@@ -70,6 +71,11 @@ def seqcore_runner(cell, mode, x, W, U, b):
     fwd = ops.lstm_forward if cell == "lstm" else ops.gru_forward
     bwd = ops.lstm_backward if cell == "lstm" else ops.gru_backward
     dY = np.ones(x.shape[:2] + (U.shape[0],), np.float32)
+    if mode == "infer" and x.shape[0] == 1:
+        # a single step: through ops.Stepper, which binds the weights once as the peers'
+        # module and session do (ops.*_forward checks and packs them at every call)
+        stepper = ops.Stepper(cell, W, U, b, x.shape[1])
+        return lambda: stepper.step(x[0])
     if mode == "infer":
         return lambda: fwd(x, W, U, b, training=False)
     n_finals = 2 if cell == "lstm" else 1
@@ -290,7 +296,8 @@ def main(argv=None):
                             for b in facts["blas"])
                 + f"; unset: {facts['unset_env'] or 'nothing'}; NumPy SGEMM ceiling "
                 + ", ".join(f"{v:.1f} GFLOP/s ({t} thr.)" for t, v in ceilings.items())
-                + "\n\n")
+                + ". Inference with T = 1 runs seqcore's ops.Stepper (weights bound once, as the"
+                " torch module and the ORT session hold theirs).\n\n")
         f.write(HEADER + "\n|" + "---|" * 11 + "\n")
         for r in rows:
             f.write(format_row(r) + "\n")

@@ -44,33 +44,37 @@ cdef extern from "cells.h" nogil:
                                    const u8*, const double*, double*, double*, double*,
                                    const double*, const double*, double*, sc_claims*, int)
     void sc_gru_forward_step_f32(int, int, const float*, const float*, const float*, float*,
-                                 float*, float*, const u8*, float*, float*)
-    void sc_gru_forward_step_f64(int, int, const double*, const double*, const double*,
-                                 double*, double*, double*, const u8*, double*, double*)
+                                 float*, float*, const u8*, float*, float*, const float*, float*, float*,
+                                 sc_claims*, int)
+    void sc_gru_forward_step_f64(int, int, const double*, const double*, const double*, double*,
+                                 double*, double*, const u8*, double*, double*, const double*, double*, double*,
+                                 sc_claims*, int)
     void sc_gru_backward_step_f32(int, int, const float*, const float*, const float*,
                                   const u8*, const float*, float*, float*, float*, const float*,
-                                  const float*, float*)
+                                  const float*, float*, sc_claims*, int)
     void sc_gru_backward_step_f64(int, int, const double*, const double*, const double*,
-                                  const u8*, const double*, double*, double*, double*,
-                                  const double*, const double*, double*)
+                                  const u8*, const double*, double*, double*, double*, const double*,
+                                  const double*, double*, sc_claims*, int)
     void sc_gru1_forward_step_f32(int, int, const float*, const float*, float*, float*,
-                                  float*, float*, float*, const u8*, float*)
+                                  float*, float*, float*, const u8*, float*, const float*, float*, float*,
+                                  sc_claims*, int)
     void sc_gru1_forward_step_f64(int, int, const double*, const double*, double*, double*,
-                                  double*, double*, double*, const u8*, double*)
+                                  double*, double*, double*, const u8*, double*, const double*, double*, double*,
+                                  sc_claims*, int)
     void sc_gru1_backward_step_f32(int, int, const float*, const float*, const float*,
                                    const u8*, const float*, float*, float*, const float*,
-                                   const float*, float*, float*)
+                                   const float*, float*, float*, sc_claims*, int)
     void sc_gru1_backward_step_f64(int, int, const double*, const double*, const double*,
                                    const u8*, const double*, double*, double*, const double*,
-                                   const double*, double*, double*)
+                                   const double*, double*, double*, sc_claims*, int)
     void sc_rnn_forward_step_f32(int, int, const float*, const float*, float*, float*,
-                                 const u8*, float*, int)
+                                 const u8*, float*, int, const float*, float*, sc_claims*, int)
     void sc_rnn_forward_step_f64(int, int, const double*, const double*, double*, double*,
-                                 const u8*, double*, int)
+                                 const u8*, double*, int, const double*, double*, sc_claims*, int)
     void sc_rnn_backward_step_f32(int, int, const float*, const u8*, const float*, float*,
-                                  float*, int, const float*, const float*, float*)
+                                  float*, int, const float*, const float*, float*, sc_claims*, int)
     void sc_rnn_backward_step_f64(int, int, const double*, const u8*, const double*, double*,
-                                  double*, int, const double*, const double*, double*)
+                                  double*, int, const double*, const double*, double*, sc_claims*, int)
     void sc_masked_state_f32(int, int, const float*, const float*, float*)
     void sc_masked_state_f64(int, int, const double*, const double*, double*)
 
@@ -138,68 +142,77 @@ cdef inline void lstm_backward_step(int rows, int H, const floating* A,
 cdef inline void gru_forward_step(int rows, int H, const floating* Hp,
                                   const floating* Upk, const floating* bh, floating* AX,
                                   floating* AH, floating* h, const u8* valid, floating* y,
-                                  floating* An_store) noexcept nogil:
+                                  floating* An_store, const floating* rmask, floating* Hp_next,
+                                  floating* H_next, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
-        sc_gru_forward_step_f32(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
+        sc_gru_forward_step_f32(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store, rmask,
+                                Hp_next, H_next, claims, s)
     else:
-        sc_gru_forward_step_f64(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store)
+        sc_gru_forward_step_f64(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store, rmask,
+                                Hp_next, H_next, claims, s)
 
 
 cdef inline void gru_backward_step(int rows, int H, const floating* A,
                                    const floating* An, const floating* Hin, const u8* valid,
                                    const floating* dy, floating* dh, floating* dAX, floating* dAH,
                                    const floating* UpkT, const floating* rmask,
-                                   floating* dHp) noexcept nogil:
+                                   floating* dHp, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
         sc_gru_backward_step_f32(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
-                                 rmask, dHp)
+                                 rmask, dHp, claims, s)
     else:
         sc_gru_backward_step_f64(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
-                                 rmask, dHp)
+                                 rmask, dHp, claims, s)
 
 
 cdef inline void gru1_forward_step(int rows, int H, const floating* Hp,
                                    const floating* Upk, floating* AX, floating* AZR, floating* RH,
                                    floating* AN, floating* h, const u8* valid,
-                                   floating* y) noexcept nogil:
+                                   floating* y, const floating* rmask, floating* Hp_next,
+                                   floating* H_next, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
-        sc_gru1_forward_step_f32(rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
+        sc_gru1_forward_step_f32(rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y, rmask,
+                                 Hp_next, H_next, claims, s)
     else:
-        sc_gru1_forward_step_f64(rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y)
+        sc_gru1_forward_step_f64(rows, H, Hp, Upk, AX, AZR, RH, AN, h, valid, y, rmask,
+                                 Hp_next, H_next, claims, s)
 
 
 cdef inline void gru1_backward_step(int rows, int H, const floating* A,
                                     const floating* Hin, const floating* Hp, const u8* valid,
                                     const floating* dy, floating* dh, floating* dAX,
                                     const floating* UpkT, const floating* rmask, floating* dRH,
-                                    floating* dHp) noexcept nogil:
+                                    floating* dHp, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
         sc_gru1_backward_step_f32(rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
-                                  dRH, dHp)
+                                  dRH, dHp, claims, s)
     else:
         sc_gru1_backward_step_f64(rows, H, A, Hin, Hp, valid, dy, dh, dAX, UpkT, rmask,
-                                  dRH, dHp)
+                                  dRH, dHp, claims, s)
 
 
 cdef inline void rnn_forward_step(int rows, int H, const floating* Hp,
                                   const floating* Upk, floating* A, floating* h, const u8* valid,
-                                  floating* y, int relu) noexcept nogil:
+                                  floating* y, int relu, const floating* rmask,
+                                  floating* Hp_next, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
-        sc_rnn_forward_step_f32(rows, H, Hp, Upk, A, h, valid, y, relu)
+        sc_rnn_forward_step_f32(rows, H, Hp, Upk, A, h, valid, y, relu, rmask, Hp_next, claims,
+                                s)
     else:
-        sc_rnn_forward_step_f64(rows, H, Hp, Upk, A, h, valid, y, relu)
+        sc_rnn_forward_step_f64(rows, H, Hp, Upk, A, h, valid, y, relu, rmask, Hp_next, claims,
+                                s)
 
 
 cdef inline void rnn_backward_step(int rows, int H, const floating* Hact,
                                    const u8* valid, const floating* dy, floating* dh, floating* dA,
                                    int relu, const floating* UpkT, const floating* rmask,
-                                   floating* dHp) noexcept nogil:
+                                   floating* dHp, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
         sc_rnn_backward_step_f32(rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
-                                 dHp)
+                                 dHp, claims, s)
     else:
         sc_rnn_backward_step_f64(rows, H, Hact, valid, dy, dh, dA, relu, UpkT, rmask,
-                                 dHp)
+                                 dHp, claims, s)
 
 
 cdef inline void masked_state(int rows, int H, const floating* h, const floating* rmask,

@@ -319,98 +319,133 @@ static void SC_ENTRY(sc_lstm_backward_step)(
                                 dHp, dh);
 }
 
-/* GRU, reset_after=True. AH: (B, 3H) workspace for Hp U + bh (bh may be NULL). */
+/* The GRU and simple RNN steps share their units by claims too, in blocks of SC_BLOCK_UNITS
+ * (4 panels: the register tiles stay whole; H = 256 makes 4 blocks a step). The body sees the
+ * block's units [j0, j1); cl NULL: each thread its fixed share in one block. */
+#define SC_BLOCK_UNITS 64
+#define SC_CLAIMED_UNITS_BEGIN(cl, round, H)                                                 \
+    {                                                                                       \
+        sc_claimer me_ = sc_claims_begin((cl), (round));                                    \
+        int nb_ = ((H) + SC_BLOCK_UNITS - 1) / SC_BLOCK_UNITS;                              \
+        for (int b_, e_; (b_ = sc_claim(&me_, nb_, &e_)) >= 0;) {                           \
+            int j0 = b_ * SC_BLOCK_UNITS, j1 = e_ * SC_BLOCK_UNITS < (H) ? e_ * SC_BLOCK_UNITS : (H);
+#define SC_CLAIMED_UNITS_END                                                                \
+        }                                                                                   \
+    }
+
+/* The next step's Hp = h * rmask for units [j0, j1), by the thread that computed them (NULL:
+ * nothing). */
+#define SC_NEXT_STATE(rows, H, h, rmask, Hp_next)                                            \
+    if (Hp_next) SC_BEST(sc_masked_state_block)((rows), j0, j1, (H), (h), (rmask), (Hp_next))
+
+/* GRU, reset_after=True. AH: (B, 3H) workspace for Hp U + bh (bh may be NULL). rmask,
+ * Hp_next, cl, s: as sc_lstm_forward_step; H_next: where a copy of the new h goes (training
+ * keeps the state entering each step with and without the recurrent mask), or NULL. */
 static void SC_ENTRY(sc_gru_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, const SC_T *bh,
-        SC_T *AX, SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *An_store) {
+        SC_T *AX, SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *An_store,
+        const SC_T *rmask, SC_T *Hp_next, SC_T *H_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
+    SC_CLAIMED_UNITS_BEGIN(cl, s, H)
         for (int g = 0; g < 3; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AH, 3 * H, bh, g * H + j0, g * H + j1);
             SC_RECURRENT_ACC(active, H, Hp, Upk, g, AH, 3 * H, g * H);
         }
         SC_BEST(sc_gru_forward_block)(rows, j0, j1, H, AX, AH, h, valid, y, An_store);
-    SC_UNITS_END
+        SC_NEXT_STATE(rows, H, h, rmask, Hp_next);
+        SC_NEXT_STATE(rows, H, h, NULL, H_next);
+    SC_CLAIMED_UNITS_END
 }
 
+/* Rounds 2s (pointwise) and 2s + 1 (dh's recurrent part), as sc_lstm_backward_step. */
 static void SC_ENTRY(sc_gru_backward_step)(
         int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
-        const SC_T *UpkT, const SC_T *rmask, SC_T *dHp) {
+        const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H)
         SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
-        SC_BARRIER
-        /* AH = Hp U + bh  =>  dHp = dAH U^T */
-        SC_ENTRY(sc_fill_columns)(active, dHp, H, NULL, j0, j1);
-        SC_RECURRENT_GRAD(active, H, 3 * H, dAH, 3 * H, UpkT, 3 * H, 0, dHp);
-        SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
-    SC_UNITS_END
+    SC_CLAIMED_UNITS_END
+    SC_BARRIER
+    /* AH = Hp U + bh  =>  dHp = dAH U^T */
+    SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, 3 * H, dAH, 3 * H, UpkT, rmask, valid,
+                                dHp, dh);
 }
 
 /* GRU, reset_after=False. AZR (B, 2H), AN (B, H): workspaces; RH (B, H): r * Hp, kept by
- * training for the weight gradient. */
+ * training for the weight gradient. Rounds 2s and 2s + 1. */
 static void SC_ENTRY(sc_gru1_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *AX, SC_T *AZR,
-        SC_T *RH, SC_T *AN, SC_T *h, const unsigned char *valid, SC_T *y) {
+        SC_T *RH, SC_T *AN, SC_T *h, const unsigned char *valid, SC_T *y, const SC_T *rmask,
+        SC_T *Hp_next, SC_T *H_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H)
         for (int g = 0; g < 2; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AZR, 2 * H, NULL, g * H + j0, g * H + j1);
             SC_RECURRENT_ACC(active, H, Hp, Upk, g, AZR, 2 * H, g * H);
         }
         SC_BEST(sc_gru1_gates_block)(rows, j0, j1, H, AX, AZR, Hp, RH);
-        SC_BARRIER
-        /* AN = RH U_n needs every unit of RH */
+    SC_CLAIMED_UNITS_END
+    SC_BARRIER
+    /* AN = RH U_n needs every unit of RH */
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s + 1, H)
         SC_ENTRY(sc_fill_columns)(rows, AN, H, NULL, j0, j1);
         SC_RECURRENT_ACC(active, H, RH, Upk, 2, AN, H, 0);
         SC_BEST(sc_gru1_forward_block)(rows, j0, j1, H, AX, AN, h, valid, y);
-    SC_UNITS_END
+        SC_NEXT_STATE(rows, H, h, rmask, Hp_next);
+        SC_NEXT_STATE(rows, H, h, NULL, H_next);
+    SC_CLAIMED_UNITS_END
 }
 
+/* Rounds 3s, 3s + 1, 3s + 2. */
 static void SC_ENTRY(sc_gru1_backward_step)(
         int rows, int H, const SC_T *A, const SC_T *Hin, const SC_T *Hp,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *UpkT,
-        const SC_T *rmask, SC_T *dRH, SC_T *dHp) {
+        const SC_T *rmask, SC_T *dRH, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s, H)
         SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
-        SC_BARRIER
-        /* AN = RH U_n  =>  dRH = dAN U_n^T */
+    SC_CLAIMED_UNITS_END
+    SC_BARRIER
+    /* AN = RH U_n  =>  dRH = dAN U_n^T */
+    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 1, H)
         SC_ENTRY(sc_fill_columns)(rows, dRH, H, NULL, j0, j1);
         SC_RECURRENT_GRAD(active, H, H, dAX + 2 * H, 3 * H, UpkT, 3 * H, 2 * H, dRH);
         SC_BEST(sc_gru1_backward_b_block)(rows, j0, j1, H, A, Hp, dRH, dAX, dHp);
-        SC_BARRIER
-        /* AZR = Hp U_zr  =>  dHp += dAZR U_zr^T */
+    SC_CLAIMED_UNITS_END
+    SC_BARRIER
+    /* AZR = Hp U_zr  =>  dHp += dAZR U_zr^T */
+    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 2, H)
         SC_RECURRENT_GRAD(active, H, 2 * H, dAX, 3 * H, UpkT, 3 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
-    SC_UNITS_END
+    SC_CLAIMED_UNITS_END
 }
 
-/* simple RNN: A holds Xt W + b on entry */
+/* simple RNN: A holds Xt W + b on entry. */
 static void SC_ENTRY(sc_rnn_forward_step)(
         int rows, int H, const SC_T *Hp, const SC_T *Upk, SC_T *A, SC_T *h,
-        const unsigned char *valid, SC_T *y, int relu) {
+        const unsigned char *valid, SC_T *y, int relu, const SC_T *rmask, SC_T *Hp_next,
+        sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
+    SC_CLAIMED_UNITS_BEGIN(cl, s, H)
         SC_RECURRENT_ACC(active, H, Hp, Upk, 0, A, H, 0);
         SC_BEST(sc_rnn_forward_block)(rows, j0, j1, H, A, h, valid, y, relu);
-    SC_UNITS_END
+        SC_NEXT_STATE(rows, H, h, rmask, Hp_next);
+    SC_CLAIMED_UNITS_END
 }
 
 static void SC_ENTRY(sc_rnn_backward_step)(
         int rows, int H, const SC_T *Hact, const unsigned char *valid,
         const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *UpkT, const SC_T *rmask,
-        SC_T *dHp) {
+        SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_UNITS_BEGIN(H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H)
         SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
-        SC_BARRIER
-        /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
-        SC_ENTRY(sc_fill_columns)(active, dHp, H, NULL, j0, j1);
-        SC_RECURRENT_GRAD(active, H, H, dA, H, UpkT, H, 0, dHp);
-        SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
-    SC_UNITS_END
+    SC_CLAIMED_UNITS_END
+    SC_BARRIER
+    /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
+    SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, H, dA, H, UpkT, rmask, valid, dHp,
+                                dh);
 }
 
 /* Hp = h * rmask (or a copy of h), the calling thread's units: the state the next step's

@@ -18,28 +18,34 @@ from cython cimport floating
 from cython.parallel cimport parallel
 
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
-                     gru_forward_step, masked_state,
+                     gru_forward_step, masked_state, sc_claims, sc_claims_reset,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, entering_state, input_gradient, opt, opt3, opt_vec,
-                    pack_weights, pack_weights_t, project_steps, time_index, weight_gradient)
+from .scan cimport (add_col_sums, entering_state, input_gradient, next_state, opt, opt3,
+                    opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
+                    weight_gradient)
 
 
 cdef inline void recurrent_step(bint reset_after, int B, int H, const floating* Upk,
                                 const floating* bh, const floating* Hp, floating* AXt,
                                 floating* h, const u8* valid, floating* y, floating* store,
-                                floating* work_a, floating* work_b) noexcept nogil:
+                                floating* work_a, floating* work_b, const floating* rmask,
+                                floating* Hp_next, floating* H_next, sc_claims* claims,
+                                int s) noexcept nogil:
     """One step after the input projection: the recurrent product(s) and the fused pass(es).
 
     Hp: state as the recurrent product sees it; Upk: the packed recurrent kernel.
     store: training keeps AH's n block
     (reset_after) or RH (reset_after=False) for this step there, or NULL in inference.
     work_a (B, 3H): AH, or AZR (B, 2H) followed by AN (B, H); work_b (B, H): RH when not stored.
+    Hp_next: the next step's h * rmask, H_next: a copy of h (NULL: not wanted). claims, s: the
+    scan's claim counters and the step (cells.h).
     """
     if reset_after:
-        gru_forward_step(B, H, Hp, Upk, bh, AXt, work_a, h, valid, y, store)
+        gru_forward_step(B, H, Hp, Upk, bh, AXt, work_a, h, valid, y, store, rmask, Hp_next,
+                         H_next, claims, s)
     else:
         gru1_forward_step(B, H, Hp, Upk, AXt, work_a, store if store != NULL else work_b,
-                          work_a + 2 * B * H, h, valid, y)
+                          work_a + 2 * B * H, h, valid, y, rmask, Hp_next, H_next, claims, s)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -71,8 +77,10 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* Wpk
     cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 3, &U[0, 0], &W[0, 0], &packed[0],
                            &Upk, &ldu, &ldw)
         project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, ldw, bx, &AX[0, 0, 0],
@@ -85,12 +93,12 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
             for s in range(T):
                 t = time_index(s, T, reverse)
                 Hp = &HP[t, 0, 0] if rmask != NULL else &HIN[t, 0, 0]
+                # the next step's states (h, and h * rmask) go straight into HIN and HP
                 recurrent_step(reset_after, B, H, Upk, bh, Hp, &AX[t, 0, 0], &h[0, 0],
                                &mask[t, 0], &Y[t, 0, 0], &STORE[t, 0, 0], &work_a[0, 0],
-                               &work_b[0, 0])
-                entering_state(s + 1, T, reverse, B, H, &h[0, 0], <floating*>NULL, HIN)
-                if rmask != NULL:
-                    entering_state(s + 1, T, reverse, B, H, &h[0, 0], rmask, HP)
+                               &work_b[0, 0], rmask,
+                               next_state(s, T, reverse, HP) if rmask != NULL else NULL,
+                               next_state(s, T, reverse, HIN), &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
@@ -121,8 +129,10 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* Wpk
     cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 3, &U[0, 0], &W[0, 0], &packed[0],
                            &Upk, &ldu, &ldw)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
@@ -138,8 +148,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                     y = Yall + <long>t * B * H if Yall != NULL else NULL
                     recurrent_step(reset_after, B, H, Upk, bh, &Hp[s % 2, 0, 0],
                                    &AX[t - t0, 0, 0], &h[0, 0], &mask[t, 0], y, NULL,
-                                   &work_a[0, 0], &work_b[0, 0])
-                    masked_state(B, H, &h[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0])
+                                   &work_a[0, 0], &work_b[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0],
+                                   NULL, &claims, s)
                     sc_team_barrier()
                 sc_ftz_exit(thread_mode)
             s0 += n
@@ -174,8 +184,10 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         WpkT = pack_weights_t(n_threads, I, H, 3, &U[0, 0], &W[0, 0], UpkT)
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
@@ -185,11 +197,12 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                 if reset_after:
                     gru_backward_step(B, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
                                       &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0],
-                                      &dAH[t, 0, 0], UpkT, rmask, &dHp[0, 0])
+                                      &dAH[t, 0, 0], UpkT, rmask, &dHp[0, 0], &claims, s)
                 else:
                     gru1_backward_step(B, H, &AX[t, 0, 0], &HIN[t, 0, 0],
                                        HPall + <long>t * B * H, &mask[t, 0], dy, &dh[0, 0],
-                                       &dAX[t, 0, 0], UpkT, rmask, &dRH[0, 0], &dHp[0, 0])
+                                       &dAX[t, 0, 0], UpkT, rmask, &dRH[0, 0], &dHp[0, 0],
+                                       &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
 

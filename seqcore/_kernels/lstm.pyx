@@ -15,8 +15,9 @@ from cython.parallel cimport parallel
 
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, entering_state, input_gradient, opt, opt3, opt_vec,
-                    pack_weights, pack_weights_t, project_steps, time_index, weight_gradient)
+from .scan cimport (add_col_sums, entering_state, input_gradient, next_state, opt, opt3,
+                    opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
+                    weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -60,8 +61,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                 # each unit's h * rmask goes straight into the next step's HP
                 lstm_forward_step(B, H, &HP[t, 0, 0], Upk, ldu, &Z[t, 0, 0], &c[0, 0], &h[0, 0],
                                   &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0], rmask,
-                                  &HP[time_index(s + 1, T, reverse), 0, 0] if s + 1 < T
-                                  else NULL, &claims, s)
+                                  next_state(s, T, reverse, HP), &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)

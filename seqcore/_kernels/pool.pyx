@@ -101,11 +101,12 @@ cdef class Lease:
 def empty(shape, dtype):
     """An uninitialized C-contiguous array; pooled memory when it is large."""
     dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    shape = tuple(shape) if isinstance(shape, tuple) else (
+        (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape))
     cdef size_t n = dtype.itemsize
     for s in shape:
         n *= <size_t>s
-    if n < MIN_BYTES:
+    if n < MIN_BYTES:       # the common small case first: a few microseconds count at T = 1
         return np.empty(shape, dtype)
     cdef Lease lease = Lease.__new__(Lease)
     cdef size_t got = 0

@@ -13,10 +13,11 @@ a step is too small to be worth splitting).
 from cython cimport floating
 from cython.parallel cimport parallel
 
-from .cells cimport (masked_state, rnn_backward_step, rnn_forward_step, sc_ftz_enter,
-                     sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, entering_state, input_gradient, opt, opt3, opt_vec,
-                    pack_weights, pack_weights_t, project_steps, time_index, weight_gradient)
+from .cells cimport (masked_state, rnn_backward_step, rnn_forward_step, sc_claims,
+                     sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
+from .scan cimport (add_col_sums, entering_state, input_gradient, next_state, opt, opt3,
+                    opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
+                    weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -42,8 +43,10 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     cdef floating* Wpk
     cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 1, &U[0, 0], &W[0, 0], &packed[0],
                            &Upk, &ldu, &ldw)
         project_steps(n_threads, T, B, I, 1, H, X, dmask, opt3(XD), Wpk, ldw, opt_vec(bias),
@@ -54,8 +57,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
             for s in range(T):
                 t = time_index(s, T, reverse)
                 rnn_forward_step(B, H, &HP[t, 0, 0], Upk, &A[t, 0, 0], &h[0, 0], &mask[t, 0],
-                                 &Y[t, 0, 0], relu)
-                entering_state(s + 1, T, reverse, B, H, &h[0, 0], rmask, HP)
+                                 &Y[t, 0, 0], relu, rmask, next_state(s, T, reverse, HP),
+                                 &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
@@ -82,8 +85,10 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     cdef floating* Wpk
     cdef int ldu, ldw
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 1, &U[0, 0], &W[0, 0], &packed[0],
                            &Upk, &ldu, &ldw)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
@@ -98,8 +103,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                     t = time_index(s, T, reverse)
                     y = Yall + <long>t * B * H if Yall != NULL else NULL
                     rnn_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, &A[t - t0, 0, 0], &h[0, 0],
-                                     &mask[t, 0], y, relu)
-                    masked_state(B, H, &h[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0])
+                                     &mask[t, 0], y, relu, rmask, &Hp[(s + 1) % 2, 0, 0],
+                                     &claims, s)
                     sc_team_barrier()
                 sc_ftz_exit(thread_mode)
             s0 += n
@@ -129,8 +134,10 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
     cdef unsigned int mode, thread_mode
+    cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
+        sc_claims_reset(&claims)
         WpkT = pack_weights_t(n_threads, I, H, 1, &U[0, 0], &W[0, 0], UpkT)
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
@@ -138,7 +145,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                 t = time_index(s, T, reverse)
                 dy = &dY[t, 0, 0]
                 rnn_backward_step(B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0],
-                                  &dA[t, 0, 0], relu, UpkT, rmask, &dHp[0, 0])
+                                  &dA[t, 0, 0], relu, UpkT, rmask, &dHp[0, 0], &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
         weight_gradient(n_threads, I, H, T * B, X, I, &dA[0, 0, 0], H, &dW[0, 0], H, &mask[0, 0],

@@ -28,11 +28,20 @@ cdef inline int time_index(int s, int T, bint reverse) noexcept nogil:
 
 cdef inline void entering_state(int s, int T, bint reverse, int B, int H, const floating* h,
                                 const floating* rmask, floating[:, :, ::1] HP) noexcept nogil:
-    """The calling thread's units of the state the s-th step visited sees, h * rmask (a copy
-    of h when rmask is NULL), into HP at that step's time; nothing when s is past the last
-    step. The training scans store it for every step (the weight gradient needs it)."""
+    """The state the s-th step visited sees, h * rmask (a copy of h when rmask is NULL), into HP
+    at that step's time; nothing when s is past the last step. The training scans store it for
+    every step (the weight gradient needs it): this for the first step, before the time loop;
+    the step functions write the next step's as they go (next_state)."""
     if s < T:
         masked_state(B, H, h, rmask, &HP[time_index(s, T, reverse), 0, 0])
+
+
+cdef inline floating* next_state(int s, int T, bint reverse,
+                                 floating[:, :, ::1] HP) noexcept nogil:
+    """Where the training scans keep the state the step after the s-th one sees (HP at that
+    step's time; a step function writes it as it computes each unit), or NULL after the last
+    step."""
+    return &HP[time_index(s + 1, T, reverse), 0, 0] if s + 1 < T else NULL
 
 
 cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:

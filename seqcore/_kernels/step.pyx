@@ -35,11 +35,14 @@ cdef void one_step(int cell, int B, int I, int H, int G, const floating* x,
         lstm_forward_step(B, H, Hp, Upk, ldu, Z, c, h, valid, y, NULL, <floating*>NULL,
                           <floating*>NULL, NULL, 0)
     elif cell == GRU:
-        gru_forward_step(B, H, Hp, Upk, bias_h, Z, work_a, h, valid, y, NULL)
+        gru_forward_step(B, H, Hp, Upk, bias_h, Z, work_a, h, valid, y, NULL, <floating*>NULL,
+                         <floating*>NULL, <floating*>NULL, NULL, 0)
     elif cell == GRU1:       # work_a: AZR (B, 2H) then AN (B, H); work_b: RH (B, H)
-        gru1_forward_step(B, H, Hp, Upk, Z, work_a, work_b, work_a + 2 * B * H, h, valid, y)
+        gru1_forward_step(B, H, Hp, Upk, Z, work_a, work_b, work_a + 2 * B * H, h, valid, y,
+                          <floating*>NULL, <floating*>NULL, <floating*>NULL, NULL, 0)
     else:
-        rnn_forward_step(B, H, Hp, Upk, Z, h, valid, y, cell == RNN_RELU)
+        rnn_forward_step(B, H, Hp, Upk, Z, h, valid, y, cell == RNN_RELU, <floating*>NULL,
+                         <floating*>NULL, NULL, 0)
     sc_ftz_exit(mode)
 
 
