@@ -23,10 +23,10 @@ cdef extern from "cells.h" nogil:
     void sc_pack_panels_f64(int, int, int, int, const double*, int, double*, int)
     void sc_pack_panels_t_f32(int, int, int, const float*, int, float*)
     void sc_pack_panels_t_f64(int, int, int, const double*, int, double*)
-    int sc_gemm_tn_f32(int, int, int, long, const float*, int, const float*, int, float*, int,
-                       const u8*, int)
-    int sc_gemm_tn_f64(int, int, int, long, const double*, int, const double*, int, double*,
-                       int, const u8*, int)
+    int sc_gemm_tn_f32(int, int, const float*, int, float*, int, int, const float*, int,
+                       float*, int, int, long, const float*, int, float*, const u8*, int)
+    int sc_gemm_tn_f64(int, int, const double*, int, double*, int, int, const double*, int,
+                       double*, int, int, long, const double*, int, double*, const u8*, int)
     void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int, int,
                                const float*, int, float*, int)
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int, int,
@@ -95,13 +95,16 @@ cdef inline void pack_panels_t(int n_threads, int J, int K, const floating* M, i
         sc_pack_panels_t_f64(n_threads, J, K, M, ldm, MpkT)
 
 
-cdef inline int gemm_tn(int n_threads, int M, int N, long K, const floating* A, int lda,
-                        const floating* B, int ldb, floating* C, int ldc, const u8* mask,
-                        int rows_per_step) noexcept nogil:
+cdef inline int gemm_tn(int n_threads, int M1, const floating* A1, int lda1, floating* C1,
+                        int ldc1, int M2, const floating* A2, int lda2, floating* C2, int ldc2,
+                        int N, long K, const floating* B, int ldb, floating* colsum,
+                        const u8* mask, int rows_per_step) noexcept nogil:
     if floating is float:
-        return sc_gemm_tn_f32(n_threads, M, N, K, A, lda, B, ldb, C, ldc, mask, rows_per_step)
+        return sc_gemm_tn_f32(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K,
+                              B, ldb, colsum, mask, rows_per_step)
     else:
-        return sc_gemm_tn_f64(n_threads, M, N, K, A, lda, B, ldb, C, ldc, mask, rows_per_step)
+        return sc_gemm_tn_f64(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K,
+                              B, ldb, colsum, mask, rows_per_step)
 
 
 cdef inline void project_packed(int n_threads, int rows, int K, const floating* X, int ldx,

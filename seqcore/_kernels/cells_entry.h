@@ -148,19 +148,25 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
 #undef SC_GATE_PANELS
 }
 
-/* C (M, N), ld ldc, = A^T B for row-major A (K, M), ld lda, and B (K, N), ld ldb: the weight
- * gradients (dW = X^T dZ, dU = Hp^T dZ), through the packed product rather than BLAS, which
- * runs this shape (transposed A, K = T*B) at ~83 GFLOP/s against ~110 for the packed kernel on
- * one core. K goes in chunks of up to SC_TN_CHUNK rows: each thread transposes its rows of
- * the chunk of A and packs its panels of the chunk of B into shared workspaces, then
- * multiplies its rows of C. mask (K / B, B) or NULL: the K rows are steps of B rows, and the
- * rows past a step's last valid one (whose B rows are zero: a finished row of a ragged batch)
- * are left out. Returns -1 (and computes nothing) when the workspaces cannot be allocated. */
+/* C1 (M1, N), ld ldc1, = A1^T B and C2 (M2, N), ld ldc2, = A2^T B for row-major A1 (K, M1),
+ * A2 (K, M2) (ld lda1, lda2; M2 may be 0, A2 and C2 NULL) and B (K, N), ld ldb: the weight
+ * gradients (dW = X^T dZ, dU = Hp^T dZ) in one pass over dZ, through the packed product rather
+ * than BLAS, which runs this shape (transposed A, K = T*B) at ~83 GFLOP/s against ~110 for the
+ * packed kernel on one core. colsum (N) or NULL: += the column sums of B (the bias gradient),
+ * gathered while B is packed, in row order. K goes in chunks of up to SC_TN_CHUNK rows: each
+ * thread transposes its rows of [A1 A2] for the chunk and packs its panels of the chunk of B
+ * into shared workspaces, then multiplies its rows of C. Taking both weights in one pass packs
+ * each chunk of dZ once instead of twice and spares the separate pass of the bias sums
+ * (all three read dZ, T*B x 4H values, from memory at large shapes).
+ * mask (K / B, B) or NULL: the K rows are steps of B rows, and the rows past a step's last
+ * valid one (whose B rows are zero: a finished row of a ragged batch) are left out. Returns -1
+ * (and computes nothing) when the workspaces cannot be allocated. */
 #define SC_TN_CHUNK 512
-static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T *A, int lda,
-                                const SC_T *B, int ldb, SC_T *C, int ldc,
+static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1, SC_T *C1,
+                                int ldc1, int M2, const SC_T *A2, int lda2, SC_T *C2, int ldc2,
+                                int N, long K, const SC_T *B, int ldb, SC_T *colsum,
                                 const unsigned char *mask, int rows_per_step) {
-    int P = (N + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    int P = (N + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, M = M1 + M2;
     long steps = mask ? K / rows_per_step : 1;
     SC_T *At = malloc((size_t)M * SC_TN_CHUNK * sizeof(SC_T));
     SC_T *Bpk = malloc((size_t)P * SC_PANEL_UNITS * SC_TN_CHUNK * sizeof(SC_T));
@@ -173,8 +179,10 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
     {
         unsigned int mode = sc_ftz_enter();
         int nt = omp_get_num_threads(), me = omp_get_thread_num();
-        int per = ((M + nt - 1) / nt + 3) / 4 * 4;          /* rows of C, blocks of 4 */
+        int per = ((M + nt - 1) / nt + 3) / 4 * 4;          /* rows of [C1; C2], blocks of 4 */
         int r0 = me * per < M ? me * per : M, r1 = r0 + per < M ? r0 + per : M;
+        /* this thread's rows of C1: [r0, m1); of C2: [m2, r1) (m1 <= m2 when it has both) */
+        int m1 = r1 < M1 ? r1 : M1, m2 = r0 > M1 ? r0 : M1;
         int pp = (P + nt - 1) / nt;                          /* panels of B to pack */
         int q0 = me * pp < P ? me * pp : P, q1 = q0 + pp < P ? q0 + pp : P;
         /* every thread walks the same segments (runs of included rows): step t's rows
@@ -193,27 +201,54 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M, int N, long K, const SC_T 
                     continue;
                 }
                 int n = end - next < SC_TN_CHUNK - kn ? (int)(end - next) : SC_TN_CHUNK - kn;
-                if (r1 > r0)      /* At (M, kn), ld SC_TN_CHUNK: A's rows, this thread's cols */
-                    SC_BEST(sc_transpose)(n, r1 - r0, A + next * lda + r0, lda,
+                /* At (M, kn), ld SC_TN_CHUNK: the chunk's rows of A1 then A2, this thread's
+                 * columns */
+                if (m1 > r0)
+                    SC_BEST(sc_transpose)(n, m1 - r0, A1 + next * lda1 + r0, lda1,
                                           At + (long)r0 * SC_TN_CHUNK + kn, SC_TN_CHUNK);
-                for (int p = q0; p < q1; p++)
-                    SC_ENTRY(sc_pack_panel)(n, N, 0, p, B + next * ldb, ldb,
-                                            Bpk + ((long)p * SC_TN_CHUNK + kn) * SC_PANEL_UNITS,
+                if (r1 > m2)
+                    SC_BEST(sc_transpose)(n, r1 - m2, A2 + next * lda2 + (m2 - M1), lda2,
+                                          At + (long)m2 * SC_TN_CHUNK + kn, SC_TN_CHUNK);
+                for (int p = q0; p < q1; p++) {
+                    SC_T *dst = Bpk + ((long)p * SC_TN_CHUNK + kn) * SC_PANEL_UNITS;
+                    SC_ENTRY(sc_pack_panel)(n, N, 0, p, B + next * ldb, ldb, dst,
                                             SC_PANEL_UNITS);
+                    if (colsum) {       /* this thread's columns only: no two threads meet */
+                        int j0 = p * SC_PANEL_UNITS;
+                        int w = N - j0 < SC_PANEL_UNITS ? N - j0 : SC_PANEL_UNITS;
+                        SC_T sum[SC_PANEL_UNITS] = {0};  /* a whole panel: a loop of constant
+                                                      * length, which the compiler vectorizes */
+                        memcpy(sum, colsum + j0, (size_t)w * sizeof(SC_T));
+                        for (int k = 0; k < n; k++)
+                            for (int j = 0; j < SC_PANEL_UNITS; j++)
+                                sum[j] += dst[(long)k * SC_PANEL_UNITS + j];
+                        memcpy(colsum + j0, sum, (size_t)w * sizeof(SC_T));
+                    }
+                }
                 kn += n;
                 next += n;
             }
             _Pragma("omp barrier")
-            if (r1 > r0 && kn > 0) {
-                SC_BEST(sc_gemm_acc_packed)(r1 - r0, kn, At + (long)r0 * SC_TN_CHUNK, SC_TN_CHUNK,
-                                            Bpk, SC_PACKED(SC_TN_CHUNK), 0, P, C + (long)r0 * ldc, ldc, 0,
-                                            N, NULL, !started);
+            if (kn > 0) {
+                if (m1 > r0)
+                    SC_BEST(sc_gemm_acc_packed)(m1 - r0, kn, At + (long)r0 * SC_TN_CHUNK,
+                                                SC_TN_CHUNK, Bpk, SC_PACKED(SC_TN_CHUNK), 0, P,
+                                                C1 + (long)r0 * ldc1, ldc1, 0, N, NULL,
+                                                !started);
+                if (r1 > m2)
+                    SC_BEST(sc_gemm_acc_packed)(r1 - m2, kn, At + (long)m2 * SC_TN_CHUNK,
+                                                SC_TN_CHUNK, Bpk, SC_PACKED(SC_TN_CHUNK), 0, P,
+                                                C2 + (long)(m2 - M1) * ldc2, ldc2, 0, N, NULL,
+                                                !started);
                 started = 1;
             }
             _Pragma("omp barrier")
         }
-        if (!started && r1 > r0)             /* no row at all: a zero gradient */
-            SC_ENTRY(sc_fill_columns)(r1 - r0, C + (long)r0 * ldc, ldc, NULL, 0, N);
+        if (!started) {                      /* no row at all: zero gradients */
+            if (m1 > r0) SC_ENTRY(sc_fill_columns)(m1 - r0, C1 + (long)r0 * ldc1, ldc1, NULL, 0, N);
+            if (r1 > m2)
+                SC_ENTRY(sc_fill_columns)(r1 - m2, C2 + (long)(m2 - M1) * ldc2, ldc2, NULL, 0, N);
+        }
         sc_ftz_exit(mode);
     }
     free(At);

@@ -20,7 +20,7 @@ from cython.parallel cimport parallel
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state, sc_claims, sc_claims_reset,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, entering_state, input_gradient, next_state, opt, opt3,
+from .scan cimport (entering_state, input_gradient, next_state, opt, opt3,
                     opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
                     weight_gradient)
 
@@ -180,7 +180,6 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* rmask = opt(recurrent_mask)
     cdef const floating* dy
     cdef int nt = step_threads
-    cdef long TB = <long>T * B
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
     cdef unsigned int mode, thread_mode
@@ -206,20 +205,21 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
 
-        weight_gradient(n_threads, I, 3 * H, T * B, X, I, &dAX[0, 0, 0], 3 * H, &dW[0, 0],
-                        3 * H, &mask[0, 0], B)
+        # dW and the input bias from dAX; dU from dAH (and its bias) or from dAX's blocks
+        weight_gradient(n_threads, I, X, I, &dW[0, 0], 3 * H, 0, <floating*>NULL, 0,
+                        <floating*>NULL, 0, 3 * H, T * B, &dAX[0, 0, 0], 3 * H, opt_vec(db_x),
+                        &mask[0, 0], B)
         if reset_after:
-            weight_gradient(n_threads, H, 3 * H, T * B, HPall, H, &dAH[0, 0, 0], 3 * H,
-                            &dU[0, 0], 3 * H, &mask[0, 0], B)
-            if db_h is not None:
-                add_col_sums(TB, 3 * H, &dAH[0, 0, 0], 3 * H, &db_h[0])
+            weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
+                            <floating*>NULL, 0, 3 * H, T * B, &dAH[0, 0, 0], 3 * H,
+                            opt_vec(db_h), &mask[0, 0], B)
         else:
-            weight_gradient(n_threads, H, 2 * H, T * B, HPall, H, &dAX[0, 0, 0], 3 * H,
-                            &dU[0, 0], 3 * H, &mask[0, 0], B)
-            weight_gradient(n_threads, H, H, T * B, &STORE[0, 0, 0], H, &dAX[0, 0, 2 * H],
-                            3 * H, &dU[0, 2 * H], 3 * H, &mask[0, 0], B)
-        if db_x is not None:
-            add_col_sums(TB, 3 * H, &dAX[0, 0, 0], 3 * H, &db_x[0])
+            weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
+                            <floating*>NULL, 0, 2 * H, T * B, &dAX[0, 0, 0], 3 * H,
+                            <floating*>NULL, &mask[0, 0], B)
+            weight_gradient(n_threads, H, &STORE[0, 0, 0], H, &dU[0, 2 * H], 3 * H, 0,
+                            <floating*>NULL, 0, <floating*>NULL, 0, H, T * B, &dAX[0, 0, 2 * H],
+                            3 * H, <floating*>NULL, &mask[0, 0], B)
         input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
                        &mask[0, 0])
         sc_ftz_exit(mode)

@@ -15,7 +15,7 @@ from cython.parallel cimport parallel
 
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, entering_state, input_gradient, next_state, opt, opt3,
+from .scan cimport (entering_state, input_gradient, next_state, opt, opt3,
                     opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
                     weight_gradient)
 
@@ -162,13 +162,9 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
                                    &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
-        # the weight gradients over all steps at once
-        weight_gradient(n_threads, I, 4 * H, T * B, X, I, &dZ[0, 0, 0], 4 * H, &dW[0, 0], 4 * H,
-                        &mask[0, 0], B)
-        weight_gradient(n_threads, H, 4 * H, T * B, &HP[0, 0, 0], H, &dZ[0, 0, 0], 4 * H,
-                        &dU[0, 0], 4 * H, &mask[0, 0], B)
-        if db is not None:
-            add_col_sums(<long>T * B, 4 * H, &dZ[0, 0, 0], 4 * H, &db[0])
+        # the weight and bias gradients over all steps at once, one pass over dZ
+        weight_gradient(n_threads, I, X, I, &dW[0, 0], 4 * H, H, &HP[0, 0, 0], H, &dU[0, 0],
+                        4 * H, 4 * H, T * B, &dZ[0, 0, 0], 4 * H, opt_vec(db), &mask[0, 0], B)
         input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
                        &mask[0, 0])
         sc_ftz_exit(mode)

@@ -15,7 +15,7 @@ from cython.parallel cimport parallel
 
 from .cells cimport (masked_state, rnn_backward_step, rnn_forward_step, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (add_col_sums, entering_state, input_gradient, next_state, opt, opt3,
+from .scan cimport (entering_state, input_gradient, next_state, opt, opt3,
                     opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
                     weight_gradient)
 
@@ -148,12 +148,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                                   &dA[t, 0, 0], relu, UpkT, rmask, &dHp[0, 0], &claims, s)
                 sc_team_barrier()
             sc_ftz_exit(thread_mode)
-        weight_gradient(n_threads, I, H, T * B, X, I, &dA[0, 0, 0], H, &dW[0, 0], H, &mask[0, 0],
-                        B)
-        weight_gradient(n_threads, H, H, T * B, &HP[0, 0, 0], H, &dA[0, 0, 0], H, &dU[0, 0], H,
-                        &mask[0, 0], B)
-        if db is not None:
-            add_col_sums(<long>T * B, H, &dA[0, 0, 0], H, &db[0])
+        weight_gradient(n_threads, I, X, I, &dW[0, 0], H, H, &HP[0, 0, 0], H, &dU[0, 0], H, H,
+                        T * B, &dA[0, 0, 0], H, opt_vec(db), &mask[0, 0], B)
         input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
                        &mask[0, 0])
         sc_ftz_exit(mode)

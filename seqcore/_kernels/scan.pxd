@@ -100,17 +100,40 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
                 memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
 
 
-cdef inline void weight_gradient(int n_threads, int M, int N, int K, const floating* A,
-                                 int lda, const floating* B, int ldb, floating* C, int ldc,
-                                 const u8* mask, int rows_per_step) noexcept nogil:
-    """C (M, N), ld ldc, = A^T B for A (K, M) and B (K, N) (a weight gradient: K = T*B rows)
-    through the packed product (gemm_tn in cells_entry.h: faster than BLAS on this transposed
-    shape, 1-36% on one core and 2-33% on two, measured), leaving out the rows past each step's
-    last valid one (mask (T, B), B = rows_per_step): their rows of B are zero. BLAS over every
-    row if gemm_tn's workspace cannot be allocated."""
-    if gemm_tn(n_threads, M, N, K, A, lda, B, ldb, C, ldc, mask, rows_per_step) != 0:
-        gemm_threads(n_threads, True, False, M, N, K, <floating>1, A, lda, B, ldb, <floating>0,
-                     C, ldc)
+cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
+                              floating* out) noexcept nogil:
+    """out(N) += sum over rows of A(rows, N) (row stride lda): a bias gradient."""
+    cdef long r
+    cdef int j
+    cdef const floating* row
+    for r in range(rows):
+        row = A + r * lda
+        for j in range(N):
+            out[j] += row[j]
+
+
+cdef inline void weight_gradient(int n_threads, int M1, const floating* A1, int lda1,
+                                 floating* C1, int ldc1, int M2, const floating* A2, int lda2,
+                                 floating* C2, int ldc2, int N, int K, const floating* B,
+                                 int ldb, floating* colsum, const u8* mask,
+                                 int rows_per_step) noexcept nogil:
+    """C1 (M1, N) = A1^T B and C2 (M2, N) = A2^T B (ld ldc1, ldc2) for A1 (K, M1), A2 (K, M2)
+    and B (K, N): the weight gradients (K = T*B rows; M2 = 0 with A2 and C2 NULL for one), and
+    colsum (N) += B's column sums (the bias gradient; NULL: none), in one pass over B through
+    the packed product (gemm_tn in cells_entry.h: faster than BLAS on this transposed shape,
+    1-36% on one core and 2-33% on two, measured), leaving out the rows past each step's last
+    valid one (mask (T, B), B = rows_per_step): their rows of B are zero. BLAS over every row
+    if gemm_tn's workspace cannot be allocated."""
+    if gemm_tn(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K, B, ldb, colsum,
+               mask, rows_per_step) == 0:
+        return
+    gemm_threads(n_threads, True, False, M1, N, K, <floating>1, A1, lda1, B, ldb, <floating>0,
+                 C1, ldc1)
+    if M2 > 0:
+        gemm_threads(n_threads, True, False, M2, N, K, <floating>1, A2, lda2, B, ldb,
+                     <floating>0, C2, ldc2)
+    if colsum != NULL:
+        add_col_sums(K, N, B, ldb, colsum)
 
 
 cdef inline int panels(int n) noexcept nogil:
@@ -182,18 +205,6 @@ cdef inline void mask_inputs(int T, int B, int I, const floating* x, const float
             out = XD + (t * B + b) * I
             for i in range(I):
                 out[i] = xr[i] * dmask[b * I + i]
-
-
-cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
-                              floating* out) noexcept nogil:
-    """out(N) += sum over rows of A(rows, N) (row stride lda): a bias gradient."""
-    cdef long r
-    cdef int j
-    cdef const floating* row
-    for r in range(rows):
-        row = A + r * lda
-        for j in range(N):
-            out[j] += row[j]
 
 
 cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
