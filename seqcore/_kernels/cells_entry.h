@@ -1,17 +1,18 @@
 /* Entry points, once per precision (SC_T, SC_PREC set by cells.h). One call of a step function
  * by every thread of a team runs a whole time step after the input projection: the recurrent
- * product(s) and the fused pass(es), split by hidden units. Thread k owns units [j0, j1): the
- * columns of U that feed them (every gate) going forward, the rows of U that carry their
- * gradient going back. Phases that need every unit's result from the phase before are
- * separated by a barrier; the caller ends each step with sc_team_barrier. Each block runs the
- * variant compiled for this CPU (SC_BEST). Arguments as in cells_impl.h, plus:
+ * product(s) and the fused pass(es), split into blocks of hidden units that the threads claim
+ * (cells.h sc_claims): a block of units brings the columns of U that feed them (every gate)
+ * going forward, the rows of U that carry their gradient going back. Phases that need every
+ * unit's result from the phase before are separated by a barrier (each phase a round of
+ * claims); the caller ends each step with sc_team_barrier. Each block runs the variant
+ * compiled for this CPU (SC_BEST). Arguments as in cells_impl.h, plus:
  *   Hp   state entering the step as the recurrent product sees it (B, H)
  *   Upk  recurrent kernel U (H, G*H) packed by sc_pack_panels (forward)
  *   UpkT its transpose packed by sc_pack_panels_t (backward)
- *   rmask recurrent dropout mask (B, H) or NULL; dHp, dRH: (B, H) workspaces */
+ *   rmask recurrent dropout mask (B, H) or NULL; dHp, dRH: (B, H) workspaces
+ *   cl, s the scan's claim counters (NULL: each thread a fixed share) and the step */
 
-/* Units per panel of a packed recurrent kernel; blocks of units given to threads are multiples
- * of it (sc_unit_block). */
+/* Units per panel of a packed recurrent kernel; blocks of units are multiples of it. */
 #define SC_PANEL_UNITS 16
 
 /* How sc_gemm_acc_packed finds the panels of its matrix: packed with Kp values of k per
@@ -256,16 +257,16 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
     return 0;
 }
 
-/* This thread's panels: units [j0, j1). */
+/* The panels of the block of units [j0, j1) in hand. */
 #define SC_OWN_PANELS j0 / SC_PANEL_UNITS, (j1 + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS
 
-/* Z[:, zc + j] += Hp U_g[:, j] for this thread's units [j0, j1) of gate g (packed U). */
+/* Z[:, zc + j] += Hp U_g[:, j] for the units [j0, j1) in hand of gate g (packed U). */
 #define SC_RECURRENT_ACC(rows, H, Hp, Upk, g, Z, ldz, zc)                                   \
     SC_BEST(sc_gemm_acc_packed)((rows), (H), (Hp), (H),                                  \
         (Upk) + (long)(g) * (((H) + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS) * (H) * SC_PANEL_UNITS, \
         SC_PACKED(H), SC_OWN_PANELS, (Z), (ldz), (zc), (H), NULL, 0)
 
-/* dHp[:, j] (+)= sum_k dA[:, k0 + k] U[j, k0 + k], k < K, for this thread's units j (packed
+/* dHp[:, j] (+)= sum_k dA[:, k0 + k] U[j, k0 + k], k < K, for the units j in hand (packed
  * U^T with Kp = G*H values of k per panel). dHp's own columns must hold the sum to add to. */
 #define SC_RECURRENT_GRAD(rows, H, K, dA, lda, UpkT, Kp, k0, dHp)                           \
     SC_BEST(sc_gemm_acc_packed)((rows), (K), (dA), (lda), (UpkT) + (long)(k0) * SC_PANEL_UNITS, \
@@ -483,11 +484,10 @@ static void SC_ENTRY(sc_rnn_backward_step)(
                                 dh);
 }
 
-/* Hp = h * rmask (or a copy of h), the calling thread's units: the state the next step's
- * product sees, written by the thread that computed those units of h. */
+/* Hp = h * rmask (or a copy of h): the state the first step's product sees, by the calling
+ * thread outside any team (inside a step the threads write it block by block: SC_NEXT_STATE,
+ * sc_lstm_row_outputs). */
 static void SC_ENTRY(sc_masked_state)(int rows, int H, const SC_T *h, const SC_T *rmask,
                                       SC_T *Hp) {
-    SC_UNITS_BEGIN(H)
-        SC_BEST(sc_masked_state_block)(rows, j0, j1, H, h, rmask, Hp);
-    SC_UNITS_END
+    SC_BEST(sc_masked_state_block)(rows, 0, H, H, h, rmask, Hp);
 }
