@@ -220,10 +220,15 @@ _CHUNK_ROWS_CACHED = 32
 _CACHED_WEIGHT_BYTES = 1 << 20
 
 
-def _chunk_steps(B, width, T, I, itemsize):
-    """Steps per chunk of an inference call: width pre-activations per row, W (I, width)."""
+def _chunk_steps(B, width, T, I, itemsize, training=False):
+    """Steps per chunk of a call: width pre-activations per row, W (I, width). Training keeps
+    every step's pre-activations anyway and takes chunks only in the cached case (LSTM
+    training, 1 thread, (100, 1, 128, 256): 5.67 -> 5.34 ms; (100, 16, 256, 256) unchanged;
+    with 2 threads chunks of 512 rows were 0.6-2.3% slower than one projection)."""
     cached = (runtime.get_num_threads() == 1
               and I * width * itemsize <= _CACHED_WEIGHT_BYTES)
+    if training and not cached:
+        return max(1, T)
     rows = _CHUNK_ROWS_CACHED if cached else _CHUNK_ROWS
     steps = min(rows // max(1, B), _CHUNK_ELEMENTS // max(1, B * width))
     return max(1, min(T, steps))
@@ -291,8 +296,9 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     C = _pool.empty((T, B, H), dtype)
     HP = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
+    chunk = _chunk_steps(B, 4 * H, T, I, np.dtype(dtype).itemsize, training=True)
     _run(_lstm.forward_training, (B, 4, H), *args, Y, Z, C, HP, XD,
-         _packed_workspace(I, H, 4, dtype))
+         _packed_workspace(I, H, 4, dtype), chunk)
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
     Y, (h, c) = _caller_order(a, Y, [h, c])
     return Y, h, c, cache

@@ -25,7 +25,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      const u8[:, ::1] mask, floating[:, ::1] input_mask,
                      floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                      floating[:, :, ::1] Z, floating[:, :, ::1] C, floating[:, :, ::1] HP,
-                     floating[:, :, ::1] XD, floating[::1] packed, int n_threads, int step_threads):
+                     floating[:, :, ::1] XD, floating[::1] packed, int chunk, int n_threads,
+                     int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (4H,) or None; h, c (B, H) initial state, overwritten with the
@@ -34,12 +35,15 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     after each step; HP (T, B, H) state entering each step as the recurrent product saw it;
     XD (T, B, I) x with input dropout applied (None when input_mask is None).
     packed: workspace for U and W packed in 16-unit panels (seqcore.ops._packed_workspace).
+    chunk: steps whose input projection runs just before them (as in forward_inference: the
+    pre-activations are then still in cache when the steps read them).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
-    cdef const floating* X = &x[0, 0, 0]
+    cdef int s0, n, t0
     cdef floating* b = opt_vec(bias)
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
+    cdef floating* XDall = opt3(XD)
     cdef int nt = step_threads
     cdef floating* Upk
     cdef floating* Wpk
@@ -51,19 +55,25 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 4, &U[0, 0], &W[0, 0], &packed[0], &Upk,
                            &ldu, &ldw)
-        project_steps(n_threads, T, B, I, 4, H, X, dmask, opt3(XD), Wpk, ldw, b, &Z[0, 0, 0],
-                      &mask[0, 0])
         entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
-        with parallel(num_threads=nt):
-            thread_mode = sc_ftz_enter()
-            for s in range(T):
-                t = time_index(s, T, reverse)
-                # each unit's h * rmask goes straight into the next step's HP
-                lstm_forward_step(B, H, &HP[t, 0, 0], Upk, ldu, &Z[t, 0, 0], &c[0, 0], &h[0, 0],
-                                  &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0], rmask,
-                                  next_state(s, T, reverse, HP), &claims, s)
-                sc_team_barrier()
-            sc_ftz_exit(thread_mode)
+        s0 = 0
+        while s0 < T:
+            n = min(chunk, T - s0)
+            t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
+            project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask,
+                          XDall + <long>t0 * B * I if XDall != NULL else NULL, Wpk, ldw, b,
+                          &Z[t0, 0, 0], &mask[t0, 0])
+            with parallel(num_threads=nt):
+                thread_mode = sc_ftz_enter()
+                for s in range(s0, s0 + n):
+                    t = time_index(s, T, reverse)
+                    # each unit's h * rmask goes straight into the next step's HP
+                    lstm_forward_step(B, H, &HP[t, 0, 0], Upk, ldu, &Z[t, 0, 0], &c[0, 0],
+                                      &h[0, 0], &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0], rmask,
+                                      next_state(s, T, reverse, HP), &claims, s)
+                    sc_team_barrier()
+                sc_ftz_exit(thread_mode)
+            s0 += n
         sc_ftz_exit(mode)
 
 
