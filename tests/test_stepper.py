@@ -46,11 +46,16 @@ def test_steps_equal_the_whole_sequence(variant, dtype, B, I, H):
     assert steps.dtype == dtype
 
 
-def test_stepper_keeps_the_weights_it_was_created_with():
+@pytest.mark.parametrize("H", [2, 16])
+@pytest.mark.parametrize("in_place", ["0", "1"])
+def test_stepper_keeps_the_weights_it_was_created_with(H, in_place, monkeypatch):
+    """Also when SEQCORE_INPLACE=1 would let a call read the weights where they lie (H = 16):
+    a stepper keeps its own packed copy."""
+    monkeypatch.setenv("SEQCORE_INPLACE", in_place)
     rng = np.random.default_rng(0)
-    W = rng.standard_normal((3, 8)).astype(np.float32)
-    U = rng.standard_normal((2, 8)).astype(np.float32)
-    b = np.zeros(8, np.float32)
+    W = rng.standard_normal((3, 4 * H)).astype(np.float32)
+    U = rng.standard_normal((H, 4 * H)).astype(np.float32)
+    b = np.zeros(4 * H, np.float32)
     x = rng.standard_normal((1, 3)).astype(np.float32)
     expected = ops.Stepper("lstm", W, U, b, 1).step(x)
     stepper = ops.Stepper("lstm", W, U, b, 1)

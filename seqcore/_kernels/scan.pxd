@@ -161,14 +161,16 @@ cdef inline bint in_place(int T, int B, int H) noexcept nogil:
 
 cdef inline floating* pack_weights(int n_threads, int T, int B, int I, int H, int G,
                                    const floating* U, const floating* W, floating* packed,
-                                   floating** Upk, int* ldu, int* ldw) noexcept nogil:
+                                   floating** Upk, int* ldu, int* ldw,
+                                   bint keep_copy=False) noexcept nogil:
     """Where the forward products find U and W: packed into the `packed` workspace (sized by
     seqcore.ops._packed_workspace; U (H, G*H) in panels at its start, gates interleaved for the
     LSTM's fused step, G = 4; then W (I, G*H)), with *ldu = *ldw = 0; or, when in_place(T, B, H),
     U and W themselves (*ldu, *ldw: their row stride G*H; only the LSTM's step reads U in
-    place). Sets *Upk, returns where W is found."""
+    place). Sets *Upk, returns where W is found. keep_copy: always pack (a stepper keeps the
+    weights as they were when it was made)."""
     cdef floating* Wpk = packed + <long>G * panels(H) * H * 16
-    if in_place(T, B, H):
+    if not keep_copy and in_place(T, B, H):
         ldw[0] = G * H
         Wpk = <floating*>W
         if G == 4:

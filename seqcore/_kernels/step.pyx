@@ -92,17 +92,17 @@ cdef class StepKernel:
         self.Z, self.Hp = address(Z), address(Hp)
         self.work_a, self.work_b = address(work_a), address(work_b)
         self.h, self.c, self.valid, self.y = address(h), address(c), address(valid), address(y)
-        # packed once for every step to come (the rows argument says: many)
+        # packed once for every step to come (and a copy: later changes to W, U do not count)
         if self.f64:
-            self.Wpk = <char*>pack_weights(1, 1 << 30, self.B, self.I, self.H, self.G,
+            self.Wpk = <char*>pack_weights(1, 1, self.B, self.I, self.H, self.G,
                                            <double*>address(U), <double*>address(W),
                                            <double*>address(packed), <double**>&self.Upk,
-                                           &self.ldu, &self.ldw)
+                                           &self.ldu, &self.ldw, True)
         else:
-            self.Wpk = <char*>pack_weights(1, 1 << 30, self.B, self.I, self.H, self.G,
+            self.Wpk = <char*>pack_weights(1, 1, self.B, self.I, self.H, self.G,
                                            <float*>address(U), <float*>address(W),
                                            <float*>address(packed), <float**>&self.Upk,
-                                           &self.ldu, &self.ldw)
+                                           &self.ldu, &self.ldw, True)
 
     def step(self, x):
         """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y."""
