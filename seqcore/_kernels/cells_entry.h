@@ -272,6 +272,22 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
     SC_BEST(sc_gemm_acc_packed)((rows), (K), (dA), (lda), (UpkT) + (long)(k0) * SC_PANEL_UNITS, \
                                 SC_PACKED(Kp), SC_OWN_PANELS, (dHp), (H), 0, (H), NULL, 0)
 
+/* A round of claims (cells.h sc_claims) over blocks of `width` units (a multiple of 16): the
+ * body sees each claimed run of blocks as units [j0, j1). cl NULL: each thread its fixed share
+ * in one run. The LSTM's steps claim 16 units at a time (a fused forward item; the pointwise
+ * backward); the other steps and the backward's recurrent products SC_BLOCK_UNITS (4 panels:
+ * the register tiles stay whole; H = 256 makes 4 blocks a step). */
+#define SC_BLOCK_UNITS 64
+#define SC_CLAIMED_UNITS_BEGIN(cl, round, H, width)                                          \
+    {                                                                                       \
+        sc_claimer me_ = sc_claims_begin((cl), (round));                                    \
+        int nb_ = ((H) + (width) - 1) / (width);                                            \
+        for (int b_, e_; (b_ = sc_claim(&me_, nb_, &e_)) >= 0;) {                           \
+            int j0 = b_ * (width), j1 = e_ * (width) < (H) ? e_ * (width) : (H);
+#define SC_CLAIMED_UNITS_END                                                                \
+        }                                                                                   \
+    }
+
 /* LSTM: the fused items of cells_impl.h (product and pointwise pass per 16 units), shared by
  * claims (cl: the scan's counters, NULL for a fixed split; s: the step). U packed
  * (sc_pack_panels, interleaved; ldu = 0) or in place (ldu > 0: its row stride). Writes
@@ -282,11 +298,11 @@ static void SC_ENTRY(sc_lstm_forward_step)(
         SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store, const SC_T *rmask,
         SC_T *Hp_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    sc_claimer me = sc_claims_begin(cl, s);
-    for (int p, end; (p = sc_claim(&me, (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, &end)) >= 0;)
-        for (; p < end; p++)
+    SC_CLAIMED_UNITS_BEGIN(cl, s, H, SC_PANEL_UNITS)
+        for (int p = j0 / SC_PANEL_UNITS; p * SC_PANEL_UNITS < j1; p++)
             SC_BEST(sc_lstm_forward_item)(rows, active, p, H, Hp, Upk, ldu, Z, c_store != NULL, c,
                                           h, valid, y, c_store, rmask, Hp_next);
+    SC_CLAIMED_UNITS_END
 }
 
 /* The recurrent part of the state gradient for rows [r0, r1) and units [j0, j1):
@@ -298,18 +314,16 @@ static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int
                                              SC_T *dHp, SC_T *dh) {
     SC_ENTRY(sc_fill_columns)(r1 - r0, dHp + (long)r0 * H, H, NULL, j0, j1);
     SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, dA + (long)r0 * lda, lda, UpkT, SC_PACKED(K),
-                                j0 / SC_PANEL_UNITS, (j1 + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS,
-                                dHp + (long)r0 * H, H, 0, H, NULL, 0);
+                                SC_OWN_PANELS, dHp + (long)r0 * H, H, 0, H, NULL, 0);
     SC_BEST(sc_add_recurrent_grad_block)(r1 - r0, j0, j1, H, dHp + (long)r0 * H,
                                          rmask ? rmask + (long)r0 * H : NULL, valid + r0,
                                          dh + (long)r0 * H);
 }
 
-/* Items of a backward step's recurrent gradient: blocks of SC_GRAD_ROWS rows x SC_GRAD_UNITS
+/* Items of a backward step's recurrent gradient: blocks of SC_GRAD_ROWS rows x SC_BLOCK_UNITS
  * units, numbered unit block by unit block so that a thread's home range keeps to its own
- * columns of U^T (64 units: the register tiles' 4 panels stay whole). */
+ * columns of U^T. */
 #define SC_GRAD_ROWS 8
-#define SC_GRAD_UNITS 64
 
 /* dh += (dA U^T) * rmask for rows below `active` (sc_recurrent_grad_part), items claimed at
  * round s; a claim of every item is one call over every row and unit. */
@@ -318,7 +332,7 @@ static void SC_ENTRY(sc_recurrent_grad)(sc_claims *cl, int s, int active, int H,
                                         const SC_T *rmask, const unsigned char *valid,
                                         SC_T *dHp, SC_T *dh) {
     int row_blocks = (active + SC_GRAD_ROWS - 1) / SC_GRAD_ROWS;
-    int n = row_blocks * ((H + SC_GRAD_UNITS - 1) / SC_GRAD_UNITS);
+    int n = row_blocks * ((H + SC_BLOCK_UNITS - 1) / SC_BLOCK_UNITS);
     sc_claimer me = sc_claims_begin(cl, s);
     for (int i, end; (i = sc_claim(&me, n, &end)) >= 0;) {
         if (i == 0 && end == n) {
@@ -327,9 +341,9 @@ static void SC_ENTRY(sc_recurrent_grad)(sc_claims *cl, int s, int active, int H,
             continue;
         }
         for (; i < end; i++) {
-            int r0 = i % row_blocks * SC_GRAD_ROWS, j0 = i / row_blocks * SC_GRAD_UNITS;
+            int r0 = i % row_blocks * SC_GRAD_ROWS, j0 = i / row_blocks * SC_BLOCK_UNITS;
             int r1 = r0 + SC_GRAD_ROWS < active ? r0 + SC_GRAD_ROWS : active;
-            int j1 = j0 + SC_GRAD_UNITS < H ? j0 + SC_GRAD_UNITS : H;
+            int j1 = j0 + SC_BLOCK_UNITS < H ? j0 + SC_BLOCK_UNITS : H;
             SC_ENTRY(sc_recurrent_grad_part)(r0, r1, j0, j1, H, K, dA, lda, UpkT, rmask, valid,
                                              dHp, dh);
         }
@@ -343,31 +357,14 @@ static void SC_ENTRY(sc_lstm_backward_step)(
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
-    sc_claimer me = sc_claims_begin(cl, 2 * s);
-    for (int p, end; (p = sc_claim(&me, P, &end)) >= 0;)
-        SC_BEST(sc_lstm_backward_block)(rows, p * SC_PANEL_UNITS,
-                                        end * SC_PANEL_UNITS < H ? end * SC_PANEL_UNITS : H, H,
-                                        A, C, Cp, valid, dy, dh, dc, dZ);
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_PANEL_UNITS)
+        SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
+    SC_CLAIMED_UNITS_END
     SC_BARRIER
     /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
     SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, 4 * H, dZ, 4 * H, UpkT, rmask, valid,
                                 dHp, dh);
 }
-
-/* The GRU and simple RNN steps share their units by claims too, in blocks of SC_BLOCK_UNITS
- * (4 panels: the register tiles stay whole; H = 256 makes 4 blocks a step). The body sees the
- * block's units [j0, j1); cl NULL: each thread its fixed share in one block. */
-#define SC_BLOCK_UNITS 64
-#define SC_CLAIMED_UNITS_BEGIN(cl, round, H)                                                 \
-    {                                                                                       \
-        sc_claimer me_ = sc_claims_begin((cl), (round));                                    \
-        int nb_ = ((H) + SC_BLOCK_UNITS - 1) / SC_BLOCK_UNITS;                              \
-        for (int b_, e_; (b_ = sc_claim(&me_, nb_, &e_)) >= 0;) {                           \
-            int j0 = b_ * SC_BLOCK_UNITS, j1 = e_ * SC_BLOCK_UNITS < (H) ? e_ * SC_BLOCK_UNITS : (H);
-#define SC_CLAIMED_UNITS_END                                                                \
-        }                                                                                   \
-    }
 
 /* The next step's Hp = h * rmask for units [j0, j1), by the thread that computed them (NULL:
  * nothing). */
@@ -382,7 +379,7 @@ static void SC_ENTRY(sc_gru_forward_step)(
         SC_T *AX, SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *An_store,
         const SC_T *rmask, SC_T *Hp_next, SC_T *H_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, s, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, s, H, SC_BLOCK_UNITS)
         for (int g = 0; g < 3; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AH, 3 * H, bh, g * H + j0, g * H + j1);
             SC_RECURRENT_ACC(active, H, Hp, Upk, g, AH, 3 * H, g * H);
@@ -399,7 +396,7 @@ static void SC_ENTRY(sc_gru_backward_step)(
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_BLOCK_UNITS)
         SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
     SC_CLAIMED_UNITS_END
     SC_BARRIER
@@ -415,7 +412,7 @@ static void SC_ENTRY(sc_gru1_forward_step)(
         SC_T *RH, SC_T *AN, SC_T *h, const unsigned char *valid, SC_T *y, const SC_T *rmask,
         SC_T *Hp_next, SC_T *H_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_BLOCK_UNITS)
         for (int g = 0; g < 2; g++) {
             SC_ENTRY(sc_fill_columns)(rows, AZR, 2 * H, NULL, g * H + j0, g * H + j1);
             SC_RECURRENT_ACC(active, H, Hp, Upk, g, AZR, 2 * H, g * H);
@@ -424,7 +421,7 @@ static void SC_ENTRY(sc_gru1_forward_step)(
     SC_CLAIMED_UNITS_END
     SC_BARRIER
     /* AN = RH U_n needs every unit of RH */
-    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s + 1, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s + 1, H, SC_BLOCK_UNITS)
         SC_ENTRY(sc_fill_columns)(rows, AN, H, NULL, j0, j1);
         SC_RECURRENT_ACC(active, H, RH, Upk, 2, AN, H, 0);
         SC_BEST(sc_gru1_forward_block)(rows, j0, j1, H, AX, AN, h, valid, y);
@@ -439,19 +436,19 @@ static void SC_ENTRY(sc_gru1_backward_step)(
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *UpkT,
         const SC_T *rmask, SC_T *dRH, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s, H, SC_BLOCK_UNITS)
         SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
     SC_CLAIMED_UNITS_END
     SC_BARRIER
     /* AN = RH U_n  =>  dRH = dAN U_n^T */
-    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 1, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 1, H, SC_BLOCK_UNITS)
         SC_ENTRY(sc_fill_columns)(rows, dRH, H, NULL, j0, j1);
         SC_RECURRENT_GRAD(active, H, H, dAX + 2 * H, 3 * H, UpkT, 3 * H, 2 * H, dRH);
         SC_BEST(sc_gru1_backward_b_block)(rows, j0, j1, H, A, Hp, dRH, dAX, dHp);
     SC_CLAIMED_UNITS_END
     SC_BARRIER
     /* AZR = Hp U_zr  =>  dHp += dAZR U_zr^T */
-    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 2, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 2, H, SC_BLOCK_UNITS)
         SC_RECURRENT_GRAD(active, H, 2 * H, dAX, 3 * H, UpkT, 3 * H, 0, dHp);
         SC_BEST(sc_add_recurrent_grad_block)(rows, j0, j1, H, dHp, rmask, valid, dh);
     SC_CLAIMED_UNITS_END
@@ -463,7 +460,7 @@ static void SC_ENTRY(sc_rnn_forward_step)(
         const unsigned char *valid, SC_T *y, int relu, const SC_T *rmask, SC_T *Hp_next,
         sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, s, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, s, H, SC_BLOCK_UNITS)
         SC_RECURRENT_ACC(active, H, Hp, Upk, 0, A, H, 0);
         SC_BEST(sc_rnn_forward_block)(rows, j0, j1, H, A, h, valid, y, relu);
         SC_NEXT_STATE(rows, H, h, rmask, Hp_next);
@@ -475,7 +472,7 @@ static void SC_ENTRY(sc_rnn_backward_step)(
         const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *UpkT, const SC_T *rmask,
         SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H)
+    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_BLOCK_UNITS)
         SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
     SC_CLAIMED_UNITS_END
     SC_BARRIER

@@ -78,8 +78,8 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
                                const floating* Wpk, int ldw, const floating* bias,
                                floating* out, const u8* mask) noexcept nogil:
     """Input projection of `steps` consecutive steps: out (steps*B, G*H) = (x * dmask) @ W + bias
-    with W packed by pack_panels (ldw = 0) or in place (ldw: its row stride), input dropout applied into XD first when dmask is not NULL
-    (XD is what backward's dW needs). Bias may be NULL. mask (steps, B) or NULL: the rows
+    with W packed by pack_panels (ldw = 0) or in place (ldw: its row stride), input dropout
+    applied into XD first when dmask is not NULL (XD is what backward's dW needs). Bias may be NULL. mask (steps, B) or NULL: the rows
     past a step's last valid one are not projected (zeroed in out and XD, so that nothing
     downstream meets uninitialized values) when that leaves out an eighth of the rows or more
     (a ragged batch ordered longest first by seqcore.ops); else one product over every row."""
@@ -151,9 +151,10 @@ cdef inline bint in_place(int T, int B, int H) noexcept nogil:
     12.6 / 23.1 ms, (1, 128, 1024, 1024) 28 / 87 ms. Hence in place for at most 8 passes of
     4-row tiles over U (T * ceil(B / 4)), when H is a multiple of 16 (a panel's 16 lanes are
     always read). SEQCORE_INPLACE=1 / 0 forces either way (for the tests)."""
-    cdef char* force = getenv("SEQCORE_INPLACE")
+    cdef char* force
     if H % 16 != 0:
         return False
+    force = getenv("SEQCORE_INPLACE")
     if force != NULL and force[0] != 0:
         return force[0] == b'1'
     return <long>T * ((B + 3) // 4) <= 8
@@ -170,18 +171,15 @@ cdef inline floating* pack_weights(int n_threads, int T, int B, int I, int H, in
     place). Sets *Upk, returns where W is found. keep_copy: always pack (a stepper keeps the
     weights as they were when it was made)."""
     cdef floating* Wpk = packed + <long>G * panels(H) * H * 16
+    Upk[0], ldu[0], ldw[0] = packed, 0, 0
     if not keep_copy and in_place(T, B, H):
-        ldw[0] = G * H
-        Wpk = <floating*>W
+        Wpk, ldw[0] = <floating*>W, G * H
         if G == 4:
             Upk[0], ldu[0] = <floating*>U, G * H
-            return Wpk
-        pack_panels(n_threads, H, H, G, U, G * H, packed, False)
-        Upk[0], ldu[0] = packed, 0
-        return Wpk
-    Upk[0], ldu[0], ldw[0] = packed, 0, 0
-    pack_panels(n_threads, H, H, G, U, G * H, packed, G == 4)
-    pack_panels(n_threads, I, H, G, W, G * H, Wpk)
+    if ldu[0] == 0:
+        pack_panels(n_threads, H, H, G, U, G * H, packed, G == 4)
+    if ldw[0] == 0:
+        pack_panels(n_threads, I, H, G, W, G * H, Wpk)
     return Wpk
 
 
