@@ -1,7 +1,8 @@
 """seqcore kernels vs PyTorch CPU and ONNX Runtime on the same shapes, dtype and thread count,
 in one run.
 
-    python bench/kernels.py [--quick] [--threads 1 2] [--out bench/results/kernels]
+    python bench/kernels.py [--quick] [--threads 1 2] [--shapes T,B,I,H ...]
+                            [--out bench/results/kernels]
 
 For each (cell, mode, shape, threads) the libraries are timed in turn (interleaved, so machine
 noise hits all of them), after warm-up, and the median of the repetitions is reported with the
@@ -221,6 +222,17 @@ def summarize(rows):
     return lines
 
 
+def parse_shape(text):
+    """'T,B,I,H' -> (T, B, I, H), four positive integers (argparse type)."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected T,B,I,H (four positive integers), got {text!r}")
+    return shape
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -229,6 +241,9 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=1.0,
                         help="seconds of timing per library and row (default 1)")
     parser.add_argument("--quick", action="store_true", help="skip the largest shape")
+    parser.add_argument("--shapes", nargs="+", metavar="T,B,I,H",
+                        type=parse_shape,
+                        help="time these shapes instead of the standard ones")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "kernels"))
     args = parser.parse_args(argv)
@@ -249,7 +264,7 @@ def main(argv=None):
     seqcore.set_num_threads(max(args.threads))     # threadpool_limits restored NumPy's BLAS only
 
     rng = np.random.default_rng(0)
-    shapes = SHAPES[:3] + SHAPES[4:] if args.quick else SHAPES
+    shapes = args.shapes or (SHAPES[:3] + SHAPES[4:] if args.quick else SHAPES)
     rows = []
     print(HEADER)
     print("|" + "---|" * 11)
