@@ -169,10 +169,17 @@ def _check_backward(cache, d_outputs, d_finals, names):
 
 
 # A time step is split over threads only when its recurrent product has at least this many
-# multiply-adds (rows * G*H * H): below, a fork/join of the team costs more than it saves.
-# bench/threshold.py, 2 threads, 2026-11-21: split/serial time 0.76-0.81 at 2e5-4e6
-# (B=1, H=256 and up), 0.89-1.06 around 2.6e5 (B=4..16, H=64..128), 1.1-1.6 below 1e5.
-_STEP_PARALLEL_MIN = 1 << 18
+# multiply-adds (rows * G*H * H) and H > _STEP_PARALLEL_UNITS (every kind of step then has two
+# blocks of units to share: SC_BLOCK_UNITS in cells_entry.h); below, a fork/join of the team
+# costs more than it saves. bench/threshold.py, 2 threads, 2026-11-22, split / serial time:
+# 0.54-0.88 for every B in 1..64 at H = 96..256 (LSTM B = 1, H = 96: 3.7e4, 0.80; GRU B = 1,
+# H = 128: 4.9e4, 0.80; H = 256: 0.61, where the old bound of 2.6e5 kept it serial); GRU at
+# H <= 64 0.99-1.17 (one block: one thread works, the other waits). Two of five runs that
+# day had GRU steps split 1.4-2x slower at H = 96..192 whatever B, LSTM unaffected (a process
+# shows it on every call or not at all; not understood yet, and not a matter of this bound).
+_STEP_PARALLEL_MIN = 1 << 15
+_STEP_PARALLEL_UNITS = 64
+_STEP_SPLIT = None       # True / False: split every step or none (bench/threshold.py, tests)
 
 
 def _run(kernel, step_shape, *args):
@@ -181,7 +188,9 @@ def _run(kernel, step_shape, *args):
     own threads). step_shape: (rows B, gates G, hidden H) of one time step."""
     B, G, H = step_shape
     n_threads = runtime.get_num_threads()
-    step_threads = n_threads if B * G * H * H >= _STEP_PARALLEL_MIN else 1
+    split = _STEP_SPLIT if _STEP_SPLIT is not None else (
+        B * G * H * H >= _STEP_PARALLEL_MIN and H > _STEP_PARALLEL_UNITS)
+    step_threads = n_threads if split else 1
     step_threads = max(1, min(step_threads, H // 16))   # threads own blocks of >= 16 units
     with runtime.blas_single_threaded(n_threads):
         kernel(*args, n_threads, step_threads)

@@ -60,10 +60,12 @@ def test_kernel_matches_reference(variant, options, shape, dtype):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("B,H", [(16, 520), (70, 40)])
-def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, B, H):
-    """Large enough that each step is split over threads (B * G*H * H >= ops._STEP_PARALLEL_MIN)
-    and the GEMMs around the loop by rows or columns; H = 40 leaves the second thread a block
-    narrower than a panel."""
+def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, B, H,
+                                                              monkeypatch):
+    """Every step split over the threads (forced: H = 40 alone would run serial) and the GEMMs
+    around the loop by rows or columns; H = 40 leaves the second thread a block narrower than a
+    panel."""
+    monkeypatch.setattr(ops, "_STEP_SPLIT", True)
     before = seqcore.get_num_threads()
     seqcore.set_num_threads(threads)
     try:
