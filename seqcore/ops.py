@@ -177,19 +177,25 @@ def _check_backward(cache, d_outputs, d_finals, names):
 # H <= 64 0.99-1.17 (one block: one thread works, the other waits). Two of five runs that
 # day had GRU steps split 1.4-2x slower at H = 96..192 whatever B, LSTM unaffected (a process
 # shows it on every call or not at all; not understood yet, and not a matter of this bound).
+# The team's start and end cost once per call: a call of few steps needs _CALL_PARALLEL_MIN
+# multiply-adds in all (the bound that held for every step before; bench/kernels.py's training
+# step with T = 1, B = 1, H = 128 at 2 threads took 0.25-0.35 ms split, 0.14-0.19 serial).
 _STEP_PARALLEL_MIN = 1 << 15
+_CALL_PARALLEL_MIN = 1 << 18
 _STEP_PARALLEL_UNITS = 64
 _STEP_SPLIT = None       # True / False: split every step or none (bench/threshold.py, tests)
 
 
-def _run(kernel, step_shape, *args):
+def _run(kernel, call_shape, *args):
     """Call a kernel with the thread counts as its last two arguments (GEMM threads, step
     threads), our BLAS held single-threaded meanwhile (the kernels split their GEMMs over their
-    own threads). step_shape: (rows B, gates G, hidden H) of one time step."""
-    B, G, H = step_shape
+    own threads). call_shape: (steps T, rows B, gates G, hidden H)."""
+    T, B, G, H = call_shape
     n_threads = runtime.get_num_threads()
+    work = B * G * H * H
     split = _STEP_SPLIT if _STEP_SPLIT is not None else (
-        B * G * H * H >= _STEP_PARALLEL_MIN and H > _STEP_PARALLEL_UNITS)
+        work >= _STEP_PARALLEL_MIN and T * work >= _CALL_PARALLEL_MIN
+        and H > _STEP_PARALLEL_UNITS)
     step_threads = n_threads if split else 1
     step_threads = max(1, min(step_threads, H // 16))   # threads own blocks of >= 16 units
     with runtime.blas_single_threaded(n_threads):
@@ -295,7 +301,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     if not training:
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
-        _run(_lstm.forward_inference, (B, 4, H), *args, Y, Z, XD, Hp,
+        _run(_lstm.forward_inference, (T, B, 4, H), *args, Y, Z, XD, Hp,
              _packed_workspace(I, H, 4, dtype))
         Y, (h, c) = _caller_order(a, Y, [h, c])
         return Y, h, c, None
@@ -306,7 +312,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     HP = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
     chunk = _chunk_steps(B, 4 * H, T, I, np.dtype(dtype).itemsize, training=True)
-    _run(_lstm.forward_training, (B, 4, H), *args, Y, Z, C, HP, XD,
+    _run(_lstm.forward_training, (T, B, 4, H), *args, Y, Z, C, HP, XD,
          _packed_workspace(I, H, 4, dtype), chunk)
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
     Y, (h, c) = _caller_order(a, Y, [h, c])
@@ -327,7 +333,7 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     db = None if a["bias"] is None else _pool.zeros(4 * H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh, dc
-    _run(_lstm.backward, (B, 4, H), dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
+    _run(_lstm.backward, (T, B, 4, H), dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
          a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
          a["XD"], _pool.empty((T, B, 4 * H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
          _packed_workspace(I, H, 4, dtype))
@@ -365,7 +371,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
-        _run(_gru.forward_inference, (B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
+        _run(_gru.forward_inference, (T, B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
              _packed_workspace(I, H, 3, dtype))
         Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
@@ -375,7 +381,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     HP = None if a["recurrent_mask"] is None else _pool.empty((T, B, H), dtype)
     STORE = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
-    _run(_gru.forward_training, (B, 3, H), *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
+    _run(_gru.forward_training, (T, B, 3, H), *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
          _packed_workspace(I, H, 3, dtype))
     cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
     Y, (h,) = _caller_order(a, Y, [h])
@@ -401,7 +407,7 @@ def gru_backward(d_outputs, d_h_n, cache):
         return dX, dW, dU, db, dh
     db_x, db_h = (None, None) if db is None else ((db[0], db[1]) if reset_after else (db, None))
     dAH = _pool.empty((T, B, 3 * H), dtype) if reset_after else None
-    _run(_gru.backward, (B, 3, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+    _run(_gru.backward, (T, B, 3, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
          a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"], a["HIN"],
          a["HP"], a["STORE"], a["XD"], _pool.empty((T, B, 3 * H), dtype), dAH,
          _pool.empty((B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
@@ -438,7 +444,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
-        _run(_rnn.forward_inference, (B, 1, H), *args, Y, A, XD, Hp,
+        _run(_rnn.forward_inference, (T, B, 1, H), *args, Y, A, XD, Hp,
              _packed_workspace(I, H, 1, dtype))
         Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
@@ -446,7 +452,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     A = _pool.empty((T, B, H), dtype)
     HP = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
-    _run(_rnn.forward_training, (B, 1, H), *args, Y, A, HP, XD,
+    _run(_rnn.forward_training, (T, B, 1, H), *args, Y, A, HP, XD,
          _packed_workspace(I, H, 1, dtype))
     cache = dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
     Y, (h,) = _caller_order(a, Y, [h])
@@ -467,7 +473,7 @@ def rnn_backward(d_outputs, d_h_n, cache):
     db = None if a["bias"] is None else _pool.zeros(H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh
-    _run(_rnn.backward, (B, 1, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
+    _run(_rnn.backward, (T, B, 1, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
          a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"], a["XD"],
          _pool.empty((T, B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
          _packed_workspace(I, H, 1, dtype))
