@@ -100,3 +100,25 @@ def test_kernel_calls_restore_the_blas_thread_count():
         assert blas.get_num_threads() == 2
     finally:
         seqcore.set_num_threads(before)
+
+
+@pytest.mark.parametrize("call_shape,split", [
+    ((100, 1, 3, 256), True),     # GRU at batch 1: split (ran serial under the old bound)
+    ((100, 1, 4, 128), True),     # LSTM, 6.5e4 multiply-adds a step
+    ((100, 16, 3, 64), False),    # H <= 64: a single block of units to share
+    ((100, 1, 3, 96), False),     # 2.8e4 a step: below _STEP_PARALLEL_MIN
+    ((1, 1, 3, 128), False),      # one step: the team's start and end would not pay
+    ((1, 1, 4, 256), True),       # one step with 2.6e5 multiply-adds
+])
+def test_steps_are_split_over_the_threads_by_size(call_shape, split):
+    """ops._run's policy: how many threads share each time step, for given (T, B, G, H)."""
+    from seqcore import ops
+    seen = []
+    before = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(2)
+        ops._run(lambda n_threads, step_threads: seen.append((n_threads, step_threads)),
+                 call_shape)
+    finally:
+        seqcore.set_num_threads(before)
+    assert seen == [(2, 2 if split else 1)]
