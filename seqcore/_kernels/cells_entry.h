@@ -325,8 +325,8 @@ static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int
                                              const SC_T *dA, int lda, const SC_T *UpkT,
                                              const SC_T *rmask, const unsigned char *valid,
                                              SC_T *dHp, SC_T *dh) {
-    SC_BEST(sc_gemm_acc_packed)(r1 - r0, K, dA + (long)r0 * lda, lda, UpkT, SC_PACKED(K),
-                                SC_OWN_PANELS, dHp + (long)r0 * H, H, 0, H, NULL, 1);
+    SC_RECURRENT_GRAD(r1 - r0, H, K, dA + (long)r0 * lda, lda, UpkT, K, 0, dHp + (long)r0 * H,
+                      1);
     SC_BEST(sc_add_recurrent_grad_block)(r1 - r0, j0, j1, H, dHp + (long)r0 * H,
                                          rmask ? rmask + (long)r0 * H : NULL, valid + r0,
                                          dh + (long)r0 * H);
