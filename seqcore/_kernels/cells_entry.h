@@ -229,7 +229,7 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
                 kn += n;
                 next += n;
             }
-            _Pragma("omp barrier")
+            SC_BARRIER
             if (kn > 0) {
                 if (m1 > r0)
                     SC_BEST(sc_gemm_acc_packed)(m1 - r0, kn, At + (long)r0 * SC_TN_CHUNK,
@@ -243,7 +243,7 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
                                                 !started);
                 started = 1;
             }
-            _Pragma("omp barrier")
+            SC_BARRIER
         }
         if (!started) {                      /* no row at all: zero gradients */
             if (m1 > r0) SC_ENTRY(sc_fill_columns)(m1 - r0, C1 + (long)r0 * ldc1, ldc1, NULL, 0, N);
