@@ -6,6 +6,7 @@ arguments for the fast paths:
                            inference kernel runs, stores nothing and `cache` is None.
     return_sequences=True  with False (inference only) the per-step outputs are not kept and
                            `outputs` is None, so memory does not grow with T.
+(and a private one, _prepacked: BoundLayer's way in, not for callers).
 
 Arrays are time-major: x (T, B, I), states (B, H), mask (T, B) bool. The compute dtype is the
 dtype of x (float32 or float64; other real inputs are converted to float32); weights, states and
@@ -23,7 +24,8 @@ from ._kernels import rnn as _rnn
 from ._kernels import step as _step
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
-           "rnn_backward", "lengths_to_mask", "matmul", "Stepper", "release_memory"]
+           "rnn_backward", "lengths_to_mask", "matmul", "BoundLayer", "Stepper",
+           "release_memory"]
 
 # Inference projects the inputs of a chunk of steps at a time (so that memory does not grow
 # with T), at most this many pre-activations (4 MiB in float32); see _chunk_steps.
@@ -211,6 +213,15 @@ def _packed_workspace(I, H, gates, dtype):
     return _pool.empty(max(forward, backward), dtype)
 
 
+def _inference_weights(prepacked, I, H, gates, dtype):
+    """The forward_inference kernels' (packed, prepacked) arguments: a BoundLayer's packed
+    weights (the *_forward functions' private keyword _prepacked; the kernel then does not
+    read kernel and recurrent_kernel), or a fresh workspace that the call packs them into."""
+    if prepacked is None:
+        return _packed_workspace(I, H, gates, dtype), False
+    return prepacked, True
+
+
 def lengths_to_mask(lengths, T):
     """(B,) integer lengths in [0, T] -> (T, B) bool mask of post-padded sequences."""
     lengths = np.asarray(lengths)
@@ -282,7 +293,7 @@ def _check_mode(training, return_sequences):
 
 def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
                  input_mask=None, recurrent_mask=None, reverse=False, *, training=True,
-                 return_sequences=True):
+                 return_sequences=True, _prepacked=None):
     """LSTM layer over a time-major sequence (see seqcore.reference.lstm_forward).
 
     Returns (outputs (T, B, H) or None, h_n, c_n, cache or None).
@@ -302,7 +313,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
         Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
         _run(_lstm.forward_inference, (T, B, 4, H), *args, Y, Z, XD, Hp,
-             _packed_workspace(I, H, 4, dtype))
+             *_inference_weights(_prepacked, I, H, 4, dtype))
         Y, (h, c) = _caller_order(a, Y, [h, c])
         return Y, h, c, None
     c0 = c.copy()
@@ -345,7 +356,7 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
 
 def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mask=None,
                 recurrent_mask=None, reverse=False, reset_after=True, *, training=True,
-                return_sequences=True):
+                return_sequences=True, _prepacked=None):
     """GRU layer over a time-major sequence (see seqcore.reference.gru_forward).
 
     bias: (2, 3H) [input; recurrent] with reset_after=True, (3H,) with False, or None.
@@ -372,7 +383,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
         _run(_gru.forward_inference, (T, B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
-             _packed_workspace(I, H, 3, dtype))
+             *_inference_weights(_prepacked, I, H, 3, dtype))
         Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
     Y = _pool.empty((T, B, H), dtype)
@@ -423,7 +434,7 @@ _ACTIVATIONS = ("tanh", "relu")
 
 def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mask=None,
                 recurrent_mask=None, reverse=False, activation="tanh", *, training=True,
-                return_sequences=True):
+                return_sequences=True, _prepacked=None):
     """Simple RNN layer over a time-major sequence (see seqcore.reference.rnn_forward).
 
     Returns (outputs (T, B, H) or None, h_n, cache or None).
@@ -445,7 +456,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
         _run(_rnn.forward_inference, (T, B, 1, H), *args, Y, A, XD, Hp,
-             _packed_workspace(I, H, 1, dtype))
+             *_inference_weights(_prepacked, I, H, 1, dtype))
         Y, (h,) = _caller_order(a, Y, [h])
         return Y, h, None
     Y = _pool.empty((T, B, H), dtype)
@@ -483,6 +494,95 @@ def rnn_backward(d_outputs, d_h_n, cache):
 
 # ------------------------------------------------------------------------ step by step
 
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def _check_bound(cell, kernel, recurrent_kernel, bias, batch_size, states, reset_after,
+                 activation):
+    """The checks of Stepper and BoundLayer, which take weights once for many calls: the
+    dtype is the kernel's (float32 or float64; other real dtypes become float32), the rest as
+    _check_forward over a (1, batch_size, I) input. Returns (dtype, its dict)."""
+    if cell not in _GATES:
+        raise ValueError(f"cell: expected one of {sorted(_GATES)}, got {cell!r}")
+    if cell == "rnn" and activation not in _ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got {activation!r}")
+    reset_after = _flag("reset_after", reset_after)
+    G = _GATES[cell]
+    kernel = np.asarray(kernel)
+    dtype = kernel.dtype.type if kernel.dtype in (np.float32, np.float64) else np.float32
+    x0 = np.zeros((1, batch_size, kernel.shape[0] if kernel.ndim == 2 else 1), dtype)
+    names = ["h0", "c0"] if cell == "lstm" else ["h0"]
+    states = [None] * len(names) if states is None else list(states)
+    if len(states) != len(names):
+        raise ValueError(f"states: expected {len(names)} arrays ({', '.join(names)}) for "
+                         f"{cell}, got {len(states)}")
+    if cell == "gru":
+        bias_shape = lambda H: (2, 3 * H) if reset_after else (3 * H,)  # noqa: E731
+    else:
+        bias_shape = lambda H: (G * H,)  # noqa: E731
+    return dtype, _check_forward(cell.upper(), G, x0, kernel, recurrent_kernel, bias,
+                                 bias_shape, list(zip(names, states)), None, None, None, False)
+
+
+def _as_dtype(name, x, dtype):
+    """x as a C-contiguous array of a bound layer's dtype (a real array of another dtype is
+    converted)."""
+    x = np.asarray(x)
+    if x.dtype != dtype or not x.flags.c_contiguous:
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: expected a real array, got dtype {x.dtype}")
+        x = _contiguous(x, dtype)
+    return x
+
+
+class BoundLayer:
+    """One layer, one direction, its weights bound once for inference over whole sequences.
+
+    The weights are checked and packed into panels here, once, as an ONNX Runtime session or
+    a torch module holds its own; a call then skips what ops.*_forward does at every call
+    (converting and packing the weights: a read and a write of each, mostly from memory,
+    10-15% of an LSTM call at batch 1, H = 256). Like a Stepper, a bound layer sees the
+    weights as they were when it was made (later changes to those arrays do not reach it).
+
+    cell: "lstm", "gru" or "rnn"; weights, reset_after and activation as for the *_forward
+    functions.
+    """
+
+    def __init__(self, cell, kernel, recurrent_kernel, bias, reset_after=True,
+                 activation="tanh"):
+        self.dtype, a = _check_bound(cell, kernel, recurrent_kernel, bias, 1, None,
+                                     reset_after, activation)
+        self.cell = cell
+        I, H = a["I"], a["H"]
+        W, U = a["kernel"], a["recurrent_kernel"]
+        # only their shapes count from now on: the kernels read the packed copy
+        self._weights = (W, U, None if a["bias"] is None else a["bias"].copy())
+        self._forward = {"lstm": lstm_forward, "gru": gru_forward, "rnn": rnn_forward}[cell]
+        self._options = ({"reset_after": bool(reset_after)} if cell == "gru" else
+                         {"activation": activation} if cell == "rnn" else {})
+        self._packed = _packed_workspace(I, H, _GATES[cell], self.dtype)
+        _step.pack_forward(W, U, self._packed, runtime.get_num_threads())
+
+    def forward(self, x, states=None, mask=None, reverse=False, return_sequences=True):
+        """x (T, B, I), converted to the layer's dtype; states: the initial (h0,) or, for the
+        LSTM, (h0, c0), each (B, H) or None for zeros; mask (T, B) bool or None; reverse and
+        return_sequences as for the *_forward functions. Returns (outputs or None, h_n), with
+        c_n after h_n for the LSTM."""
+        x = _as_dtype("x", x, self.dtype)
+        I = self._weights[0].shape[0]
+        if x.ndim != 3 or x.shape[2] != I:
+            raise ValueError(f"x: expected a time-major (T, B, {I}) array for this layer, got "
+                             f"shape {x.shape}")
+        n = 2 if self.cell == "lstm" else 1
+        states = [None] * n if states is None else list(states)
+        if len(states) != n:
+            raise ValueError(f"states: expected {n} arrays or None, got {len(states)}")
+        *out, _ = self._forward(x, *self._weights, *states, mask,
+                                None, None, reverse, **self._options, training=False,
+                                return_sequences=return_sequences, _prepacked=self._packed)
+        return tuple(out)
+
+
 class Stepper:
     """One layer, one direction, one time step per call, for streaming inference.
 
@@ -496,24 +596,11 @@ class Stepper:
     state arrays (B, H) or None for zeros. `states` holds the current state arrays.
     """
 
-    _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-
     def __init__(self, cell, kernel, recurrent_kernel, bias, batch_size, states=None,
                  reset_after=True, activation="tanh"):
-        if cell not in self._GATES:
-            raise ValueError(f"cell: expected one of {sorted(self._GATES)}, got {cell!r}")
-        G = self._GATES[cell]
-        kernel = np.asarray(kernel)
-        dtype = kernel.dtype.type if kernel.dtype in (np.float32, np.float64) else np.float32
-        x0 = np.zeros((1, batch_size, kernel.shape[0] if kernel.ndim == 2 else 1), dtype)
-        names = ["h0", "c0"] if cell == "lstm" else ["h0"]
-        states = [None] * len(names) if states is None else list(states)
-        if cell == "gru":
-            bias_shape = lambda H: (2, 3 * H) if reset_after else (3 * H,)  # noqa: E731
-        else:
-            bias_shape = lambda H: (G * H,)  # noqa: E731
-        a = _check_forward(cell.upper(), G, x0, kernel, recurrent_kernel, bias, bias_shape,
-                           list(zip(names, states)), None, None, None, False)
+        dtype, a = _check_bound(cell, kernel, recurrent_kernel, bias, batch_size, states,
+                                reset_after, activation)
+        G = _GATES[cell]
         B, I, H = a["B"], a["I"], a["H"]
         self.shape, self.dtype, self.states = (B, I), dtype, a["states"]
         self._Y = np.empty((B, H), dtype)
@@ -524,9 +611,6 @@ class Stepper:
             if b is not None and reset_after:
                 bias, bias_h = b[0], b[1]
         elif cell == "rnn":
-            if activation not in _ACTIVATIONS:
-                raise ValueError(f"activation: expected one of {_ACTIVATIONS}, got "
-                                 f"{activation!r}")
             kind = "rnn_" + activation
         c = self.states[1] if cell == "lstm" else None
         self._valid = mask[0]            # the kernel reads it at every step
@@ -542,10 +626,7 @@ class Stepper:
         x = np.asarray(x_t)
         if x.shape != self.shape:
             raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
-        if x.dtype != self.dtype or not x.flags.c_contiguous:
-            if x.dtype.kind not in "biuf":
-                raise TypeError(f"x_t: expected a real array, got dtype {x.dtype}")
-            x = _contiguous(x, self.dtype)
+        x = _as_dtype("x_t", x, self.dtype)
         if valid is not None or not self._all_valid:
             self._valid[:] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
             self._all_valid = valid is None

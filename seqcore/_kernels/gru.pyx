@@ -20,8 +20,8 @@ from cython.parallel cimport parallel
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state, sc_claims, sc_claims_reset,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (entering_state, input_gradient, next_state, opt, opt3,
-                    opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
+from .scan cimport (PACK_AUTO, PACK_READY, entering_state, input_gradient, next_state, opt,
+                    opt3, opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
                     weight_gradient)
 
 
@@ -82,7 +82,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 3, &U[0, 0], &W[0, 0], &packed[0],
-                           &Upk, &ldu, &ldw)
+                           &Upk, &ldu, &ldw, PACK_AUTO)
         project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, ldw, bx, &AX[0, 0, 0],
                       &mask[0, 0])
         entering_state(0, T, reverse, B, H, &h[0, 0], <floating*>NULL, HIN)
@@ -110,12 +110,13 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] recurrent_mask, bint reverse, bint reset_after,
                       floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] XD,
                       floating[:, :, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                      floating[::1] packed, int n_threads,
+                      floating[::1] packed, bint prepacked, int n_threads,
                       int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (2, B, H)
     (the state the product sees, one buffer read while the other is written),
-    work_a (B, 3H), work_b (B, H), packed: workspaces."""
+    work_a (B, 3H), work_b (B, H), packed: workspaces; prepacked: `packed` already holds W and
+    U (step.pack_forward), which are then not read."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = AX.shape[0], s0 = 0, n, t0, s, t
     cdef floating* dmask = opt(input_mask)
@@ -134,7 +135,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 3, &U[0, 0], &W[0, 0], &packed[0],
-                           &Upk, &ldu, &ldw)
+                           &Upk, &ldu, &ldw,
+                           PACK_READY if prepacked else PACK_AUTO)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         while s0 < T:
             n = min(chunk, T - s0)

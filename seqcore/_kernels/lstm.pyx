@@ -15,8 +15,8 @@ from cython.parallel cimport parallel
 
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (entering_state, input_gradient, next_state, opt, opt3,
-                    opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
+from .scan cimport (PACK_AUTO, PACK_READY, entering_state, input_gradient, next_state, opt,
+                    opt3, opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
                     weight_gradient)
 
 
@@ -54,7 +54,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 4, &U[0, 0], &W[0, 0], &packed[0], &Upk,
-                           &ldu, &ldw)
+                           &ldu, &ldw, PACK_AUTO)
         entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
         s0 = 0
         while s0 < T:
@@ -82,14 +82,15 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                       floating[:, :, ::1] Z, floating[:, :, ::1] XD, floating[:, :, ::1] Hp,
-                      floating[::1] packed, int n_threads,
+                      floating[::1] packed, bint prepacked, int n_threads,
                       int step_threads):
     """Forward pass that keeps nothing for backward.
 
     The input projection runs in chunks of Z.shape[0] steps, so memory does not grow with T
     when Y is None (return_sequences=False). Z (chunk, B, 4H), XD (chunk, B, I) or None,
     Hp (2, B, H) (the state the product sees, one buffer read while the other is written),
-    packed: workspaces. Other arguments as forward_training.
+    packed: workspaces; prepacked: `packed` already holds W and U (step.pack_forward), which
+    are then not read. Other arguments as forward_training.
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = Z.shape[0], s0, n, t0, s, t
@@ -108,7 +109,8 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         Wpk = pack_weights(n_threads, T, B, I, H, 4, &U[0, 0], &W[0, 0], &packed[0], &Upk,
-                           &ldu, &ldw)
+                           &ldu, &ldw,
+                           PACK_READY if prepacked else PACK_AUTO)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         s0 = 0
         while s0 < T:

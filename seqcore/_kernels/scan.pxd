@@ -160,19 +160,27 @@ cdef inline bint in_place(int T, int B, int H) noexcept nogil:
     return <long>T * ((B + 3) // 4) <= 8
 
 
+cdef enum:
+    PACK_AUTO     # pack into `packed`, or read U and W in place when in_place() says so
+    PACK_COPY     # always pack (a copy: later changes to U and W do not count)
+    PACK_READY    # `packed` already holds U and W packed by PACK_COPY: nothing to do
+
+
 cdef inline floating* pack_weights(int n_threads, int T, int B, int I, int H, int G,
                                    const floating* U, const floating* W, floating* packed,
                                    floating** Upk, int* ldu, int* ldw,
-                                   bint keep_copy=False) noexcept nogil:
+                                   int how) noexcept nogil:
     """Where the forward products find U and W: packed into the `packed` workspace (sized by
     seqcore.ops._packed_workspace; U (H, G*H) in panels at its start, gates interleaved for the
     LSTM's fused step, G = 4; then W (I, G*H)), with *ldu = *ldw = 0; or, when in_place(T, B, H),
     U and W themselves (*ldu, *ldw: their row stride G*H; only the LSTM's step reads U in
-    place). Sets *Upk, returns where W is found. keep_copy: always pack (a stepper keeps the
-    weights as they were when it was made)."""
+    place). Sets *Upk, returns where W is found. how: PACK_AUTO, PACK_COPY (a stepper or a
+    bound layer keeps the weights as they were when it was made) or PACK_READY (theirs)."""
     cdef floating* Wpk = packed + <long>G * panels(H) * H * 16
     Upk[0], ldu[0], ldw[0] = packed, 0, 0
-    if not keep_copy and in_place(T, B, H):
+    if how == PACK_READY:
+        return Wpk
+    if how == PACK_AUTO and in_place(T, B, H):
         Wpk, ldw[0] = <floating*>W, G * H
         if G == 4:
             Upk[0], ldu[0] = <floating*>U, G * H

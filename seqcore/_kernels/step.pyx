@@ -1,5 +1,5 @@
 """Single time steps of one layer, one direction: the engine of seqcore.ops.Stepper (streaming
-inference).
+inference); and the weights packed once for many calls (pack_forward, seqcore.ops.BoundLayer).
 
 A step of a streaming model is a few microseconds of arithmetic, so what surrounds it matters:
 a call of lstm.forward_inference converts some twenty arguments to memoryviews (~6 us) before
@@ -13,7 +13,7 @@ from cython cimport floating
 
 from .cells cimport (gru1_forward_step, gru_forward_step, lstm_forward_step, masked_state,
                      rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
-from .scan cimport pack_weights, project_steps
+from .scan cimport PACK_COPY, pack_weights, project_steps
 
 cdef enum:
     LSTM, GRU, GRU1, RNN_TANH, RNN_RELU
@@ -57,6 +57,17 @@ cdef char* address(a) except? NULL:
     return start
 
 
+def pack_forward(floating[:, ::1] W, floating[:, ::1] U, floating[::1] packed, int n_threads):
+    """Pack W (I, G*H) and U (H, G*H) into `packed` (seqcore.ops._packed_workspace) as every
+    forward kernel reads them, once for many calls: the forward_inference functions take it
+    with prepacked=True (seqcore.ops.BoundLayer)."""
+    cdef int I = W.shape[0], H = U.shape[0], ldu, ldw
+    cdef floating* Upk
+    with nogil:
+        pack_weights(n_threads, 1, 1, I, H, U.shape[1] // H, &U[0, 0], &W[0, 0], &packed[0],
+                     &Upk, &ldu, &ldw, PACK_COPY)
+
+
 cdef class StepKernel:
     """kind: a key of CELLS. W (I, G*H), U (H, G*H), bias (G*H,) or None, bias_h (3H,) or None
     (GRU reset_after only), h and c (B, H) state arrays, updated in place by every step (c None
@@ -97,12 +108,12 @@ cdef class StepKernel:
             self.Wpk = <char*>pack_weights(1, 1, self.B, self.I, self.H, self.G,
                                            <double*>address(U), <double*>address(W),
                                            <double*>address(packed), <double**>&self.Upk,
-                                           &self.ldu, &self.ldw, True)
+                                           &self.ldu, &self.ldw, PACK_COPY)
         else:
             self.Wpk = <char*>pack_weights(1, 1, self.B, self.I, self.H, self.G,
                                            <float*>address(U), <float*>address(W),
                                            <float*>address(packed), <float**>&self.Upk,
-                                           &self.ldu, &self.ldw, True)
+                                           &self.ldu, &self.ldw, PACK_COPY)
 
     def step(self, x):
         """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y."""
