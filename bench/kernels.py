@@ -4,16 +4,17 @@ in one run.
     python bench/kernels.py [--quick] [--threads 1 2] [--shapes T,B,I,H ...]
                             [--out bench/results/kernels]
 
-For each (cell, mode, shape, threads) the libraries are timed in turn (interleaved, so machine
-noise hits all of them), after warm-up, and the median of the repetitions is reported with the
-ratios peer_time / seqcore_time (> 1 means seqcore is faster). ONNX Runtime (a graph of one
+For each (cell, mode, shape, threads) the libraries are timed in turn, in blocks of calls
+(time_group: five blocks each, interleaved, so machine noise hits all of them; each block
+starts with an untimed call, so every library is timed with its own data in cache, as in a
+loop calling it), and the median of the repetitions is reported with the ratios
+peer_time / seqcore_time (> 1 means seqcore is faster). ONNX Runtime (a graph of one
 ONNX LSTM / GRU operator built with onnx.helper, CPUExecutionProvider, GRU with
 linear_before_reset=1, its default thread spinning) runs the inference rows when it is
-installed; it is timed after the other two rather than between them, since its spinning
-threads would slow down whoever ran next. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
+installed; the block after its own starts once its spinning threads have gone quiet. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
 gives the ceiling: seqcore's rate is also reported as a fraction of it. Mode "infer" is a forward pass
-with no gradient bookkeeping returning every step's output (for T = 1 through seqcore's
-ops.Stepper, which binds the weights once as the torch module and the ORT session do);
+with no gradient bookkeeping returning every step's output, seqcore's weights bound once as the
+torch module and the ORT session hold theirs (ops.BoundLayer; for T = 1, ops.Stepper);
 "train" is forward + backward with respect to inputs and weights. FLOPs: LSTM forward 2*T*B*(I+H)*4H, GRU 3H instead of 4H, a
 training step counted as 3x forward.
 
@@ -72,13 +73,15 @@ def seqcore_runner(cell, mode, x, W, U, b):
     fwd = ops.lstm_forward if cell == "lstm" else ops.gru_forward
     bwd = ops.lstm_backward if cell == "lstm" else ops.gru_backward
     dY = np.ones(x.shape[:2] + (U.shape[0],), np.float32)
+    # inference binds the weights once, as the peers' module and session hold theirs
+    # (ops.*_forward would check and pack them at every call): a single step through
+    # ops.Stepper, a sequence through ops.BoundLayer
     if mode == "infer" and x.shape[0] == 1:
-        # a single step: through ops.Stepper, which binds the weights once as the peers'
-        # module and session do (ops.*_forward checks and packs them at every call)
         stepper = ops.Stepper(cell, W, U, b, x.shape[1])
         return lambda: stepper.step(x[0])
     if mode == "infer":
-        return lambda: fwd(x, W, U, b, training=False)
+        layer = ops.BoundLayer(cell, W, U, b)
+        return lambda: layer.forward(x)
     n_finals = 2 if cell == "lstm" else 1
 
     def step():
@@ -151,18 +154,30 @@ def ort_runner(cell, x, W, U, b, threads):
     return lambda: session.run(None, {"X": x})
 
 
-def time_group(fns, budget):
-    """Median seconds of each function, called in turn; at least 5 repetitions, more while the
-    budget (seconds per library) lasts."""
-    for _ in range(2):                  # warm-up
-        for f in fns:
-            f()
+def time_group(fns, budget, spinning=(), rounds=5):
+    """Median seconds of each function. The functions take turns in blocks, `rounds` blocks
+    each: a block is one untimed call (which brings the function's own weights and buffers
+    back into cache after the others ran) and then timed calls for budget / rounds seconds
+    (at least one, at most 40). Each function is thus timed as a loop calling it repeatedly
+    would see it, and machine noise spreads over all of them. spinning: indices of functions
+    whose idle threads spin after a call (ONNX Runtime by default): the next block starts
+    0.2 s after theirs, as those threads slowed whatever ran next 1.5-3x at 2 threads."""
+    for f in fns:                       # warm-up: allocation, packing, ORT's first run
+        f()
     times = [[] for _ in fns]
-    while len(times[0]) < 5 or (all(sum(t) < budget for t in times) and len(times[0]) < 200):
-        for f, acc in zip(fns, times):
-            t0 = time.perf_counter()
+    for _ in range(rounds):
+        for f, acc, i in zip(fns, times, range(len(fns))):
             f()
-            acc.append(time.perf_counter() - t0)
+            end = time.perf_counter() + budget / rounds
+            for _ in range(40):
+                t0 = time.perf_counter()
+                f()
+                t1 = time.perf_counter()
+                acc.append(t1 - t0)
+                if t1 >= end:
+                    break
+            if i in spinning:
+                time.sleep(0.2)
     return [statistics.median(t) for t in times]
 
 
@@ -280,15 +295,10 @@ def main(argv=None):
                     fns = [seqcore_runner(cell, mode, x, W, U, b),
                            torch_runner(cell, mode, x, W, U, b)]
                     peer = ort_runner(cell, x, W, U, b, threads) if mode == "infer" else None
-                    ts, tt = time_group(fns, args.budget)
-                    to = None
                     if peer:
-                        # ORT's idle threads spin on the cores for a while after each run and
-                        # slowed whatever ran next 1.5-3x at 2 threads (seqcore and torch
-                        # alike), so it is timed on its own, spinning as by default, and
-                        # then left time to go quiet.
-                        (to,) = time_group([peer], args.budget)
-                        time.sleep(0.2)
+                        ts, tt, to = time_group(fns + [peer], args.budget, spinning=(2,))
+                    else:
+                        (ts, tt), to = time_group(fns, args.budget), None
                     f = flops(cell, mode, *shape)
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
                                seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
@@ -311,8 +321,10 @@ def main(argv=None):
                             for b in facts["blas"])
                 + f"; unset: {facts['unset_env'] or 'nothing'}; NumPy SGEMM ceiling "
                 + ", ".join(f"{v:.1f} GFLOP/s ({t} thr.)" for t, v in ceilings.items())
-                + ". Inference with T = 1 runs seqcore's ops.Stepper (weights bound once, as the"
-                " torch module and the ORT session hold theirs).\n\n")
+                + ". seqcore's inference rows run ops.BoundLayer (ops.Stepper for T = 1): weights"
+                " checked and packed once, as the torch module and the ORT session hold theirs;"
+                " each library is timed in blocks of calls with its own data in cache"
+                " (time_group).\n\n")
         f.write(HEADER + "\n|" + "---|" * 11 + "\n")
         for r in rows:
             f.write(format_row(r) + "\n")

@@ -22,7 +22,7 @@
 - memory: peak memory of one training step (LSTM, T 100, B 64, 512 -> 512) in a fresh
   process, seqcore vs torch (times: that first call's).
 
-Times are medians of interleaved repetitions after warm-up (kernels.time_group); ratios are
+Times are medians of interleaved blocks of repetitions after warm-up (kernels.time_group); ratios are
 peer / seqcore (> 1: seqcore is faster). The environment handling (OPENBLAS_* unset) and the
 machine facts are those of bench/kernels.py.
 """
@@ -70,8 +70,11 @@ def stream_rows(threads, budget):
         peer = _ort_stepper(cell, x, I, H, threads)
         n = 200                                  # steps per timed call: the time is per step
         loops = [lambda f=f: [f() for _ in range(n)] for f in fns]
-        ts, tt = time_group(loops, budget)
-        to = time_group([lambda: [peer() for _ in range(n)]], budget)[0] if peer else None
+        if peer:
+            ts, tt, to = time_group(loops + [lambda: [peer() for _ in range(n)]], budget,
+                                    spinning=(2,))
+        else:
+            (ts, tt), to = time_group(loops, budget), None
         rows.append(dict(workload="stream", cell=cell, shape=(1, 1, I, H), threads=threads,
                          seqcore_ms=ts / n * 1e3, torch_ms=tt / n * 1e3,
                          ort_ms=None if to is None else to / n * 1e3))
