@@ -1,5 +1,5 @@
-"""seqcore kernels vs PyTorch CPU and ONNX Runtime on the same shapes, dtype and thread count,
-in one run.
+"""seqcore kernels vs PyTorch CPU, ONNX Runtime and TensorFlow on the same shapes, dtype and
+thread count, in one run.
 
     python bench/kernels.py [--quick] [--threads 1 2] [--shapes T,B,I,H ...]
                             [--out bench/results/kernels]
@@ -11,7 +11,11 @@ loop calling it), and the median of the repetitions is reported with the ratios
 peer_time / seqcore_time (> 1 means seqcore is faster). ONNX Runtime (a graph of one
 ONNX LSTM / GRU operator built with onnx.helper, CPUExecutionProvider, GRU with
 linear_before_reset=1, its default thread spinning) runs the inference rows when it is
-installed; the block after its own starts once its spinning threads have gone quiet. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
+installed; the block after its own starts once its spinning threads have gone quiet.
+TensorFlow (keras.layers.LSTM / GRU in a tf.function, no XLA) runs every row when it is
+installed (pip install "seqcore[bench-tf]"; --no-tf leaves it out), in a worker process per
+thread count (tf_peer.py: its thread pools are fixed when it starts), its blocks interleaved
+with the others'. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
 gives the ceiling: seqcore's rate is also reported as a fraction of it. Mode "infer" is a forward pass
 with no gradient bookkeeping returning every step's output, seqcore's weights bound once as the
 torch module and the ORT session hold theirs (ops.BoundLayer; for T = 1, ops.Stepper);
@@ -49,7 +53,9 @@ import seqcore  # noqa: E402
 from seqcore import ops  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tf_peer  # noqa: E402
 from chart import ratio_chart  # noqa: E402
+from timing import timed_block  # noqa: E402
 
 SHAPES = [(100, 1, 128, 256), (100, 16, 256, 256), (100, 64, 512, 512), (50, 128, 1024, 1024),
           (1, 1, 64, 128)]
@@ -156,26 +162,24 @@ def ort_runner(cell, x, W, U, b, threads):
 
 def time_group(fns, budget, spinning=(), rounds=5):
     """Median seconds of each function. The functions take turns in blocks, `rounds` blocks
-    each: a block is one untimed call (which brings the function's own weights and buffers
-    back into cache after the others ran) and then timed calls for budget / rounds seconds
-    (at least one, at most 40). Each function is thus timed as a loop calling it repeatedly
+    each (timing.timed_block: an untimed call, then timed calls for budget / rounds
+    seconds). Each function is thus timed as a loop calling it repeatedly
     would see it, and machine noise spreads over all of them. spinning: indices of functions
     whose idle threads spin after a call (ONNX Runtime by default): the next block starts
-    0.2 s after theirs, as those threads slowed whatever ran next 1.5-3x at 2 threads."""
+    0.2 s after theirs, as those threads slowed whatever ran next 1.5-3x at 2 threads. A
+    function may also be an object with a method block(seconds) that runs such a block
+    elsewhere and returns its times (TensorFlow's worker process, tf_peer.py)."""
     for f in fns:                       # warm-up: allocation, packing, ORT's first run
-        f()
+        if not hasattr(f, "block"):
+            f()
     times = [[] for _ in fns]
     for _ in range(rounds):
         for f, acc, i in zip(fns, times, range(len(fns))):
-            f()
-            end = time.perf_counter() + budget / rounds
-            for _ in range(40):
-                t0 = time.perf_counter()
-                f()
-                t1 = time.perf_counter()
-                acc.append(t1 - t0)
-                if t1 >= end:
-                    break
+            if hasattr(f, "block"):     # a peer in a worker process (tf_peer.TFPeer): its
+                time.sleep(0.05)        # block runs there once our threads have gone idle
+                acc.extend(f.block(budget / rounds))
+            else:
+                acc.extend(timed_block(f, budget / rounds))
             if i in spinning:
                 time.sleep(0.2)
     return [statistics.median(t) for t in times]
@@ -209,8 +213,9 @@ def machine_facts():
     }
 
 
-HEADER = ("| cell | mode | T, B, I, H | threads | seqcore ms | torch ms | ORT ms | seqcore GFLOP/s "
-          "| % of SGEMM | vs torch | vs ORT |")
+HEADER = ("| cell | mode | T, B, I, H | threads | seqcore ms | torch ms | ORT ms | TF ms "
+          "| seqcore GFLOP/s | % of SGEMM | vs torch | vs ORT | vs TF |")
+COLUMNS = HEADER.count("|") - 1
 
 
 def _cell(value, fmt):
@@ -220,8 +225,10 @@ def _cell(value, fmt):
 def format_row(r):
     return (f"| {r['cell']} | {r['mode']} | {', '.join(map(str, r['shape']))} | {r['threads']} "
             f"| {r['seqcore_ms']:.3f} | {r['torch_ms']:.3f} | {_cell(r['ort_ms'], '.3f')} "
+            f"| {_cell(r.get('tf_ms'), '.3f')} "
             f"| {r['seqcore_gflops']:.1f} | {100 * r['ceiling_fraction']:.0f} "
-            f"| {r['speedup']:.2f} | {_cell(r['speedup_ort'], '.2f')} |")
+            f"| {r['speedup']:.2f} | {_cell(r['speedup_ort'], '.2f')} "
+            f"| {_cell(r.get('speedup_tf'), '.2f')} |")
 
 
 def summarize(rows):
@@ -234,6 +241,10 @@ def summarize(rows):
     if vs_ort:
         lines.append(f"geometric mean speed-up vs ONNX Runtime (inference rows): "
                      f"{geomean(vs_ort):.2f}; slowest row: {min(vs_ort):.2f}")
+    vs_tf = [r["speedup_tf"] for r in rows if r.get("speedup_tf") is not None]
+    if vs_tf:
+        lines.append(f"geometric mean speed-up vs TensorFlow: {geomean(vs_tf):.2f}; slowest "
+                     f"row: {min(vs_tf):.2f}")
     return lines
 
 
@@ -259,13 +270,17 @@ def main(argv=None):
     parser.add_argument("--shapes", nargs="+", metavar="T,B,I,H",
                         type=parse_shape,
                         help="time these shapes instead of the standard ones")
+    parser.add_argument("--no-tf", action="store_true",
+                        help="leave TensorFlow out even when it is installed")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "kernels"))
     args = parser.parse_args(argv)
 
     facts = machine_facts()
+    facts["tensorflow"] = None if args.no_tf else tf_peer.available()
     print(f"# seqcore {facts['seqcore']} vs torch {facts['torch']}, onnxruntime "
-          f"{facts['onnxruntime'] or 'not installed (no ORT column)'}  (python "
+          f"{facts['onnxruntime'] or 'not installed (no ORT column)'}, tensorflow "
+          f"{facts['tensorflow'] or 'left out or not installed (no TF column)'}  (python "
           f"{facts['python']}, numpy {facts['numpy']}, {facts['cores']} cores, SIMD "
           f"{facts['simd']})")
     for lib in facts["blas"]:
@@ -281,8 +296,9 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     shapes = args.shapes or (SHAPES[:3] + SHAPES[4:] if args.quick else SHAPES)
     rows = []
+    tf_workers = {}                                # threads: tf_peer.TFPeer
     print(HEADER)
-    print("|" + "---|" * 11)
+    print("|" + "---|" * COLUMNS)
     for cell in args.cells:
         for mode in args.modes:
             for shape in shapes:
@@ -296,26 +312,39 @@ def main(argv=None):
                            torch_runner(cell, mode, x, W, U, b)]
                     peer = ort_runner(cell, x, W, U, b, threads) if mode == "infer" else None
                     if peer:
-                        ts, tt, to = time_group(fns + [peer], args.budget, spinning=(2,))
-                    else:
-                        (ts, tt), to = time_group(fns, args.budget), None
+                        fns.append(peer)
+                    if facts["tensorflow"]:
+                        if threads not in tf_workers:
+                            tf_workers[threads] = tf_peer.TFPeer(threads)
+                        fns.append(tf_workers[threads].setup(cell, mode, x, W, U, b))
+                    # ORT and TF spin their idle threads after a call
+                    times = time_group(fns, args.budget, spinning=range(2, len(fns)))
+                    ts, tt = times[:2]
+                    to = times[2] if peer else None
+                    ttf = times[-1] if facts["tensorflow"] else None
                     f = flops(cell, mode, *shape)
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
                                seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
                                ort_ms=None if to is None else to * 1e3,
+                               tf_ms=None if ttf is None else ttf * 1e3,
                                seqcore_gflops=f / ts / 1e9, torch_gflops=f / tt / 1e9,
                                ceiling_fraction=f / ts / 1e9 / ceilings[threads],
-                               speedup=tt / ts, speedup_ort=None if to is None else to / ts)
+                               speedup=tt / ts, speedup_ort=None if to is None else to / ts,
+                               speedup_tf=None if ttf is None else ttf / ts)
                     rows.append(row)
                     print(format_row(row), flush=True)
+    for worker in tf_workers.values():
+        worker.close()
     summary = summarize(rows)
     print("\n" + "\n".join(summary))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"machine": facts, "rows": rows}, f, indent=1)
     with open(args.out + ".md", "w") as f:
-        f.write(f"seqcore {facts['seqcore']} vs torch {facts['torch']} and onnxruntime "
-                f"{facts['onnxruntime'] or '(not installed)'}, float32, {facts['cores']} cores, "
+        f.write(f"seqcore {facts['seqcore']} vs torch {facts['torch']}, onnxruntime "
+                f"{facts['onnxruntime'] or '(not installed)'} and tensorflow "
+                f"{facts['tensorflow'] or '(left out or not installed)'}, float32, "
+                f"{facts['cores']} cores, "
                 f"SIMD {facts['simd']}, BLAS "
                 + ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
                             for b in facts["blas"])
@@ -325,13 +354,14 @@ def main(argv=None):
                 " checked and packed once, as the torch module and the ORT session hold theirs;"
                 " each library is timed in blocks of calls with its own data in cache"
                 " (time_group).\n\n")
-        f.write(HEADER + "\n|" + "---|" * 11 + "\n")
+        f.write(HEADER + "\n|" + "---|" * COLUMNS + "\n")
         for r in rows:
             f.write(format_row(r) + "\n")
         f.write("\n" + "\n".join(summary) + "\n")
     labels = [f"{r['cell']} {r['mode']} {tuple(r['shape'])} {r['threads']}t" for r in rows]
     png = ratio_chart(labels, {"vs torch": [r["speedup"] for r in rows],
-                               "vs ONNX Runtime": [r["speedup_ort"] for r in rows]},
+                               "vs ONNX Runtime": [r["speedup_ort"] for r in rows],
+                               "vs TensorFlow": [r["speedup_tf"] for r in rows]},
                       args.out + ".png", f"seqcore vs peers, float32, {facts['cores']} cores "
                       "(bench/kernels.py)")
     print(f"chart: {png}" if png else "chart: not written (matplotlib is not installed)")

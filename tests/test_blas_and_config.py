@@ -63,7 +63,7 @@ def test_cli_bench_runs_the_benchmark_script(tmp_path):
     pytest.importorskip("torch", reason="the benchmark compares with PyTorch")
     out = tmp_path / "k"
     run = subprocess.run([sys.executable, "-m", "seqcore", "bench", "--cells", "gru", "--modes",
-                          "infer", "--threads", "1", "--budget", "0", "--quick", "--out",
+                          "infer", "--threads", "1", "--budget", "0", "--quick", "--no-tf", "--out",
                           str(out)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert "NumPy SGEMM ceiling" in run.stdout and "| gru | infer | 1, 1, 64, 128 | 1 |" in run.stdout
