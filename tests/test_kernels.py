@@ -108,9 +108,13 @@ def test_kernel_backward_matches_finite_differences(variant, mask, reverse, drop
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_inference_equals_training_and_chunks_do_not_matter(variant, monkeypatch):
-    p = make_problem(variant, 23, 3, 4, 5, dtype=np.float64, mask=True, reverse=True,
-                     dropout=True, initial=True)
+@pytest.mark.parametrize("dtype,shape", [(np.float64, (23, 3, 4, 5)),
+                                         (np.float32, (7, 9, 4, 32))])
+def test_inference_equals_training_and_chunks_do_not_matter(variant, dtype, shape, monkeypatch):
+    """(7, 9, 4, 32) float32: the LSTM's 4-row tiles of full panels (cells.h
+    sc_lstm_tile4_v16 on AVX-512) in both modes."""
+    p = make_problem(variant, *shape, dtype=dtype, mask=True, reverse=True, dropout=True,
+                     initial=True)
     out, finals, _ = forward(ops, p)
     monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 7)     # several steps per chunk, ragged end
     out_inf, finals_inf, cache = forward(ops, p, training=False)

@@ -202,6 +202,62 @@ static void sc_sigmoid16_array(const float *x, float *out, int n) {
 static void sc_tanh16_array(const float *x, float *out, int n) {
     SC_V16_MAP(sc_tanh_v16, x, out, n);
 }
+
+/* The fused LSTM step's register tile of 4 rows x one full panel of 16 units (rows r..r+3,
+ * units j0..j0+15), as sc_lstm_forward_item's generic tile in cells_impl.h with the same
+ * arguments, but with the activations and the state update done on the accumulators in
+ * registers: the generic tile stores the gates to small arrays, calls the activation
+ * functions on them and updates the state in loops (its activations cannot be inlined there:
+ * GCC 12 does not inline these intrinsics into the arch= region that code is compiled in).
+ * u: gate g of the tile's units at u + g * gs, consecutive k ks values apart. */
+static void sc_lstm_tile4_v16(int r, int j0, int H, const float *Hp, const float *u, long gs,
+                              long ks, float *Z, int keep_act, float *c, float *h,
+                              const unsigned char *valid, float *y, float *c_store,
+                              const float *rmask, float *Hp_next) {
+    __m512 acc[4][4];
+    const float *a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = Hp + (long)(r + i) * H;
+        for (int g = 0; g < 4; g++)
+            acc[i][g] = _mm512_loadu_ps(Z + (long)(r + i) * 4 * H + g * H + j0);
+    }
+    for (int k = 0; k < H; k++) {
+        const float *uk = u + k * ks;
+        __m512 u0 = _mm512_loadu_ps(uk), u1 = _mm512_loadu_ps(uk + gs);
+        __m512 u2 = _mm512_loadu_ps(uk + 2 * gs), u3 = _mm512_loadu_ps(uk + 3 * gs);
+        for (int i = 0; i < 4; i++) {
+            __m512 ak = _mm512_set1_ps(a[i][k]);
+            acc[i][0] = _mm512_fmadd_ps(ak, u0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ak, u1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(ak, u2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(ak, u3, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        long b = r + i, o = b * H + j0;
+        __m512 ig = sc_sigmoid_v16(acc[i][0]), fg = sc_sigmoid_v16(acc[i][1]);
+        __m512 gg = sc_tanh_v16(acc[i][2]), og = sc_sigmoid_v16(acc[i][3]);
+        __m512 cn = _mm512_loadu_ps(c + o), hn = _mm512_loadu_ps(h + o);
+        if (valid[b]) {                                       /* a masked row keeps c, h */
+            cn = _mm512_add_ps(_mm512_mul_ps(fg, cn), _mm512_mul_ps(ig, gg));     /* Ct */
+            hn = _mm512_mul_ps(og, sc_tanh_v16(cn));                               /* Ht */
+            _mm512_storeu_ps(c + o, cn);
+            _mm512_storeu_ps(h + o, hn);
+        }
+        if (y) _mm512_storeu_ps(y + o, valid[b] ? hn : _mm512_setzero_ps());
+        if (c_store) _mm512_storeu_ps(c_store + o, cn);
+        if (Hp_next)
+            _mm512_storeu_ps(Hp_next + o, rmask ? _mm512_mul_ps(hn, _mm512_loadu_ps(rmask + o))
+                                                : hn);
+        if (keep_act) {
+            float *zb = Z + b * 4 * H + j0;
+            _mm512_storeu_ps(zb, ig);
+            _mm512_storeu_ps(zb + H, fg);
+            _mm512_storeu_ps(zb + 2 * H, gg);
+            _mm512_storeu_ps(zb + 3 * H, og);
+        }
+    }
+}
 #undef SC_V16_MAP
 #undef SC_V16
 #pragma GCC pop_options
