@@ -539,11 +539,12 @@ static void SC_NAME(sc_lstm_forward_item)(
         SC_NAME(sc_lstm_tile_update)((R), r, j0, n, H, sig, gg, cc, Z, keep_act, c, h, valid, \
                                      y, c_store, rmask, Hp_next);                           \
     }
-#ifdef SC_LSTM_TILE4
-    if (n == 16)
-        for (; r + 4 <= active; r += 4)
-            SC_LSTM_TILE4(r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, c_store, rmask,
-                          Hp_next);
+#ifdef SC_LSTM_TILES_FULL
+    if (n == 16) {
+        SC_LSTM_TILES_FULL(active, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, c_store,
+                           rmask, Hp_next);
+        r = active;
+    }
 #endif
     if (SC_FUSED_ROWS >= 4) SC_LSTM_TILES(4)
     if (SC_FUSED_ROWS >= 2) SC_LSTM_TILES(2)

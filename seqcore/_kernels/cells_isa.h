@@ -93,7 +93,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #define SC_TILE_PANELS 4
 #define SC_TILE_ROWS 4
 #define SC_FUSED_ROWS 4
-#define SC_LSTM_TILE4 sc_lstm_tile4_v16     /* cells.h: a full 4-row tile in registers */
+#define SC_LSTM_TILES_FULL sc_lstm_tiles_v16  /* cells.h: full panels' tiles in registers */
 #else
 #define SC_VEC sc_v8f
 #define SC_VL 8
@@ -110,7 +110,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #undef SC_TILE_PANELS
 #undef SC_TILE_ROWS
 #undef SC_FUSED_ROWS
-#undef SC_LSTM_TILE4
+#undef SC_LSTM_TILES_FULL
 
 #define SC_T double
 #define SC_TILE_PANELS 1
