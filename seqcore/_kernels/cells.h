@@ -280,7 +280,7 @@ SC_LSTM_TILE_V16(6)
 /* Rows [0, active) of one full panel in register tiles of 4 rows, the last 1 to 7 rows in one
  * tile (two when 7: 4 + 3): each tile streams the panel's U once, and a pass over U for a
  * single row costs about as much as one for 4 (B = 1, H = 256: 13.7 us a step against 23 us
- * for 4 rows), so a batch of 5 is one tile of 5 rows, not 4 + 1 (36 -> ... us). */
+ * for 4 rows), so a batch of 5 is one tile of 5 rows, not 4 + 1 (42-45 -> 34 us a step). */
 static void sc_lstm_tiles_v16(int active, int j0, int H, const float *Hp, const float *u,
                               long gs, long ks, float *Z, int keep_act, float *c, float *h,
                               const unsigned char *valid, float *y, float *c_store,

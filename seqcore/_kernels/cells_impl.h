@@ -496,7 +496,8 @@ static void SC_NAME(sc_lstm_tile_update)(
  * (rows, 4H) holds Xt W + b on entry), then the state update; rows from `active` on are
  * masked (sc_active_rows) and only get their outputs. Arguments as sc_lstm_tile_update;
  * keep_act: training (backward reads the activations from Z). Register tiles of
- * SC_FUSED_ROWS rows, then fewer. */
+ * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
+ * a full panel goes through it instead (cells.h sc_lstm_tiles_v16). */
 static void SC_NAME(sc_lstm_forward_item)(
         int rows, int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
         int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
