@@ -163,8 +163,8 @@ def ort_runner(cell, x, W, U, b, threads):
 def time_group(fns, budget, spinning=(), rounds=5):
     """Median seconds of each function. The functions take turns in blocks, `rounds` blocks
     each (timing.timed_block: an untimed call, then timed calls for budget / rounds
-    seconds). Each function is thus timed as a loop calling it repeatedly
-    would see it, and machine noise spreads over all of them. spinning: indices of functions
+    seconds). Each function is thus timed as a loop calling it repeatedly would see it, and
+    machine noise spreads over all of them. spinning: indices of functions
     whose idle threads spin after a call (ONNX Runtime by default): the next block starts
     0.2 s after theirs, as those threads slowed whatever ran next 1.5-3x at 2 threads. A
     function may also be an object with a method block(seconds) that runs such a block
@@ -174,7 +174,7 @@ def time_group(fns, budget, spinning=(), rounds=5):
             f()
     times = [[] for _ in fns]
     for _ in range(rounds):
-        for f, acc, i in zip(fns, times, range(len(fns))):
+        for i, (f, acc) in enumerate(zip(fns, times)):
             if hasattr(f, "block"):     # a peer in a worker process (tf_peer.TFPeer): its
                 time.sleep(0.05)        # block runs there once our threads have gone idle
                 acc.extend(f.block(budget / rounds))
