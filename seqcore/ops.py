@@ -511,17 +511,24 @@ def _check_bound(cell, kernel, recurrent_kernel, bias, batch_size, states, reset
     kernel = np.asarray(kernel)
     dtype = kernel.dtype.type if kernel.dtype in (np.float32, np.float64) else np.float32
     x0 = np.zeros((1, batch_size, kernel.shape[0] if kernel.ndim == 2 else 1), dtype)
-    names = ["h0", "c0"] if cell == "lstm" else ["h0"]
-    states = [None] * len(names) if states is None else list(states)
-    if len(states) != len(names):
-        raise ValueError(f"states: expected {len(names)} arrays ({', '.join(names)}) for "
-                         f"{cell}, got {len(states)}")
+    names, states = _cell_states(cell, states)
     if cell == "gru":
         bias_shape = lambda H: (2, 3 * H) if reset_after else (3 * H,)  # noqa: E731
     else:
         bias_shape = lambda H: (G * H,)  # noqa: E731
     return dtype, _check_forward(cell.upper(), G, x0, kernel, recurrent_kernel, bias,
                                  bias_shape, list(zip(names, states)), None, None, None, False)
+
+
+def _cell_states(cell, states):
+    """The names of a cell's states (h0, and c0 for the LSTM) and `states` as a list of one
+    array or None each (None for all: zeros), or a clear error."""
+    names = ["h0", "c0"] if cell == "lstm" else ["h0"]
+    states = [None] * len(names) if states is None else list(states)
+    if len(states) != len(names):
+        raise ValueError(f"states: expected {len(names)} arrays ({', '.join(names)}) for "
+                         f"{cell}, got {len(states)}")
+    return names, states
 
 
 def _as_dtype(name, x, dtype):
@@ -573,10 +580,7 @@ class BoundLayer:
         if x.ndim != 3 or x.shape[2] != I:
             raise ValueError(f"x: expected a time-major (T, B, {I}) array for this layer, got "
                              f"shape {x.shape}")
-        n = 2 if self.cell == "lstm" else 1
-        states = [None] * n if states is None else list(states)
-        if len(states) != n:
-            raise ValueError(f"states: expected {n} arrays or None, got {len(states)}")
+        _, states = _cell_states(self.cell, states)
         *out, _ = self._forward(x, *self._weights, *states, mask,
                                 None, None, reverse, **self._options, training=False,
                                 return_sequences=return_sequences, _prepacked=self._packed)
