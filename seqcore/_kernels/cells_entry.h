@@ -41,7 +41,9 @@ static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bia
  * of the fused LSTM step, whose items read the four gates of 16 units together, so that an
  * item streams one contiguous block (the gate-by-gate layout puts the four streams
  * G*ceil(H/16)*K*16 values apart, on the same cache sets: the fused step at H = 1024 was 7%
- * slower than the plain product with it). sc_pack_panel writes one (gate, panel) with ldd
+ * slower than the plain product with it). Where the item multiplies one gate at a time
+ * (sc_lstm_gate_blocks of this CPU's variant), a panel's gates follow each other instead
+ * (G x K x 16): each gate's stream is then contiguous too. sc_pack_panel writes one (gate, panel) with ldd
  * values between consecutive k. */
 static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, int ldm,
                                     SC_T *dst, int ldd) {
@@ -66,6 +68,7 @@ static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, i
 static void SC_ENTRY(sc_pack_panels)(int n_threads, int K, int H, int G, const SC_T *M, int ldm,
                                      SC_T *Mpk, int interleave) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    int blocked = SC_BEST(sc_lstm_gate_blocks)();
     _Pragma("omp parallel num_threads(n_threads) if (SC_PACK_PARALLEL(n_threads, K, G * H))")
     {
         int nt = omp_get_num_threads(), me = omp_get_thread_num();
@@ -74,9 +77,10 @@ static void SC_ENTRY(sc_pack_panels)(int n_threads, int K, int H, int G, const S
             int kn = K - k0 < SC_PACK_ROWS ? K - k0 : SC_PACK_ROWS;
             for (int gp = gp0; gp < gp1; gp++) {
                 int g = gp / P, p = gp % P;
-                long start = interleave ? ((long)p * K * G + g) * SC_PANEL_UNITS
-                                        : (long)gp * K * SC_PANEL_UNITS;
-                int ldd = interleave ? G * SC_PANEL_UNITS : SC_PANEL_UNITS;
+                long start = !interleave ? (long)gp * K * SC_PANEL_UNITS
+                           : blocked ? ((long)p * G + g) * K * SC_PANEL_UNITS
+                                     : ((long)p * K * G + g) * SC_PANEL_UNITS;
+                int ldd = interleave && !blocked ? G * SC_PANEL_UNITS : SC_PANEL_UNITS;
                 SC_ENTRY(sc_pack_panel)(kn, H, g, p, M + (long)k0 * ldm, ldm,
                                         Mpk + start + (long)k0 * ldd, ldd);
             }

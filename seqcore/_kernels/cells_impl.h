@@ -321,6 +321,23 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
     /* where the sums of row r, panel p start: Z itself, the init row, or NULL for zero */
 #define SC_START(r, p) (from_init ? (init ? init + zc + (p) * W : NULL) : SC_ZROW(r, p))
     int r = 0;
+    /* where SC_GEMM_TILE_FULL is defined (float32 on AVX2), a whole tile goes through it */
+#ifdef SC_GEMM_TILE_FULL
+#define SC_FULL_TILE(R)                                                                       \
+    if (whole) {                                                                             \
+        const SC_T *a_[R], *start_[R];                                                       \
+        SC_T *out_[R];                                                                       \
+        for (int i = 0; i < (R); i++) {                                                      \
+            a_[i] = A + (long)(r + i) * lda;                                                 \
+            start_[i] = SC_START(r + i, p);                                                  \
+            out_[i] = SC_ZROW(r + i, p);                                                     \
+        }                                                                                    \
+        SC_GEMM_TILE_FULL((R), K, a_, u[0], ks, start_, out_);                              \
+        continue;                                                                            \
+    }
+#else
+#define SC_FULL_TILE(R)
+#endif
     /* R rows x PT panels per register tile: a whole tile of existing units is read and written
      * in place; an edge tile goes through zbuf so that nothing past the last unit is touched */
 #define SC_ROW_TILES(R)                                                                       \
@@ -331,6 +348,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
             const SC_T *u[PT], *a[R];                                                        \
             for (int q = 0; q < PT; q++) u[q] = SC_PANEL(p + q < p1 ? p + q : p);            \
             int whole = p + PT <= p1 && (p + PT) * W <= H;                                   \
+            SC_FULL_TILE(R)                                                                  \
             for (int i = 0; i < (R); i++) {                                                  \
                 const SC_T *src = SC_START(r + i, p);                                        \
                 a[i] = A + (long)(r + i) * lda;                                              \
@@ -364,6 +382,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
     SC_ROW_TILES(3)
     SC_ROW_TILES(2)
 #undef SC_ROW_TILES
+#undef SC_FULL_TILE
     for (; r < rows; r++) {
         const SC_T *a = A + (long)r * lda;
         for (int p = p0; p < p1; p += 4) {
@@ -420,6 +439,15 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
 }
 
 /* ========================== LSTM forward step, fused ========================== */
+#ifdef SC_GEMM_TILE_FULL
+#define SC_LSTM_GATE_BLOCKS 1
+#else
+#define SC_LSTM_GATE_BLOCKS 0
+#endif
+
+/* The layout of packed U this variant's sc_lstm_forward_item reads: 1, each panel's gates one
+ * after the other (it multiplies a gate at a time); 0, interleaved per k (sc_pack_panels). */
+static int SC_NAME(sc_lstm_gate_blocks)(void) { return SC_LSTM_GATE_BLOCKS; }
 /* A step's recurrent product and its pointwise pass as one piece of work per 16 units: the
  * four gates' panels of those units make one register tile (4 rows x 4 gates on AVX-512), and
  * the activations and state update run on the tile while it is still in L1, instead of the
@@ -505,17 +533,47 @@ static void SC_NAME(sc_lstm_forward_item)(
     enum { NV = 16 / SC_VL };
     const int j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
     /* gate g of this item's units at u + g * gs, consecutive k ks values apart: packed, one
-     * block of K x 4 gates x 16 values; unpacked (ldu > 0), U itself */
+     * block of K x 4 gates x 16 values (4 x K x 16 where gates are multiplied one at a time:
+     * SC_LSTM_GATE_BLOCKS); unpacked (ldu > 0), U itself */
     const SC_T *u = ldu ? Upk + j0 : Upk + (long)p * H * 64;
-    const long gs = ldu ? H : 16, ks = ldu ? ldu : 64;
+    const long gs = ldu ? H : SC_LSTM_GATE_BLOCKS ? (long)H * 16 : 16;
+    const long ks = ldu ? ldu : SC_LSTM_GATE_BLOCKS ? 16 : 64;
     int r = 0;
+    /* where SC_GEMM_TILE_FULL is defined (float32 on AVX2), a full panel's tiles of 3 rows or
+     * more take one product tile per gate (U read once per tile and gate, not once per row),
+     * each written to sig or gg; the last 1 or 2 rows keep the generic tile of one row (its 4
+     * gates x 16 units are 8 independent chains, one gate's tile only 2 a row) */
+#ifdef SC_GEMM_TILE_FULL
+#define SC_GATE_TILES(R) ((R) >= 3)
+#define SC_LSTM_GATES_BY_TILE(R)                                                             \
+    for (int g = 0; g < 4; g++) {                                                           \
+        const SC_T *start_[R];                                                              \
+        SC_T *out_[R], zbuf_[R][16];                                                        \
+        for (int i = 0; i < (R); i++) {                                                     \
+            start_[i] = Z + (long)(r + i) * 4 * H + g * H + j0;                             \
+            if (n < 16) {                 /* an edge panel: nothing past H is read */       \
+                memset(zbuf_[i], 0, sizeof zbuf_[i]);                                       \
+                memcpy(zbuf_[i], start_[i], (size_t)n * sizeof(SC_T));                      \
+                start_[i] = zbuf_[i];                                                       \
+            }                                                                               \
+            out_[i] = g == 2 ? gg + i * 16 : sig + i * 48 + (g == 3 ? 32 : g * 16);         \
+        }                                                                                   \
+        SC_GEMM_TILE_FULL((R), H, a, u + g * gs, ks, start_, out_);                         \
+    }
+#else
+#define SC_GATE_TILES(R) 0
+#define SC_LSTM_GATES_BY_TILE(R)
+#endif
 #define SC_LSTM_TILES(R)                                                                     \
     for (; r + (R) <= active; r += (R)) {                                                   \
         SC_VEC acc[R][4][NV];                                                               \
         SC_T sig[(R) * 48], gg[(R) * 16], cc[(R) * 16];                                     \
         const SC_T *a[R];                                                                   \
+        for (int i = 0; i < (R); i++) a[i] = Hp + (long)(r + i) * H;                        \
+        if (SC_GATE_TILES(R)) {                                                             \
+            SC_LSTM_GATES_BY_TILE(R);                                                       \
+        } else {                                                                            \
         for (int i = 0; i < (R); i++) {                                                     \
-            a[i] = Hp + (long)(r + i) * H;                                                  \
             for (int g = 0; g < 4; g++) {                                                   \
                 SC_T zbuf[16] = {0};          /* an edge panel: nothing past H is read */  \
                 SC_NAME(sc_copy16)(zbuf, Z + (long)(r + i) * 4 * H + g * H + j0, n);        \
@@ -535,6 +593,7 @@ static void SC_NAME(sc_lstm_forward_item)(
                 SC_STOREV(gg + i * 16 + v * SC_VL, acc[i][2][v]);                           \
                 SC_STOREV(sig + i * 48 + 32 + v * SC_VL, acc[i][3][v]);                     \
             }                                                                               \
+        }                                                                                   \
         SC_NAME(sc_sigmoid_array)(sig, sig, (R) * 48);                                      \
         SC_NAME(sc_tanh_array)(gg, gg, (R) * 16);                                           \
         SC_NAME(sc_lstm_tile_update)((R), r, j0, n, H, sig, gg, cc, Z, keep_act, c, h, valid, \
@@ -547,10 +606,19 @@ static void SC_NAME(sc_lstm_forward_item)(
         r = active;
     }
 #endif
+#ifdef SC_GEMM_TILE_FULL
+    SC_LSTM_TILES(6)
+    SC_LSTM_TILES(4)
+    SC_LSTM_TILES(3)
+#else
     if (SC_FUSED_ROWS >= 4) SC_LSTM_TILES(4)
     if (SC_FUSED_ROWS >= 2) SC_LSTM_TILES(2)
+#endif
     SC_LSTM_TILES(1)
 #undef SC_LSTM_TILES
+#undef SC_GATE_TILES
+#undef SC_LSTM_GATES_BY_TILE
+#undef SC_LSTM_GATE_BLOCKS
     for (; r < rows; r++)                    /* masked rows past the last valid one */
         SC_NAME(sc_lstm_row_outputs)(0, j0, n, H, r, c, h, y, c_store, rmask, Hp_next);
 }
