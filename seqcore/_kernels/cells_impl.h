@@ -304,7 +304,10 @@ static void SC_NAME(sc_masked_state_block)(
  * panel are always read). Z ld ldz; zc is the first column in Z; units at or past H are
  * neither read nor written.
  * Tiles of SC_TILE_ROWS rows (then 4, 3, 2) x SC_TILE_PANELS panels stay in registers across
- * the k loop, each loaded piece of U serving every row of the tile (a batch of 2 or 3 rows
+ * the k loop; tiles of 6 rows (AVX2) stop where they would leave 1 or 2 rows, which go with
+ * the rest in tiles of 4 and 3 instead (8 rows: 4 + 4, not 6 + 2, whose 2-row tile has 4
+ * accumulators, too few to hide the multiply-add latency). Each loaded piece of U serves every
+ * row of the tile (a batch of 2 or 3 rows
  * reads U once, not once per row: 21 -> 12 us and 31 -> 17 us for K 256 x 1024 units); single
  * rows take 4 panels at a time so that 8 independent multiply-add chains hide the latency.
  * from_init: the sums start from init[zc + j] (a bias row; 0 when init is NULL) instead of
@@ -340,8 +343,8 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #endif
     /* R rows x PT panels per register tile: a whole tile of existing units is read and written
      * in place; an edge tile goes through zbuf so that nothing past the last unit is touched */
-#define SC_ROW_TILES(R)                                                                       \
-    for (; r + (R) <= rows; r += (R))                                                        \
+#define SC_ROW_TILES(R, keep)                                                                 \
+    for (; r + (R) <= rows && (r + (R) == rows || rows - r - (R) >= (keep)); r += (R))       \
         for (int p = p0; p < p1; p += PT) {                                                  \
             SC_T zbuf[R][PT * 16];                                                           \
             SC_VEC acc[R][TV];                                                               \
@@ -377,10 +380,10 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                                (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
             }                                                                                \
         }
-    SC_ROW_TILES(SC_TILE_ROWS)
-    SC_ROW_TILES(4)
-    SC_ROW_TILES(3)
-    SC_ROW_TILES(2)
+    SC_ROW_TILES(SC_TILE_ROWS, SC_TILE_ROWS > 4 ? 3 : 0)
+    SC_ROW_TILES(4, 0)
+    SC_ROW_TILES(3, 0)
+    SC_ROW_TILES(2, 0)
 #undef SC_ROW_TILES
 #undef SC_FULL_TILE
     for (; r < rows; r++) {
