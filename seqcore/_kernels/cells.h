@@ -344,14 +344,22 @@ static inline __attribute__((always_inline)) void sc_gemm_tile_v8(
 SC_GEMM_TILE_V8(2)
 SC_GEMM_TILE_V8(3)
 SC_GEMM_TILE_V8(4)
+SC_GEMM_TILE_V8(5)
 SC_GEMM_TILE_V8(6)
 #undef SC_GEMM_TILE_V8
 
-/* The tile of R = 2, 3, 4 or 6 rows (the tiles of cells_impl.h's products) */
+/* Rows for the next tile of up to 6 when n rows are left: 6 while 12 or more are, then two
+ * tiles as even as can be (7: 4 + 3, 10: 5 + 5, 11: 6 + 5), a last 3 to 6 in one tile, and 1 or
+ * 2 (returned as is) left to callers: a tile of R rows has 2R independent chains, and fewer
+ * than about 10 do not hide the multiply-add latency. */
+#define SC_TILE_ROWS_FOR(n) ((n) >= 12 ? 6 : (n) > 6 ? ((n) + 1) / 2 : (n))
+
+/* The tile of R = 2 to 6 rows (the tiles of cells_impl.h's products) */
 static void sc_gemm_tiles_v8(int R, int K, const float *const *a, const float *u, long ks,
                              const float *const *start, float *const *out) {
     switch (R) {
         case 6: sc_gemm_tile6_v8(K, a, u, ks, start, out); break;
+        case 5: sc_gemm_tile5_v8(K, a, u, ks, start, out); break;
         case 4: sc_gemm_tile4_v8(K, a, u, ks, start, out); break;
         case 3: sc_gemm_tile3_v8(K, a, u, ks, start, out); break;
         default: sc_gemm_tile2_v8(K, a, u, ks, start, out); break;

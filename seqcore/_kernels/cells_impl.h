@@ -542,41 +542,13 @@ static void SC_NAME(sc_lstm_forward_item)(
     const long gs = ldu ? H : SC_LSTM_GATE_BLOCKS ? (long)H * 16 : 16;
     const long ks = ldu ? ldu : SC_LSTM_GATE_BLOCKS ? 16 : 64;
     int r = 0;
-    /* where SC_GEMM_TILE_FULL is defined (float32 on AVX2), a full panel's tiles of 3 rows or
-     * more take one product tile per gate (U read once per tile and gate, not once per row),
-     * each written to sig or gg; the last 1 or 2 rows keep the generic tile of one row (its 4
-     * gates x 16 units are 8 independent chains, one gate's tile only 2 a row) */
-#ifdef SC_GEMM_TILE_FULL
-#define SC_GATE_TILES(R) ((R) >= 3)
-#define SC_LSTM_GATES_BY_TILE(R)                                                             \
-    for (int g = 0; g < 4; g++) {                                                           \
-        const SC_T *start_[R];                                                              \
-        SC_T *out_[R], zbuf_[R][16];                                                        \
-        for (int i = 0; i < (R); i++) {                                                     \
-            start_[i] = Z + (long)(r + i) * 4 * H + g * H + j0;                             \
-            if (n < 16) {                 /* an edge panel: nothing past H is read */       \
-                memset(zbuf_[i], 0, sizeof zbuf_[i]);                                       \
-                memcpy(zbuf_[i], start_[i], (size_t)n * sizeof(SC_T));                      \
-                start_[i] = zbuf_[i];                                                       \
-            }                                                                               \
-            out_[i] = g == 2 ? gg + i * 16 : sig + i * 48 + (g == 3 ? 32 : g * 16);         \
-        }                                                                                   \
-        SC_GEMM_TILE_FULL((R), H, a, u + g * gs, ks, start_, out_);                         \
-    }
-#else
-#define SC_GATE_TILES(R) 0
-#define SC_LSTM_GATES_BY_TILE(R)
-#endif
 #define SC_LSTM_TILES(R)                                                                     \
     for (; r + (R) <= active; r += (R)) {                                                   \
         SC_VEC acc[R][4][NV];                                                               \
         SC_T sig[(R) * 48], gg[(R) * 16], cc[(R) * 16];                                     \
         const SC_T *a[R];                                                                   \
-        for (int i = 0; i < (R); i++) a[i] = Hp + (long)(r + i) * H;                        \
-        if (SC_GATE_TILES(R)) {                                                             \
-            SC_LSTM_GATES_BY_TILE(R);                                                       \
-        } else {                                                                            \
         for (int i = 0; i < (R); i++) {                                                     \
+            a[i] = Hp + (long)(r + i) * H;                                                  \
             for (int g = 0; g < 4; g++) {                                                   \
                 SC_T zbuf[16] = {0};          /* an edge panel: nothing past H is read */  \
                 SC_NAME(sc_copy16)(zbuf, Z + (long)(r + i) * 4 * H + g * H + j0, n);        \
@@ -596,7 +568,6 @@ static void SC_NAME(sc_lstm_forward_item)(
                 SC_STOREV(gg + i * 16 + v * SC_VL, acc[i][2][v]);                           \
                 SC_STOREV(sig + i * 48 + 32 + v * SC_VL, acc[i][3][v]);                     \
             }                                                                               \
-        }                                                                                   \
         SC_NAME(sc_sigmoid_array)(sig, sig, (R) * 48);                                      \
         SC_NAME(sc_tanh_array)(gg, gg, (R) * 16);                                           \
         SC_NAME(sc_lstm_tile_update)((R), r, j0, n, H, sig, gg, cc, Z, keep_act, c, h, valid, \
@@ -610,17 +581,40 @@ static void SC_NAME(sc_lstm_forward_item)(
     }
 #endif
 #ifdef SC_GEMM_TILE_FULL
-    SC_LSTM_TILES(6)
-    SC_LSTM_TILES(4)
-    SC_LSTM_TILES(3)
-#else
+    /* float32 on AVX2: tiles of 3 to 6 rows take one product tile per gate (12 accumulators
+     * for 6 rows leave no room for 4 gates in 16 registers), each written to sig or gg, and
+     * read U once per tile and gate rather than once per row; sizes as SC_TILE_ROWS_FOR
+     * (16 rows: 6 + 5 + 5, not 6 + 6 + 4, whose 4-row tile runs 8 chains instead of 10-12).
+     * The last 1 or 2 rows go to the generic one-row tile below (4 gates x 16 units: 8
+     * independent chains; one gate's tile would be 2). */
+    for (int R; (R = SC_TILE_ROWS_FOR(active - r)) >= 3; r += R) {
+        SC_T sig[6 * 48], gg[6 * 16], cc[6 * 16];
+        const SC_T *a[6];
+        for (int i = 0; i < R; i++) a[i] = Hp + (long)(r + i) * H;
+        for (int g = 0; g < 4; g++) {
+            const SC_T *start[6];
+            SC_T *out[6], zbuf[6][16];
+            for (int i = 0; i < R; i++) {
+                start[i] = Z + (long)(r + i) * 4 * H + g * H + j0;
+                if (n < 16) {                 /* an edge panel: nothing past H is read */
+                    memset(zbuf[i], 0, sizeof zbuf[i]);
+                    memcpy(zbuf[i], start[i], (size_t)n * sizeof(SC_T));
+                    start[i] = zbuf[i];
+                }
+                out[i] = g == 2 ? gg + i * 16 : sig + i * 48 + (g == 3 ? 32 : g * 16);
+            }
+            SC_GEMM_TILE_FULL(R, H, a, u + g * gs, ks, start, out);
+        }
+        SC_NAME(sc_sigmoid_array)(sig, sig, R * 48);
+        SC_NAME(sc_tanh_array)(gg, gg, R * 16);
+        SC_NAME(sc_lstm_tile_update)(R, r, j0, n, H, sig, gg, cc, Z, keep_act, c, h, valid, y,
+                                     c_store, rmask, Hp_next);
+    }
+#endif
     if (SC_FUSED_ROWS >= 4) SC_LSTM_TILES(4)
     if (SC_FUSED_ROWS >= 2) SC_LSTM_TILES(2)
-#endif
     SC_LSTM_TILES(1)
 #undef SC_LSTM_TILES
-#undef SC_GATE_TILES
-#undef SC_LSTM_GATES_BY_TILE
 #undef SC_LSTM_GATE_BLOCKS
     for (; r < rows; r++)                    /* masked rows past the last valid one */
         SC_NAME(sc_lstm_row_outputs)(0, j0, n, H, r, c, h, y, c_store, rmask, Hp_next);
