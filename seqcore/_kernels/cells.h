@@ -348,11 +348,11 @@ SC_GEMM_TILE_V8(5)
 SC_GEMM_TILE_V8(6)
 #undef SC_GEMM_TILE_V8
 
-/* Rows for the next tile of up to 6 when n rows are left: 6 while 12 or more are, then two
- * tiles as even as can be (7: 4 + 3, 10: 5 + 5, 11: 6 + 5), a last 3 to 6 in one tile, and 1 or
- * 2 (returned as is) left to callers: a tile of R rows has 2R independent chains, and fewer
- * than about 10 do not hide the multiply-add latency. */
-#define SC_TILE_ROWS_FOR(n) ((n) >= 12 ? 6 : (n) > 6 ? ((n) + 1) / 2 : (n))
+/* Rows for the next tile when n rows are left: the fewest tiles of up to 6 rows, as even as
+ * can be (8: 4 + 4, 16: 6 + 5 + 5, 32: 6 + 6 + 5 + 5 + 5 + 5, not 6 + 6 + 6 + 6 + 4 + 4): a
+ * tile of R rows has 2R independent chains, and fewer than about 10 do not hide the
+ * multiply-add latency. 1 or 2 (returned as is) are left to callers. */
+#define SC_TILE_ROWS_FOR(n) ((n) <= 6 ? (n) : ((n) + ((n) + 5) / 6 - 1) / (((n) + 5) / 6))
 
 /* The tile of R = 2 to 6 rows (the tiles of cells_impl.h's products) */
 static void sc_gemm_tiles_v8(int R, int K, const float *const *a, const float *u, long ks,

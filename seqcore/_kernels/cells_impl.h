@@ -304,11 +304,8 @@ static void SC_NAME(sc_masked_state_block)(
  * panel are always read). Z ld ldz; zc is the first column in Z; units at or past H are
  * neither read nor written.
  * Tiles of SC_TILE_ROWS rows (then 4, 3, 2) x SC_TILE_PANELS panels stay in registers across
- * the k loop; tiles of 6 rows (AVX2) stop where they would leave 1 or 2 rows, which go with
- * the rest in tiles of 4 and 3 instead (8 rows: 4 + 4, not 6 + 2, whose 2-row tile has 4
- * accumulators, too few to hide the multiply-add latency). Each loaded piece of U serves every
- * row of the tile (a batch of 2 or 3 rows
- * reads U once, not once per row: 21 -> 12 us and 31 -> 17 us for K 256 x 1024 units); single
+ * the k loop (on AVX2, tiles of 3 to 6 rows sized at run time, below). Each loaded piece of U
+ * serves every row of the tile (a batch of 2 or 3 rows reads U once, not once per row: 21 -> 12 us and 31 -> 17 us for K 256 x 1024 units); single
  * rows take 4 panels at a time so that 8 independent multiply-add chains hide the latency.
  * from_init: the sums start from init[zc + j] (a bias row; 0 when init is NULL) instead of
  * Z's current values, so a product with a bias needs no pass that writes the bias first. */
@@ -324,8 +321,30 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
     /* where the sums of row r, panel p start: Z itself, the init row, or NULL for zero */
 #define SC_START(r, p) (from_init ? (init ? init + zc + (p) * W : NULL) : SC_ZROW(r, p))
     int r = 0;
-    /* where SC_GEMM_TILE_FULL is defined (float32 on AVX2), a whole tile goes through it */
 #ifdef SC_GEMM_TILE_FULL
+    /* float32 on AVX2: tiles of 3 to 6 rows, sized at run time (SC_TILE_ROWS_FOR), through
+     * SC_GEMM_TILE_FULL, an edge panel through zbuf; then the generic tiles for what is left
+     * (1 or 2 rows), the 2-row one also through SC_GEMM_TILE_FULL when whole */
+    for (int R; (R = SC_TILE_ROWS_FOR(rows - r)) >= 3; r += R)
+        for (int p = p0; p < p1; p++) {
+            const SC_T *a_[6], *start_[6];
+            SC_T *out_[6], zbuf[6][16];
+            const int nu = SC_UNITS(p);
+            for (int i = 0; i < R; i++) {
+                a_[i] = A + (long)(r + i) * lda;
+                start_[i] = SC_START(r + i, p);
+                out_[i] = SC_ZROW(r + i, p);
+                if (nu < W) {
+                    memset(zbuf[i], 0, sizeof zbuf[i]);
+                    if (start_[i]) memcpy(zbuf[i], start_[i], (size_t)nu * sizeof(SC_T));
+                    start_[i] = out_[i] = zbuf[i];
+                }
+            }
+            SC_GEMM_TILE_FULL(R, K, a_, SC_PANEL(p), ks, start_, out_);
+            if (nu < W)
+                for (int i = 0; i < R; i++)
+                    memcpy(SC_ZROW(r + i, p), zbuf[i], (size_t)nu * sizeof(SC_T));
+        }
 #define SC_FULL_TILE(R)                                                                       \
     if (whole) {                                                                             \
         const SC_T *a_[R], *start_[R];                                                       \
@@ -343,8 +362,8 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #endif
     /* R rows x PT panels per register tile: a whole tile of existing units is read and written
      * in place; an edge tile goes through zbuf so that nothing past the last unit is touched */
-#define SC_ROW_TILES(R, keep)                                                                 \
-    for (; r + (R) <= rows && (r + (R) == rows || rows - r - (R) >= (keep)); r += (R))       \
+#define SC_ROW_TILES(R)                                                                       \
+    for (; r + (R) <= rows; r += (R))                                                        \
         for (int p = p0; p < p1; p += PT) {                                                  \
             SC_T zbuf[R][PT * 16];                                                           \
             SC_VEC acc[R][TV];                                                               \
@@ -380,10 +399,10 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                                (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
             }                                                                                \
         }
-    SC_ROW_TILES(SC_TILE_ROWS, SC_TILE_ROWS > 4 ? 3 : 0)
-    SC_ROW_TILES(4, 0)
-    SC_ROW_TILES(3, 0)
-    SC_ROW_TILES(2, 0)
+    SC_ROW_TILES(SC_TILE_ROWS)
+    SC_ROW_TILES(4)
+    SC_ROW_TILES(3)
+    SC_ROW_TILES(2)
 #undef SC_ROW_TILES
 #undef SC_FULL_TILE
     for (; r < rows; r++) {
@@ -585,7 +604,7 @@ static void SC_NAME(sc_lstm_forward_item)(
      * for 6 rows leave no room for 4 gates in 16 registers), each written to sig or gg, and
      * read U once per tile and gate rather than once per row; sizes as SC_TILE_ROWS_FOR
      * (16 rows: 6 + 5 + 5, not 6 + 6 + 4, whose 4-row tile runs 8 chains instead of 10-12).
-     * The last 1 or 2 rows go to the generic one-row tile below (4 gates x 16 units: 8
+     * Batches of 1 or 2 rows go to the generic one-row tile below (4 gates x 16 units: 8
      * independent chains; one gate's tile would be 2). */
     for (int R; (R = SC_TILE_ROWS_FOR(active - r)) >= 3; r += R) {
         SC_T sig[6 * 48], gg[6 * 16], cc[6 * 16];

@@ -99,11 +99,9 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #define SC_VL 8
 #define SC_TILE_PANELS 1
 #define SC_FUSED_ROWS 1
-#ifdef SC_AVX2_TILES
-#define SC_TILE_ROWS 6
-#define SC_GEMM_TILE_FULL sc_gemm_tiles_v8   /* cells.h: register tiles of 16 units */
-#else
 #define SC_TILE_ROWS 4
+#ifdef SC_AVX2_TILES
+#define SC_GEMM_TILE_FULL sc_gemm_tiles_v8   /* cells.h: register tiles of 16 units */
 #endif
 #endif
 #define SC_NAME(name) SC_CAT(name, _f32, SC_ISA)
