@@ -43,8 +43,8 @@ static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bia
  * G*ceil(H/16)*K*16 values apart, on the same cache sets: the fused step at H = 1024 was 7%
  * slower than the plain product with it). Where the item multiplies one gate at a time
  * (sc_lstm_gate_blocks of this CPU's variant), a panel's gates follow each other instead
- * (G x K x 16): each gate's stream is then contiguous too. sc_pack_panel writes one (gate, panel) with ldd
- * values between consecutive k. */
+ * (G x K x 16): each gate's stream is then contiguous too. sc_pack_panel writes one (gate,
+ * panel) with ldd values between consecutive k. */
 static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, int ldm,
                                     SC_T *dst, int ldd) {
     int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;

@@ -305,8 +305,9 @@ static void SC_NAME(sc_masked_state_block)(
  * neither read nor written.
  * Tiles of SC_TILE_ROWS rows (then 4, 3, 2) x SC_TILE_PANELS panels stay in registers across
  * the k loop (on AVX2, tiles of 3 to 6 rows sized at run time, below). Each loaded piece of U
- * serves every row of the tile (a batch of 2 or 3 rows reads U once, not once per row: 21 -> 12 us and 31 -> 17 us for K 256 x 1024 units); single
- * rows take 4 panels at a time so that 8 independent multiply-add chains hide the latency.
+ * serves every row of the tile (a batch of 2 or 3 rows reads U once, not once per row: 21 -> 12
+ * us and 31 -> 17 us for K 256 x 1024 units); single rows take 4 panels at a time so that 8
+ * independent multiply-add chains hide the latency.
  * from_init: the sums start from init[zc + j] (a bias row; 0 when init is NULL) instead of
  * Z's current values, so a product with a bias needs no pass that writes the bias first. */
 static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
@@ -547,7 +548,8 @@ static void SC_NAME(sc_lstm_tile_update)(
  * masked (sc_active_rows) and only get their outputs. Arguments as sc_lstm_tile_update;
  * keep_act: training (backward reads the activations from Z). Register tiles of
  * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
- * a full panel goes through it instead (cells.h sc_lstm_tiles_v16). */
+ * a full panel goes through it instead (cells.h sc_lstm_tiles_v16); where SC_GEMM_TILE_FULL
+ * is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time (below). */
 static void SC_NAME(sc_lstm_forward_item)(
         int rows, int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
         int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
