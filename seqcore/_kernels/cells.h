@@ -351,7 +351,8 @@ SC_GEMM_TILE_V8(6)
 /* Rows for the next tile when n rows are left: the fewest tiles of up to 6 rows, as even as
  * can be (8: 4 + 4, 16: 6 + 5 + 5, 32: 6 + 6 + 5 + 5 + 5 + 5, not 6 + 6 + 6 + 6 + 4 + 4): a
  * tile of R rows has 2R independent chains, and fewer than about 10 do not hide the
- * multiply-add latency. 1 or 2 (returned as is) are left to callers. */
+ * multiply-add latency. 6 or fewer come back as is: the callers decide whether 1 or 2 rows
+ * take a tile (the products take 2; the LSTM step gives both to its 8-chain one-row tile). */
 #define SC_TILE_ROWS_FOR(n) ((n) <= 6 ? (n) : ((n) + ((n) + 5) / 6 - 1) / (((n) + 5) / 6))
 
 /* The tile of R = 2 to 6 rows (the tiles of cells_impl.h's products) */

@@ -304,7 +304,7 @@ static void SC_NAME(sc_masked_state_block)(
  * panel are always read). Z ld ldz; zc is the first column in Z; units at or past H are
  * neither read nor written.
  * Tiles of SC_TILE_ROWS rows (then 4, 3, 2) x SC_TILE_PANELS panels stay in registers across
- * the k loop (on AVX2, tiles of 3 to 6 rows sized at run time, below). Each loaded piece of U
+ * the k loop (on AVX2, tiles of 2 to 6 rows sized at run time, below). Each loaded piece of U
  * serves every row of the tile (a batch of 2 or 3 rows reads U once, not once per row: 21 -> 12
  * us and 31 -> 17 us for K 256 x 1024 units); single rows take 4 panels at a time so that 8
  * independent multiply-add chains hide the latency.
@@ -323,10 +323,10 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #define SC_START(r, p) (from_init ? (init ? init + zc + (p) * W : NULL) : SC_ZROW(r, p))
     int r = 0;
 #ifdef SC_GEMM_TILE_FULL
-    /* float32 on AVX2: tiles of 3 to 6 rows, sized at run time (SC_TILE_ROWS_FOR), through
-     * SC_GEMM_TILE_FULL, an edge panel through zbuf; then the generic tiles for what is left
-     * (1 or 2 rows), the 2-row one also through SC_GEMM_TILE_FULL when whole */
-    for (int R; (R = SC_TILE_ROWS_FOR(rows - r)) >= 3; r += R)
+    /* float32 on AVX2: tiles of 2 to 6 rows, sized at run time (SC_TILE_ROWS_FOR), through
+     * SC_GEMM_TILE_FULL, an edge panel through zbuf; only a call of a single row is left to
+     * the generic code below */
+    for (int R; (R = SC_TILE_ROWS_FOR(rows - r)) >= 2; r += R)
         for (int p = p0; p < p1; p++) {
             const SC_T *a_[6], *start_[6];
             SC_T *out_[6], zbuf[6][16];
@@ -346,20 +346,6 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                 for (int i = 0; i < R; i++)
                     memcpy(SC_ZROW(r + i, p), zbuf[i], (size_t)nu * sizeof(SC_T));
         }
-#define SC_FULL_TILE(R)                                                                       \
-    if (whole) {                                                                             \
-        const SC_T *a_[R], *start_[R];                                                       \
-        SC_T *out_[R];                                                                       \
-        for (int i = 0; i < (R); i++) {                                                      \
-            a_[i] = A + (long)(r + i) * lda;                                                 \
-            start_[i] = SC_START(r + i, p);                                                  \
-            out_[i] = SC_ZROW(r + i, p);                                                     \
-        }                                                                                    \
-        SC_GEMM_TILE_FULL((R), K, a_, u[0], ks, start_, out_);                              \
-        continue;                                                                            \
-    }
-#else
-#define SC_FULL_TILE(R)
 #endif
     /* R rows x PT panels per register tile: a whole tile of existing units is read and written
      * in place; an edge tile goes through zbuf so that nothing past the last unit is touched */
@@ -371,7 +357,6 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
             const SC_T *u[PT], *a[R];                                                        \
             for (int q = 0; q < PT; q++) u[q] = SC_PANEL(p + q < p1 ? p + q : p);            \
             int whole = p + PT <= p1 && (p + PT) * W <= H;                                   \
-            SC_FULL_TILE(R)                                                                  \
             for (int i = 0; i < (R); i++) {                                                  \
                 const SC_T *src = SC_START(r + i, p);                                        \
                 a[i] = A + (long)(r + i) * lda;                                              \
@@ -405,7 +390,6 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
     SC_ROW_TILES(3)
     SC_ROW_TILES(2)
 #undef SC_ROW_TILES
-#undef SC_FULL_TILE
     for (; r < rows; r++) {
         const SC_T *a = A + (long)r * lda;
         for (int p = p0; p < p1; p += 4) {
