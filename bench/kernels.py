@@ -1,14 +1,18 @@
 """seqcore kernels vs PyTorch CPU, ONNX Runtime and TensorFlow on the same shapes, dtype and
 thread count, in one run.
 
-    python bench/kernels.py [--quick] [--threads 1 2] [--shapes T,B,I,H ...]
+    python bench/kernels.py [--quick] [--threads 1 2] [--shapes T,B,I,H ...] [--rounds 5]
                             [--out bench/results/kernels]
 
 For each (cell, mode, shape, threads) the libraries are timed in turn, in blocks of calls
-(time_group: five blocks each, interleaved, so machine noise hits all of them; each block
-starts with an untimed call, so every library is timed with its own data in cache, as in a
-loop calling it), and the median of the repetitions is reported with the ratios
-peer_time / seqcore_time (> 1 means seqcore is faster). ONNX Runtime (a graph of one
+(time_rounds: one block each per round, five rounds by default, so machine noise hits all of
+them; each block starts with an untimed call, so every library is timed with its own data in
+cache, as in a loop calling it). Reported: the median time over all of a library's calls,
+and the ratios peer_time / seqcore_time (> 1 means seqcore is faster) paired round by round:
+the median of the rounds' ratios of block medians, with the lowest and highest in brackets.
+The machines here change speed by 25-35% for seconds at a time; a ratio of two blocks run
+back to back is less exposed to that than a ratio of two medians over the whole row, and the
+bracket shows how far the rounds disagree. ONNX Runtime (a graph of one
 ONNX LSTM / GRU operator built with onnx.helper, CPUExecutionProvider, GRU with
 linear_before_reset=1, its default thread spinning) runs the inference rows when it is
 installed; the block after its own starts once its spinning threads have gone quiet.
@@ -160,15 +164,16 @@ def ort_runner(cell, x, W, U, b, threads):
     return lambda: session.run(None, {"X": x})
 
 
-def time_group(fns, budget, spinning=(), rounds=5):
-    """Median seconds of each function. The functions take turns in blocks, `rounds` blocks
-    each (timing.timed_block: an untimed call, then timed calls for budget / rounds
-    seconds). Each function is thus timed as a loop calling it repeatedly would see it, and
-    machine noise spreads over all of them. spinning: indices of functions
-    whose idle threads spin after a call (ONNX Runtime by default): the next block starts
-    0.2 s after theirs, as those threads slowed whatever ran next 1.5-3x at 2 threads. A
-    function may also be an object with a method block(seconds) that runs such a block
-    elsewhere and returns its times (TensorFlow's worker process, tf_peer.py)."""
+def time_rounds(fns, budget, spinning=(), rounds=5):
+    """Each function's times, round by round: a list per function of `rounds` lists of
+    seconds. The functions take turns in blocks, one block each per round
+    (timing.timed_block: an untimed call, then timed calls for budget / rounds seconds).
+    Each function is thus timed as a loop calling it repeatedly would see it, and machine
+    noise spreads over all of them. spinning: indices of functions whose idle threads spin
+    after a call (ONNX Runtime by default): the next block starts 0.2 s after theirs, as those
+    threads slowed whatever ran next 1.5-3x at 2 threads. A function may also be an object
+    with a method block(seconds) that runs such a block elsewhere and returns its times
+    (TensorFlow's worker process, tf_peer.py)."""
     for f in fns:                       # warm-up: allocation, packing, ORT's first run
         if not hasattr(f, "block"):
             f()
@@ -177,12 +182,27 @@ def time_group(fns, budget, spinning=(), rounds=5):
         for i, (f, acc) in enumerate(zip(fns, times)):
             if hasattr(f, "block"):     # a peer in a worker process (tf_peer.TFPeer): its
                 time.sleep(0.05)        # block runs there once our threads have gone idle
-                acc.extend(f.block(budget / rounds))
+                acc.append(f.block(budget / rounds))
             else:
-                acc.extend(timed_block(f, budget / rounds))
+                acc.append(timed_block(f, budget / rounds))
             if i in spinning:
                 time.sleep(0.2)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def time_group(fns, budget, spinning=(), rounds=5):
+    """Median seconds of each function over all its timed calls (time_rounds)."""
+    return [statistics.median(t for block in blocks for t in block)
+            for blocks in time_rounds(fns, budget, spinning, rounds)]
+
+
+def paired_ratio(peer_blocks, own_blocks):
+    """A peer's time over ours, round by round (the two blocks of a round ran seconds apart,
+    so a slow spell of the machine that lasts longer than that cancels out): the median of
+    the per-round ratios of block medians, and their lowest and highest."""
+    ratios = sorted(statistics.median(p) / statistics.median(o)
+                    for p, o in zip(peer_blocks, own_blocks))
+    return statistics.median(ratios), ratios[0], ratios[-1]
 
 
 def sgemm_ceiling(threads, n=2048, repeats=5):
@@ -213,6 +233,7 @@ def machine_facts():
     }
 
 
+SPEEDUP_KEYS = ("speedup", "speedup_ort", "speedup_tf")     # vs torch, ORT, TF
 HEADER = ("| cell | mode | T, B, I, H | threads | seqcore ms | torch ms | ORT ms | TF ms "
           "| seqcore GFLOP/s | % of SGEMM | vs torch | vs ORT | vs TF |")
 COLUMNS = HEADER.count("|") - 1
@@ -222,13 +243,21 @@ def _cell(value, fmt):
     return "-" if value is None else format(value, fmt)
 
 
+def _ratio(r, key):
+    """A ratio and, when known, the lowest and highest of its rounds: 1.02 (0.97-1.06)."""
+    if r.get(key) is None:
+        return "-"
+    spread = r.get(key + "_range")
+    return f"{r[key]:.2f}" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
+
+
 def format_row(r):
     return (f"| {r['cell']} | {r['mode']} | {', '.join(map(str, r['shape']))} | {r['threads']} "
             f"| {r['seqcore_ms']:.3f} | {r['torch_ms']:.3f} | {_cell(r['ort_ms'], '.3f')} "
             f"| {_cell(r.get('tf_ms'), '.3f')} "
             f"| {r['seqcore_gflops']:.1f} | {100 * r['ceiling_fraction']:.0f} "
-            f"| {r['speedup']:.2f} | {_cell(r['speedup_ort'], '.2f')} "
-            f"| {_cell(r.get('speedup_tf'), '.2f')} |")
+            f"| {_ratio(r, 'speedup')} | {_ratio(r, 'speedup_ort')} "
+            f"| {_ratio(r, 'speedup_tf')} |")
 
 
 def summarize(rows):
@@ -266,6 +295,8 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="+", default=["infer", "train"])
     parser.add_argument("--budget", type=float, default=1.0,
                         help="seconds of timing per library and row (default 1)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="blocks of calls per library and row, taken in turn (default 5)")
     parser.add_argument("--quick", action="store_true", help="skip the largest shape")
     parser.add_argument("--shapes", nargs="+", metavar="T,B,I,H",
                         type=parse_shape,
@@ -318,19 +349,27 @@ def main(argv=None):
                             tf_workers[threads] = tf_peer.TFPeer(threads)
                         fns.append(tf_workers[threads].setup(cell, mode, x, W, U, b))
                     # ORT and TF spin their idle threads after a call
-                    times = time_group(fns, args.budget, spinning=range(2, len(fns)))
-                    ts, tt = times[:2]
-                    to = times[2] if peer else None
-                    ttf = times[-1] if facts["tensorflow"] else None
+                    blocks = time_rounds(fns, args.budget, spinning=range(2, len(fns)),
+                                         rounds=args.rounds)
+                    ours = blocks[0]
+                    peers = {"torch": blocks[1], "ort": blocks[2] if peer else None,
+                             "tf": blocks[-1] if facts["tensorflow"] else None}
+                    ms = {name: None if b is None else
+                          1e3 * statistics.median(t for block in b for t in block)
+                          for name, b in [("seqcore", ours)] + list(peers.items())}
+                    ratios = {name: None if b is None else paired_ratio(b, ours)
+                              for name, b in peers.items()}
                     f = flops(cell, mode, *shape)
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
-                               seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
-                               ort_ms=None if to is None else to * 1e3,
-                               tf_ms=None if ttf is None else ttf * 1e3,
-                               seqcore_gflops=f / ts / 1e9, torch_gflops=f / tt / 1e9,
-                               ceiling_fraction=f / ts / 1e9 / ceilings[threads],
-                               speedup=tt / ts, speedup_ort=None if to is None else to / ts,
-                               speedup_tf=None if ttf is None else ttf / ts)
+                               seqcore_ms=ms["seqcore"], torch_ms=ms["torch"],
+                               ort_ms=ms["ort"], tf_ms=ms["tf"],
+                               seqcore_gflops=f / ms["seqcore"] / 1e6,
+                               torch_gflops=f / ms["torch"] / 1e6,
+                               ceiling_fraction=f / ms["seqcore"] / 1e6 / ceilings[threads],
+                               **{key: None if r is None else r[0] for key, r in
+                                  zip(SPEEDUP_KEYS, ratios.values())},
+                               **{key + "_range": None if r is None else list(r[1:]) for
+                                  key, r in zip(SPEEDUP_KEYS, ratios.values())})
                     rows.append(row)
                     print(format_row(row), flush=True)
     for worker in tf_workers.values():

@@ -1,4 +1,5 @@
 """The BLAS door (row-major GEMM in both precisions) and the thread settings."""
+import json
 import subprocess
 import sys
 
@@ -68,6 +69,11 @@ def test_cli_bench_runs_the_benchmark_script(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "NumPy SGEMM ceiling" in run.stdout and "| gru | infer | 1, 1, 64, 128 | 1 |" in run.stdout
     assert "geometric mean speed-up vs torch" in (tmp_path / "k.md").read_text()
+    # the ratio is the median of the rounds' paired ratios, shown with their lowest and highest
+    row = json.loads((tmp_path / "k.json").read_text())["rows"][-1]
+    lo, hi = row["speedup_range"]
+    assert 0 < lo <= row["speedup"] <= hi
+    assert f"{row['speedup']:.2f} ({lo:.2f}-{hi:.2f})" in run.stdout
 
 
 def test_cli_bench_workloads_runs_the_workload_script(tmp_path):
