@@ -533,7 +533,8 @@ static void SC_NAME(sc_lstm_tile_update)(
  * keep_act: training (backward reads the activations from Z). Register tiles of
  * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
  * a full panel goes through it instead (cells.h sc_lstm_tiles_v16); where SC_GEMM_TILE_FULL
- * is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time (below). */
+ * is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time, a full panel's update then in
+ * registers (SC_LSTM_UPDATE_FULL, below). */
 static void SC_NAME(sc_lstm_forward_item)(
         int rows, int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
         int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
@@ -609,6 +610,11 @@ static void SC_NAME(sc_lstm_forward_item)(
                 out[i] = g == 2 ? gg + i * 16 : sig + i * 48 + (g == 3 ? 32 : g * 16);
             }
             SC_GEMM_TILE_FULL(R, H, a, u + g * gs, ks, start, out);
+        }
+        if (n == 16) {          /* activations and update in registers (cells.h) */
+            SC_LSTM_UPDATE_FULL(R, r, j0, H, sig, gg, Z, keep_act, c, h, valid, y, c_store,
+                                rmask, Hp_next);
+            continue;
         }
         SC_NAME(sc_sigmoid_array)(sig, sig, R * 48);
         SC_NAME(sc_tanh_array)(gg, gg, R * 16);

@@ -10,6 +10,14 @@ static void SC_CAT(sc_sigmoid_array, _f32, SC_ISA)(const float *x, float *out, i
 static void SC_CAT(sc_tanh_array, _f32, SC_ISA)(const float *x, float *out, int n) {
     sc_tanh16_array(x, out, n);
 }
+#elif defined(SC_AVX2_TILES)
+static void SC_CAT(sc_sigmoid_array, _f32, SC_ISA)(const float *x, float *out, int n) {
+    sc_sigmoid8_array(x, out, n);
+}
+
+static void SC_CAT(sc_tanh_array, _f32, SC_ISA)(const float *x, float *out, int n) {
+    sc_tanh8_array(x, out, n);
+}
 #else
 static void SC_CAT(sc_sigmoid_array, _f32, SC_ISA)(const float *x, float *out, int n) {
     SC_V8_MAP(SC_V8_SIGMOID, x, out, n);
@@ -102,6 +110,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #define SC_TILE_ROWS 4
 #ifdef SC_AVX2_TILES
 #define SC_GEMM_TILE_FULL sc_gemm_tiles_v8   /* cells.h: register tiles of 16 units */
+#define SC_LSTM_UPDATE_FULL sc_lstm_update_v8 /* cells.h: a full panel's LSTM update */
 #endif
 #endif
 #define SC_NAME(name) SC_CAT(name, _f32, SC_ISA)
@@ -115,6 +124,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #undef SC_FUSED_ROWS
 #undef SC_LSTM_TILES_FULL
 #undef SC_GEMM_TILE_FULL
+#undef SC_LSTM_UPDATE_FULL
 
 #define SC_T double
 #define SC_TILE_PANELS 1
