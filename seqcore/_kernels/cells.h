@@ -478,10 +478,10 @@ static void sc_lstm_update_v8(int R, int r, int j0, int H, const float *sig, con
     }
 }
 #undef SC_C8
-#undef SC_LSTM_ROW_UPDATE
-#undef SC_EXP_Q
 #pragma GCC pop_options
 #endif
+#undef SC_LSTM_ROW_UPDATE
+#undef SC_EXP_Q
 
 /* ---- denormals: flush-to-zero and denormals-are-zero for the calling thread during a kernel
  * call (RNN states decaying towards zero otherwise hit slow microcode paths). MXCSR is per
