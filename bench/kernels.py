@@ -190,10 +190,14 @@ def time_rounds(fns, budget, spinning=(), rounds=5):
     return times
 
 
+def median_time(blocks):
+    """The median of all the timed calls in a function's blocks (time_rounds)."""
+    return statistics.median(t for block in blocks for t in block)
+
+
 def time_group(fns, budget, spinning=(), rounds=5):
     """Median seconds of each function over all its timed calls (time_rounds)."""
-    return [statistics.median(t for block in blocks for t in block)
-            for blocks in time_rounds(fns, budget, spinning, rounds)]
+    return [median_time(blocks) for blocks in time_rounds(fns, budget, spinning, rounds)]
 
 
 def paired_ratio(peer_blocks, own_blocks):
@@ -354,11 +358,10 @@ def main(argv=None):
                     ours = blocks[0]
                     peers = {"torch": blocks[1], "ort": blocks[2] if peer else None,
                              "tf": blocks[-1] if facts["tensorflow"] else None}
-                    ms = {name: None if b is None else
-                          1e3 * statistics.median(t for block in b for t in block)
-                          for name, b in [("seqcore", ours)] + list(peers.items())}
-                    ratios = {name: None if b is None else paired_ratio(b, ours)
-                              for name, b in peers.items()}
+                    ms = {name: None if blk is None else 1e3 * median_time(blk)
+                          for name, blk in [("seqcore", ours)] + list(peers.items())}
+                    ratios = {name: None if blk is None else paired_ratio(blk, ours)
+                              for name, blk in peers.items()}
                     f = flops(cell, mode, *shape)
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
                                seqcore_ms=ms["seqcore"], torch_ms=ms["torch"],
