@@ -295,6 +295,17 @@ static void SC_NAME(sc_masked_state_block)(
 #define SC_LOADV(p) ({ SC_VEC v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define SC_STOREV(p, v) do { SC_VEC s_ = (v); memcpy((p), &s_, sizeof s_); } while (0)
 
+/* dst[0..16) = the n <= 16 values at src, then zeros (all zeros when src is NULL): an edge
+ * panel's sums go through such a buffer, so that nothing past the last unit is read. */
+static inline void SC_NAME(sc_pad16)(SC_T *dst, const SC_T *src, int n) {
+    if (src && n == 16) {             /* every panel but an edge one: a constant-size copy */
+        memcpy(dst, src, 16 * sizeof(SC_T));
+        return;
+    }
+    memset(dst, 0, 16 * sizeof(SC_T));
+    if (src) memcpy(dst, src, (size_t)n * sizeof(SC_T));
+}
+
 /* Z[r, zc + j] (+)= sum_k A[r, k] * M[k, j] for rows r < rows, k < K and units j in panels
  * [p0, p1), M coming packed (sc_pack_panels and sc_pack_panels_t in cells_entry.h):
  * panel p holds units [16p, 16p + 16) for every k, contiguous, zero past H: panels ps values
@@ -336,8 +347,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                 start_[i] = SC_START(r + i, p);
                 out_[i] = SC_ZROW(r + i, p);
                 if (nu < W) {
-                    memset(zbuf[i], 0, sizeof zbuf[i]);
-                    if (start_[i]) memcpy(zbuf[i], start_[i], (size_t)nu * sizeof(SC_T));
+                    SC_NAME(sc_pad16)(zbuf[i], start_[i], nu);
                     start_[i] = out_[i] = zbuf[i];
                 }
             }
@@ -556,8 +566,8 @@ static void SC_NAME(sc_lstm_forward_item)(
         for (int i = 0; i < (R); i++) {                                                     \
             a[i] = Hp + (long)(r + i) * H;                                                  \
             for (int g = 0; g < 4; g++) {                                                   \
-                SC_T zbuf[16] = {0};          /* an edge panel: nothing past H is read */  \
-                SC_NAME(sc_copy16)(zbuf, Z + (long)(r + i) * 4 * H + g * H + j0, n);        \
+                SC_T zbuf[16];                /* an edge panel: nothing past H is read */  \
+                SC_NAME(sc_pad16)(zbuf, Z + (long)(r + i) * 4 * H + g * H + j0, n);         \
                 for (int v = 0; v < NV; v++) acc[i][g][v] = SC_LOADV(zbuf + v * SC_VL);     \
             }                                                                               \
         }                                                                                   \
@@ -603,8 +613,7 @@ static void SC_NAME(sc_lstm_forward_item)(
             for (int i = 0; i < R; i++) {
                 start[i] = Z + (long)(r + i) * 4 * H + g * H + j0;
                 if (n < 16) {                 /* an edge panel: nothing past H is read */
-                    memset(zbuf[i], 0, sizeof zbuf[i]);
-                    memcpy(zbuf[i], start[i], (size_t)n * sizeof(SC_T));
+                    SC_NAME(sc_pad16)(zbuf[i], start[i], n);
                     start[i] = zbuf[i];
                 }
                 out[i] = g == 2 ? gg + i * 16 : sig + i * 48 + (g == 3 ? 32 : g * 16);
