@@ -99,6 +99,29 @@ def test_weights_read_in_place_or_packed(variant, in_place, threads, shape, monk
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("blas", ["1", "0"])
+@pytest.mark.parametrize("threads,shape,options", [
+    (1, (5, 7, 13, 33), dict(mask=True, dropout=True, initial=True)),
+    (1, (3, 9, 6, 20), dict(bias=False, reverse=True, dropout=True)),
+    (2, (4, 70, 9, 40), dict(mask=True, reverse=True, dropout=True, initial=True))])
+def test_training_products_by_blas_or_packed(variant, blas, threads, shape, options,
+                                             monkeypatch):
+    """A training call's large products around the time loop (input projection, weight and
+    input gradients) go to BLAS, the others through the packed kernels (scan.pxd
+    blas_product); SEQCORE_BLAS_PRODUCTS forces either way, so both paths are checked on the
+    same shapes: with and without bias, masks and input dropout, split over two threads."""
+    monkeypatch.setenv("SEQCORE_BLAS_PRODUCTS", blas)
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(threads)
+    try:
+        for dtype in (np.float32, np.float64):
+            compare_with_reference(make_problem(variant, *shape, dtype=dtype, seed=3,
+                                                scale=0.1, **options))
+    finally:
+        seqcore.set_num_threads(before)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("mask,reverse,dropout,initial,bias",
                          list(itertools.product([False, True], repeat=5)))
 def test_kernel_backward_matches_finite_differences(variant, mask, reverse, dropout, initial,

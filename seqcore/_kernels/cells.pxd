@@ -27,6 +27,8 @@ cdef extern from "cells.h" nogil:
                        float*, int, int, long, const float*, int, float*, const u8*, int)
     int sc_gemm_tn_f64(int, int, const double*, int, double*, int, int, const double*, int,
                        double*, int, int, long, const double*, int, double*, const u8*, int)
+    void sc_fill_columns_f32(int, float*, int, const float*, int, int)
+    void sc_fill_columns_f64(int, double*, int, const double*, int, int)
     void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int, int,
                                const float*, int, float*, int)
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int, int,
@@ -105,6 +107,14 @@ cdef inline int gemm_tn(int n_threads, int M1, const floating* A1, int lda1, flo
     else:
         return sc_gemm_tn_f64(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K,
                               B, ldb, colsum, mask, rows_per_step)
+
+
+cdef inline void fill_columns(int rows, floating* X, int ld, const floating* bias, int c0,
+                              int c1) noexcept nogil:
+    if floating is float:
+        sc_fill_columns_f32(rows, X, ld, bias, c0, c1)
+    else:
+        sc_fill_columns_f64(rows, X, ld, bias, c0, c1)
 
 
 cdef inline void project_packed(int n_threads, int rows, int K, const floating* X, int ldx,

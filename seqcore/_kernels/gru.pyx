@@ -84,7 +84,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         Wpk = pack_weights(n_threads, T, B, I, H, 3, &U[0, 0], &W[0, 0], &packed[0],
                            &Upk, &ldu, &ldw, PACK_AUTO)
         project_steps(n_threads, T, B, I, 3, H, X, dmask, opt3(XD), Wpk, ldw, bx, &AX[0, 0, 0],
-                      &mask[0, 0])
+                      &mask[0, 0], &W[0, 0])
         entering_state(0, T, reverse, B, H, &h[0, 0], <floating*>NULL, HIN)
         if rmask != NULL:      # the product sees h * rmask; the gates' gradients need h too
             entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
@@ -223,5 +223,5 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                             <floating*>NULL, 0, <floating*>NULL, 0, H, T * B, &dAX[0, 0, 2 * H],
                             3 * H, <floating*>NULL, &mask[0, 0], B)
         input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
-                       &mask[0, 0])
+                       &mask[0, 0], &W[0, 0])
         sc_ftz_exit(mode)

@@ -62,7 +62,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
             project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask,
                           XDall + <long>t0 * B * I if XDall != NULL else NULL, Wpk, ldw, b,
-                          &Z[t0, 0, 0], &mask[t0, 0])
+                          &Z[t0, 0, 0], &mask[t0, 0], &W[0, 0])
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):
@@ -178,5 +178,5 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
         weight_gradient(n_threads, I, X, I, &dW[0, 0], 4 * H, H, &HP[0, 0, 0], H, &dU[0, 0],
                         4 * H, 4 * H, T * B, &dZ[0, 0, 0], 4 * H, opt_vec(db), &mask[0, 0], B)
         input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
-                       &mask[0, 0])
+                       &mask[0, 0], &W[0, 0])
         sc_ftz_exit(mode)

@@ -50,7 +50,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         Wpk = pack_weights(n_threads, T, B, I, H, 1, &U[0, 0], &W[0, 0], &packed[0],
                            &Upk, &ldu, &ldw, PACK_AUTO)
         project_steps(n_threads, T, B, I, 1, H, X, dmask, opt3(XD), Wpk, ldw, opt_vec(bias),
-                      &A[0, 0, 0], &mask[0, 0])
+                      &A[0, 0, 0], &mask[0, 0], &W[0, 0])
         entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
@@ -153,5 +153,5 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
         weight_gradient(n_threads, I, X, I, &dW[0, 0], H, H, &HP[0, 0, 0], H, &dU[0, 0], H, H,
                         T * B, &dA[0, 0, 0], H, opt_vec(db), &mask[0, 0], B)
         input_gradient(n_threads, T, B, I, H, &dA[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
-                       &mask[0, 0])
+                       &mask[0, 0], &W[0, 0])
         sc_ftz_exit(mode)

@@ -7,8 +7,8 @@ from libc.stdlib cimport getenv
 from libc.string cimport memset
 
 from .blas cimport gemm_threads
-from .cells cimport (gemm_tn, masked_state, pack_panels, pack_panels_t, project_packed,
-                     sc_active_rows, u8)
+from .cells cimport (fill_columns, gemm_tn, masked_state, pack_panels, pack_panels_t,
+                     project_packed, sc_active_rows, sc_isa_level, u8)
 
 
 cdef inline floating* opt(floating[:, ::1] a) noexcept nogil:
@@ -49,6 +49,31 @@ cdef inline floating* opt3(floating[:, :, ::1] a) noexcept nogil:
     return &a[0, 0, 0] if a is not None else NULL
 
 
+cdef inline bint blas_product(long rows, long K, long N) noexcept nogil:
+    """Whether a training scan's product hoisted out of the time loop, (rows, K) times (K, N)
+    (the input projection, the input gradient; for the weight gradients rows = T*B, K = the
+    gradients' rows), goes to BLAS instead of the packed kernels (cells_impl.h
+    sc_gemm_acc_packed): when the matrix that the packed kernels would stream for every tile
+    of rows, K x N, holds 2^20 values or more (4 MiB in float32, past a core's L2 cache) and
+    there are 256 rows or more. OpenBLAS blocks such products for the caches better than the
+    packed kernels' full-K panels: on Zen 3 (AVX2, 512 KiB L2 per core), one core, GFLOP/s
+    packed / BLAS: (6400 x 1024) x (1024 x 4096) 62 / 71, (6400 x 4096) x W^T 64 / 72,
+    (256 x 1024) x (1024 x 4096) 54 / 65, the weight gradients at K = 6400, 2048 x 4096
+    62 / 68; below the threshold the packed kernels are as fast or faster ((1600 x 1024) x
+    W^T (1024 x 256) 82 / 72; (1600 x 256) x (256 x 1024) 78 / 74). A whole LSTM training step,
+    BLAS / packed time by run (the machine's noise is of the same size): (T, B, I, H) =
+    (50, 128, 1024, 1024) 0.86-0.99 on one thread, 0.92-1.02 on two; (100, 64, 512, 512)
+    0.96 on one, 0.95-1.01 on two; float64 at (50, 64, 512, 512) 0.80. Not with AVX-512, where the packed kernels beat BLAS on these
+    shapes (measured on an earlier machine: 110 against 83 GFLOP/s for the weight gradients).
+    The inference scans keep the packed kernels: their projection runs in chunks of a few
+    steps just before those steps read it, and BLAS measured no faster there (0.99-1.01).
+    SEQCORE_BLAS_PRODUCTS=1 / 0 forces either way (for the tests)."""
+    cdef char* force = getenv("SEQCORE_BLAS_PRODUCTS")
+    if force != NULL and force[0] != 0:
+        return force[0] == b'1'
+    return sc_isa_level() < 2 and rows >= 256 and K * N >= (1 << 20)
+
+
 cdef inline bint skip_finished_rows(int steps, int B, const u8* mask) noexcept nogil:
     """Whether the rows past each step's last valid one (mask (steps, B); NULL: no mask) are an
     eighth of the rows or more, so that products step by step over the rows before them beat
@@ -65,35 +90,46 @@ cdef inline bint skip_finished_rows(int steps, int B, const u8* mask) noexcept n
 cdef inline void project_rows(int n_threads, int steps, int B, int I, int G, int H,
                               const floating* x, const floating* dmask, floating* XD,
                               const floating* Wpk, int ldw, const floating* bias,
-                              floating* out) noexcept nogil:
-    """out (steps*B, G*H) = (x * dmask) @ W + bias, every row (see project_steps)."""
+                              floating* out, const floating* W) noexcept nogil:
+    """out (steps*B, G*H) = (x * dmask) @ W + bias, every row (see project_steps): by BLAS from
+    W itself when W is not NULL and blas_product says so, else by the packed kernels."""
     if dmask != NULL:
         mask_inputs(steps, B, I, x, dmask, XD)
         x = XD
+    if W != NULL and blas_product(<long>steps * B, I, <long>G * H):
+        if bias != NULL:        # the bias first, then BLAS adds the product to it
+            fill_columns(steps * B, out, G * H, bias, 0, G * H)
+        gemm_threads(n_threads, False, False, steps * B, G * H, I, <floating>1, x, I, W, G * H,
+                     <floating>(1 if bias != NULL else 0), out, G * H)
+        return
     project_packed(n_threads, steps * B, I, x, I, Wpk, ldw, G, H, bias, 1, out, G * H)
 
 
 cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, int H,
                                const floating* x, const floating* dmask, floating* XD,
                                const floating* Wpk, int ldw, const floating* bias,
-                               floating* out, const u8* mask) noexcept nogil:
+                               floating* out, const u8* mask,
+                               const floating* W=NULL) noexcept nogil:
     """Input projection of `steps` consecutive steps: out (steps*B, G*H) = (x * dmask) @ W + bias
-    with W packed by pack_panels (ldw = 0) or in place (ldw: its row stride), input dropout
-    applied into XD first when dmask is not NULL (XD is what backward's dW needs). Bias may be NULL. mask (steps, B) or NULL: the rows
-    past a step's last valid one are not projected (zeroed in out and XD, so that nothing
-    downstream meets uninitialized values) when that leaves out an eighth of the rows or more
-    (a ragged batch ordered longest first by seqcore.ops); else one product over every row."""
+    with W packed by pack_panels (Wpk, ldw = 0) or in place (ldw: its row stride), input dropout
+    applied into XD first when dmask is not NULL (XD is what backward's dW needs). Bias may be
+    NULL. W: W (I, G*H) itself for a training scan, whose large projections go to BLAS
+    (blas_product); NULL (the inference scans): always the packed kernels. mask (steps, B) or
+    NULL: the rows past a step's last valid one are not projected (zeroed in out and XD, so
+    that nothing downstream meets uninitialized values) when that leaves out an eighth of the
+    rows or more (a ragged batch ordered longest first by seqcore.ops); else one product over
+    every row."""
     cdef long r
     cdef int s, a
     if not skip_finished_rows(steps, B, mask):
-        project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out)
+        project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, W)
         return
     for s in range(steps):
         r = <long>s * B
         a = sc_active_rows(B, mask + r)
         if a > 0:
             project_rows(n_threads, 1, a, I, G, H, x + r * I, dmask,
-                         XD + r * I if XD != NULL else NULL, Wpk, ldw, bias, out + r * G * H)
+                         XD + r * I if XD != NULL else NULL, Wpk, ldw, bias, out + r * G * H, W)
         if a < B:
             memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
             if XD != NULL:
@@ -119,13 +155,15 @@ cdef inline void weight_gradient(int n_threads, int M1, const floating* A1, int 
                                  int rows_per_step) noexcept nogil:
     """C1 (M1, N) = A1^T B and C2 (M2, N) = A2^T B (ld ldc1, ldc2) for A1 (K, M1), A2 (K, M2)
     and B (K, N): the weight gradients (K = T*B rows; M2 = 0 with A2 and C2 NULL for one), and
-    colsum (N) += B's column sums (the bias gradient; NULL: none), in one pass over B through
-    the packed product (gemm_tn in cells_entry.h: faster than BLAS on this transposed shape,
-    1-36% on one core and 2-33% on two, measured), leaving out the rows past each step's last
-    valid one (mask (T, B), B = rows_per_step): their rows of B are zero. BLAS over every row
-    if gemm_tn's workspace cannot be allocated."""
-    if gemm_tn(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K, B, ldb, colsum,
-               mask, rows_per_step) == 0:
+    colsum (N) += B's column sums (the bias gradient; NULL: none). Large ones (blas_product) by
+    BLAS over every row, unless the rows past each step's last valid one (mask (T, B),
+    B = rows_per_step; their rows of B are zero) are worth leaving out (skip_finished_rows);
+    the others in one pass over B through the packed product (gemm_tn in cells_entry.h, which
+    leaves those rows out), or by BLAS if gemm_tn's workspace cannot be allocated."""
+    if ((not blas_product(K, M1 + M2, N)
+         or skip_finished_rows(K // rows_per_step, rows_per_step, mask))
+            and gemm_tn(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K, B, ldb,
+                        colsum, mask, rows_per_step) == 0):
         return
     gemm_threads(n_threads, True, False, M1, N, K, <floating>1, A1, lda1, B, ldb, <floating>0,
                  C1, ldc1)
@@ -217,13 +255,17 @@ cdef inline void mask_inputs(int T, int B, int I, const floating* x, const float
 
 cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
                                 const floating* WpkT, const floating* dmask, floating* dX,
-                                const u8* mask) noexcept nogil:
-    """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T (W^T packed by pack_panels_t), times the input
-    dropout mask (may be NULL). The rows past each step's last valid one (mask (T, B)) have
+                                const u8* mask, const floating* W=NULL) noexcept nogil:
+    """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T, by BLAS from W itself when W is not NULL and
+    blas_product says so, else by the packed kernels from W^T packed by pack_panels_t (WpkT);
+    times the input dropout mask (may be NULL). The rows past each step's last valid one (mask (T, B)) have
     dZ = 0 and are left out when they are an eighth of the rows or more: dX must come zeroed."""
     cdef long r
     cdef int i, t, a
-    if not skip_finished_rows(T, B, mask):
+    if W != NULL and blas_product(<long>T * B, N, I) and not skip_finished_rows(T, B, mask):
+        gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0,
+                     dX, I)
+    elif not skip_finished_rows(T, B, mask):
         project_packed(n_threads, T * B, N, dZ, N, WpkT, 0, 1, I, <floating*>NULL, 1, dX, I)
     else:
         for t in range(T):
