@@ -157,7 +157,8 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
  * A2 (K, M2) (ld lda1, lda2; M2 may be 0, A2 and C2 NULL) and B (K, N), ld ldb: the weight
  * gradients (dW = X^T dZ, dU = Hp^T dZ) in one pass over dZ, through the packed product rather
  * than BLAS, which runs this shape (transposed A, K = T*B) at ~83 GFLOP/s against ~110 for the
- * packed kernel on one core. colsum (N) or NULL: += the column sums of B (the bias gradient),
+ * packed kernel on one AVX-512 core (on AVX2 the large ones go to BLAS: scan.pxd
+ * blas_product). colsum (N) or NULL: += the column sums of B (the bias gradient),
  * gathered while B is packed, in row order. K goes in chunks of up to SC_TN_CHUNK rows: each
  * thread transposes its rows of [A1 A2] for the chunk and packs its panels of the chunk of B
  * into shared workspaces, then multiplies its rows of C. Taking both weights in one pass packs
