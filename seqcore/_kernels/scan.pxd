@@ -63,8 +63,9 @@ cdef inline bint blas_product(long rows, long K, long N) noexcept nogil:
     W^T (1024 x 256) 82 / 72; (1600 x 256) x (256 x 1024) 78 / 74). A whole LSTM training step,
     BLAS / packed time by run (the machine's noise is of the same size): (T, B, I, H) =
     (50, 128, 1024, 1024) 0.86-0.99 on one thread, 0.92-1.02 on two; (100, 64, 512, 512)
-    0.96 on one, 0.95-1.01 on two; float64 at (50, 64, 512, 512) 0.80. Not with AVX-512, where the packed kernels beat BLAS on these
-    shapes (measured on an earlier machine: 110 against 83 GFLOP/s for the weight gradients).
+    0.96 on one, 0.95-1.01 on two; float64 at (50, 64, 512, 512) 0.80. Not with AVX-512,
+    where the packed kernels beat BLAS on these shapes (measured on an earlier machine: 110
+    against 83 GFLOP/s for the weight gradients).
     The inference scans keep the packed kernels: their projection runs in chunks of a few
     steps just before those steps read it, and BLAS measured no faster there (0.99-1.01).
     SEQCORE_BLAS_PRODUCTS=1 / 0 forces either way (for the tests)."""
@@ -258,8 +259,9 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
                                 const u8* mask, const floating* W=NULL) noexcept nogil:
     """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T, by BLAS from W itself when W is not NULL and
     blas_product says so, else by the packed kernels from W^T packed by pack_panels_t (WpkT);
-    times the input dropout mask (may be NULL). The rows past each step's last valid one (mask (T, B)) have
-    dZ = 0 and are left out when they are an eighth of the rows or more: dX must come zeroed."""
+    times the input dropout mask (may be NULL). The rows past each step's last valid one
+    (mask (T, B)) have dZ = 0 and are left out when they are an eighth of the rows or more: dX
+    must come zeroed."""
     cdef long r
     cdef int i, t, a
     if W != NULL and blas_product(<long>T * B, N, I) and not skip_finished_rows(T, B, mask):
