@@ -5,8 +5,8 @@ thread count, in one run.
                             [--out bench/results/kernels]
 
 For each (cell, mode, shape, threads) the libraries are timed in turn, in blocks of calls
-(time_rounds: one block each per round, five rounds by default, so machine noise hits all of
-them; each block starts with an untimed call, so every library is timed with its own data in
+(time_rounds: one block each per round, five rounds by default, nine at least for rows whose
+calls are so slow that a block holds one call, so machine noise hits all of them; each block starts with an untimed call, so every library is timed with its own data in
 cache, as in a loop calling it). Reported: the median time over all of a library's calls,
 and the ratios peer_time / seqcore_time (> 1 means seqcore is faster) paired round by round:
 the median of the rounds' ratios of block medians, with the lowest and highest in brackets.
@@ -164,7 +164,7 @@ def ort_runner(cell, x, W, U, b, threads):
     return lambda: session.run(None, {"X": x})
 
 
-def time_rounds(fns, budget, spinning=(), rounds=5):
+def time_rounds(fns, budget, spinning=(), rounds=5, min_rounds=0):
     """Each function's times, round by round: a list per function of `rounds` lists of
     seconds. The functions take turns in blocks, one block each per round
     (timing.timed_block: an untimed call, then timed calls for budget / rounds seconds).
@@ -173,10 +173,18 @@ def time_rounds(fns, budget, spinning=(), rounds=5):
     after a call (ONNX Runtime by default): the next block starts 0.2 s after theirs, as those
     threads slowed whatever ran next 1.5-3x at 2 threads. A function may also be an object
     with a method block(seconds) that runs such a block elsewhere and returns its times
-    (TensorFlow's worker process, tf_peer.py)."""
+    (TensorFlow's worker process, tf_peer.py). min_rounds: when a call (timed at warm-up)
+    takes longer than a block's share of the budget, so that each block holds one call, at
+    least this many rounds: a ratio of five single calls moved by 10-20% from run to run on
+    this machine at the largest shape."""
+    slowest = 0.0
     for f in fns:                       # warm-up: allocation, packing, ORT's first run
         if not hasattr(f, "block"):
+            start = time.perf_counter()
             f()
+            slowest = max(slowest, time.perf_counter() - start)
+    if slowest > budget / rounds:
+        rounds = max(rounds, min_rounds)
     times = [[] for _ in fns]
     for _ in range(rounds):
         for i, (f, acc) in enumerate(zip(fns, times)):
@@ -301,6 +309,9 @@ def main(argv=None):
                         help="seconds of timing per library and row (default 1)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="blocks of calls per library and row, taken in turn (default 5)")
+    parser.add_argument("--min-rounds", type=int, default=9,
+                        help="rounds at least, for rows whose calls are so slow that a block "
+                             "holds one call (default 9)")
     parser.add_argument("--quick", action="store_true", help="skip the largest shape")
     parser.add_argument("--shapes", nargs="+", metavar="T,B,I,H",
                         type=parse_shape,
@@ -354,7 +365,7 @@ def main(argv=None):
                         fns.append(tf_workers[threads].setup(cell, mode, x, W, U, b))
                     # ORT and TF spin their idle threads after a call
                     blocks = time_rounds(fns, args.budget, spinning=range(2, len(fns)),
-                                         rounds=args.rounds)
+                                         rounds=args.rounds, min_rounds=args.min_rounds)
                     ours = blocks[0]
                     peers = {"torch": blocks[1], "ort": blocks[2] if peer else None,
                              "tf": blocks[-1] if facts["tensorflow"] else None}
@@ -364,6 +375,7 @@ def main(argv=None):
                               for name, blk in peers.items()}
                     f = flops(cell, mode, *shape)
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
+                               rounds=len(ours),
                                seqcore_ms=ms["seqcore"], torch_ms=ms["torch"],
                                ort_ms=ms["ort"], tf_ms=ms["tf"],
                                seqcore_gflops=f / ms["seqcore"] / 1e6,

@@ -64,8 +64,9 @@ def test_cli_bench_runs_the_benchmark_script(tmp_path):
     pytest.importorskip("torch", reason="the benchmark compares with PyTorch")
     out = tmp_path / "k"
     run = subprocess.run([sys.executable, "-m", "seqcore", "bench", "--cells", "gru", "--modes",
-                          "infer", "--threads", "1", "--budget", "0", "--quick", "--no-tf", "--out",
-                          str(out)], capture_output=True, text=True, timeout=600)
+                          "infer", "--threads", "1", "--budget", "0", "--quick", "--no-tf",
+                          "--rounds", "2", "--min-rounds", "3", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert "NumPy SGEMM ceiling" in run.stdout and "| gru | infer | 1, 1, 64, 128 | 1 |" in run.stdout
     assert "geometric mean speed-up vs torch" in (tmp_path / "k.md").read_text()
@@ -73,6 +74,8 @@ def test_cli_bench_runs_the_benchmark_script(tmp_path):
     row = json.loads((tmp_path / "k.json").read_text())["rows"][-1]
     lo, hi = row["speedup_range"]
     assert 0 < lo <= row["speedup"] <= hi
+    # with no time budget every block holds one call: the rows get --min-rounds rounds
+    assert row["rounds"] == 3
     assert f"{row['speedup']:.2f} ({lo:.2f}-{hi:.2f})" in run.stdout
 
 
