@@ -176,7 +176,8 @@ def time_rounds(fns, budget, spinning=(), rounds=5, min_rounds=0):
     (TensorFlow's worker process, tf_peer.py). min_rounds: when a call (timed at warm-up)
     takes longer than a block's share of the budget, so that each block holds one call, at
     least this many rounds: a ratio of five single calls moved by 10-20% from run to run on
-    this machine at the largest shape."""
+    this machine at the largest shape. The warm-up is a first call: its one-time costs can
+    give a fast row the extra rounds too (they cost little there)."""
     slowest = 0.0
     for f in fns:                       # warm-up: allocation, packing, ORT's first run
         if not hasattr(f, "block"):
