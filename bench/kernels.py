@@ -6,8 +6,9 @@ thread count, in one run.
 
 For each (cell, mode, shape, threads) the libraries are timed in turn, in blocks of calls
 (time_rounds: one block each per round, five rounds by default, nine at least for rows whose
-calls are so slow that a block holds one call, so machine noise hits all of them; each block starts with an untimed call, so every library is timed with its own data in
-cache, as in a loop calling it). Reported: the median time over all of a library's calls,
+calls are so slow that a block holds one call, so machine noise hits all of them; each block
+starts with an untimed call, so every library is timed with its own data in cache, as in a
+loop calling it). Reported: the median time over all of a library's calls,
 and the ratios peer_time / seqcore_time (> 1 means seqcore is faster) paired round by round:
 the median of the rounds' ratios of block medians, with the lowest and highest in brackets.
 The machines here change speed by 25-35% for seconds at a time; a ratio of two blocks run
