@@ -6,6 +6,7 @@ import sys
 import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -34,7 +35,18 @@ def max_rel_error(got, expected):
     return np.max(np.abs(got - expected)) / scale if expected.size else 0.0
 
 
-def compare_with_reference(p, threads=None):
+@contextmanager
+def num_threads(n):
+    """seqcore.set_num_threads(n) for the block, the previous count afterwards."""
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(n)
+    try:
+        yield
+    finally:
+        seqcore.set_num_threads(before)
+
+
+def compare_with_reference(p):
     tol = TOLERANCE[p.x.dtype.type]
     ref_out, ref_finals, ref_cache = forward(reference, p)
     out, finals, cache = forward(ops, p)
@@ -68,14 +80,10 @@ def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, 
     around the loop by rows or columns; H = 40 leaves the second thread a block narrower than a
     panel."""
     monkeypatch.setattr(ops, "_STEP_SPLIT", True)
-    before = seqcore.get_num_threads()
-    seqcore.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         for dtype in (np.float32, np.float64):
             compare_with_reference(make_problem(variant, 4, B, 8, H, dtype=dtype, mask=True,
                                                 dropout=True, initial=True, scale=0.1))
-    finally:
-        seqcore.set_num_threads(before)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -87,15 +95,11 @@ def test_weights_read_in_place_or_packed(variant, in_place, threads, shape, monk
     them (scan.pxd in_place); SEQCORE_INPLACE forces either way, so both paths are checked on
     the same shapes, at one thread and with the step split over two."""
     monkeypatch.setenv("SEQCORE_INPLACE", in_place)
-    before = seqcore.get_num_threads()
-    seqcore.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         for dtype in (np.float32, np.float64):
             compare_with_reference(make_problem(variant, *shape, dtype=dtype, mask=True,
                                                 dropout=True, initial=True, reverse=True,
                                                 scale=0.1))
-    finally:
-        seqcore.set_num_threads(before)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -111,14 +115,10 @@ def test_training_products_by_blas_or_packed(variant, blas, threads, shape, opti
     blas_product); SEQCORE_BLAS_PRODUCTS forces either way, so both paths are checked on the
     same shapes: with and without bias, masks and input dropout, split over two threads."""
     monkeypatch.setenv("SEQCORE_BLAS_PRODUCTS", blas)
-    before = seqcore.get_num_threads()
-    seqcore.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         for dtype in (np.float32, np.float64):
             compare_with_reference(make_problem(variant, *shape, dtype=dtype, seed=3,
                                                 scale=0.1, **options))
-    finally:
-        seqcore.set_num_threads(before)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -264,10 +264,11 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
     must come zeroed."""
     cdef long r
     cdef int i, t, a
-    if W != NULL and blas_product(<long>T * B, N, I) and not skip_finished_rows(T, B, mask):
+    cdef bint skip = skip_finished_rows(T, B, mask)
+    if not skip and W != NULL and blas_product(<long>T * B, N, I):
         gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0,
                      dX, I)
-    elif not skip_finished_rows(T, B, mask):
+    elif not skip:
         project_packed(n_threads, T * B, N, dZ, N, WpkT, 0, 1, I, <floating*>NULL, 1, dX, I)
     else:
         for t in range(T):
