@@ -462,6 +462,13 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
 #define SC_LSTM_GATE_BLOCKS 0
 #endif
 
+/* Ask for the lines holding the n <= 16 values at p (two lines when they straddle a 64-byte
+ * boundary); rw and locality as __builtin_prefetch. */
+#define SC_PREFETCH_UNITS(p, n, rw, locality) do {                                           \
+    __builtin_prefetch((p), (rw), (locality));                                                \
+    __builtin_prefetch((p) + (n) - 1, (rw), (locality));                                      \
+} while (0)
+
 /* The layout of packed U this variant's sc_lstm_forward_item reads: 1, each panel's gates one
  * after the other (it multiplies a gate at a time); 0, interleaved per k (sc_pack_panels). */
 static int SC_NAME(sc_lstm_gate_blocks)(void) { return SC_LSTM_GATE_BLOCKS; }
@@ -607,7 +614,24 @@ static void SC_NAME(sc_lstm_forward_item)(
         SC_T sig[6 * 48], gg[6 * 16], cc[6 * 16];
         const SC_T *a[6];
         for (int i = 0; i < R; i++) a[i] = Hp + (long)(r + i) * H;
+        /* Prefetches (measured at (50, 128, 1024, 1024), 1 thread: inference 3% faster, the
+         * state update's share of the samples 5.3% -> 2.5%): rows of Z, c, h, y lie H or 4H
+         * values apart, and a tile touches one line or two of each row, which the hardware
+         * prefetchers do not foresee. The next tile's gate sums (read when its product starts)
+         * are asked for into L2 now, a tile's worth of products ahead; this tile's state rows
+         * (read and written by its update) before its last gate's product. */
+        for (int i = r + R; i < r + R + 6 && i < active; i++)
+            for (int g = 0; g < 4; g++)
+                SC_PREFETCH_UNITS(Z + (long)i * 4 * H + g * H + j0, n, 0, 2);
         for (int g = 0; g < 4; g++) {
+            if (g == 3)
+                for (int i = r; i < r + R; i++) {
+                    long o = (long)i * H + j0;
+                    SC_PREFETCH_UNITS(c + o, n, 1, 3);
+                    SC_PREFETCH_UNITS(h + o, n, 1, 3);
+                    if (y) SC_PREFETCH_UNITS(y + o, n, 1, 3);
+                    if (Hp_next) SC_PREFETCH_UNITS(Hp_next + o, n, 1, 3);
+                }
             const SC_T *start[6];
             SC_T *out[6], zbuf[6][16];
             for (int i = 0; i < R; i++) {
@@ -636,6 +660,7 @@ static void SC_NAME(sc_lstm_forward_item)(
     SC_LSTM_TILES(1)
 #undef SC_LSTM_TILES
 #undef SC_LSTM_GATE_BLOCKS
+#undef SC_PREFETCH_UNITS
     for (; r < rows; r++)                    /* masked rows past the last valid one */
         SC_NAME(sc_lstm_row_outputs)(0, j0, n, H, r, c, h, y, c_store, rmask, Hp_next);
 }
