@@ -334,6 +334,9 @@ class Sequential:
         save_model(self, path)
 
 
+_STEP_RECURRENT, _STEP_LAYER = 0, 1      # Stream._plan: the kinds of layer at a step
+
+
 class Stream:
     """Step-by-step inference: `y_t = stream.step(x_t)` for x_t (B, features) or (B,) ids;
     equal to the model's output at step t of the whole sequence (for a model ending in
@@ -356,8 +359,19 @@ class Stream:
 
     def reset(self):
         """Back to the zero state (and to the model's current weights)."""
-        self._steppers = {id(layer): layer.stepper(self.batch_size)
-                          for layer in self.model.layers if isinstance(layer, _Recurrent)}
+        # what each layer does at a step, worked out once: a recurrent layer's stepper and
+        # whether it returns sequences, the layer a TimeDistributed wraps, an Embedding with
+        # mask_zero, any other layer
+        self._plan = []
+        for layer in self.model.layers:
+            if isinstance(layer, _Recurrent):
+                self._plan.append((_STEP_RECURRENT, layer.stepper(self.batch_size),
+                                   layer.return_sequences))
+            elif isinstance(layer, TimeDistributed):
+                self._plan.append((_STEP_LAYER, layer.layer, False))
+            else:
+                self._plan.append((_STEP_LAYER, layer,
+                                   isinstance(layer, Embedding) and layer.mask_zero))
 
     def step(self, x_t):
         x = np.asarray(x_t)
@@ -365,19 +379,16 @@ class Stream:
             raise ValueError(f"x_t: expected a first axis of batch_size={self.batch_size}, got "
                              f"shape {x.shape}")
         valid = None                 # rows whose step is masked (Embedding(mask_zero) id 0)
-        for layer in self.model.layers:
-            if isinstance(layer, _Recurrent):
-                stepper = self._steppers[id(layer)]
-                y = stepper.step(x, valid)
-                # without return_sequences the output is the state (a masked step keeps it)
-                x = y if layer.return_sequences else stepper.states[0].copy()
-                if not layer.return_sequences:
-                    valid = None
-            elif isinstance(layer, TimeDistributed):
-                x = layer.layer(x, training=False)
+        for kind, part, flag in self._plan:
+            if kind == _STEP_RECURRENT:
+                y = part.step(x, valid)
+                if not flag:         # without return_sequences: the state (a masked step
+                    x, valid = part.states[0].copy(), None        # keeps it)
+                else:
+                    x = y
             else:
-                out = layer(x, training=False)
-                if isinstance(layer, Embedding) and layer.mask_zero:
-                    valid = np.asarray(x) != 0
+                out = part(x, training=False)
+                if flag:             # an Embedding(mask_zero): id 0 masks the row's step
+                    valid = x != 0
                 x = out
         return x

@@ -619,6 +619,7 @@ class Stepper:
         c = self.states[1] if cell == "lstm" else None
         self._valid = mask[0]            # the kernel reads it at every step
         self._all_valid = True
+        self._dt = np.dtype(dtype)       # compared with x_t's dtype at every step
         self._kernel = _step.StepKernel(
             kind, W, U, bias, bias_h, self.states[0], c, self._valid, self._Y,
             _packed_workspace(I, H, G, dtype), np.empty((B, G * H), dtype),
@@ -627,10 +628,13 @@ class Stepper:
     def step(self, x_t, valid=None):
         """x_t (B, I) -> the output (B, H) of this step; the state advances. valid (B,) bool:
         rows whose step counts (a masked row keeps its state and outputs zeros)."""
-        x = np.asarray(x_t)
-        if x.shape != self.shape:
-            raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
-        x = _as_dtype("x_t", x, self.dtype)
+        x = x_t
+        if type(x) is not np.ndarray or x.dtype != self._dt or x.shape != self.shape \
+                or not x.flags.c_contiguous:       # else x is ready, the common case
+            x = np.asarray(x_t)
+            if x.shape != self.shape:
+                raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
+            x = _as_dtype("x_t", x, self.dtype)
         if valid is not None or not self._all_valid:
             self._valid[:] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
             self._all_valid = valid is None
