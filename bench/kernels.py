@@ -60,7 +60,7 @@ from seqcore import ops  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tf_peer  # noqa: E402
 from chart import ratio_chart  # noqa: E402
-from timing import timed_block  # noqa: E402
+from timing import timed_block, wait_until_quiet  # noqa: E402
 
 SHAPES = [(100, 1, 128, 256), (100, 16, 256, 256), (100, 64, 512, 512), (50, 128, 1024, 1024),
           (1, 1, 64, 128)]
@@ -170,11 +170,13 @@ def time_rounds(fns, budget, spinning=(), rounds=5, min_rounds=0):
     seconds. The functions take turns in blocks, one block each per round
     (timing.timed_block: an untimed call, then timed calls for budget / rounds seconds).
     Each function is thus timed as a loop calling it repeatedly would see it, and machine
-    noise spreads over all of them. spinning: indices of functions whose idle threads spin
-    after a call (ONNX Runtime by default): the next block starts 0.2 s after theirs, as those
-    threads slowed whatever ran next 1.5-3x at 2 threads. A function may also be an object
-    with a method block(seconds) that runs such a block elsewhere and returns its times
-    (TensorFlow's worker process, tf_peer.py). min_rounds: when a call (timed at warm-up)
+    noise spreads over all of them. Round r starts with function r (mod their number), and
+    every block waits until this process and the previous block's worker process are quiet
+    (timing.wait_until_quiet). spinning: indices of functions whose idle threads spin
+    after a call (ONNX Runtime by default): the next block starts 0.2 s after theirs at least,
+    as those threads slowed whatever ran next 1.5-3x at 2 threads. A function may also be an
+    object with a method block(seconds) that runs such a block elsewhere and returns its times
+    and a pid (TensorFlow's worker process, tf_peer.py). min_rounds: when a call (timed at warm-up)
     takes longer than a block's share of the budget, so that each block holds one call, at
     least this many rounds: a ratio of five single calls moved by 10-20% from run to run on
     this machine at the largest shape. The warm-up is a first call: its one-time costs can
@@ -188,13 +190,16 @@ def time_rounds(fns, budget, spinning=(), rounds=5, min_rounds=0):
     if slowest > budget / rounds:
         rounds = max(rounds, min_rounds)
     times = [[] for _ in fns]
-    for _ in range(rounds):
-        for i, (f, acc) in enumerate(zip(fns, times)):
-            if hasattr(f, "block"):     # a peer in a worker process (tf_peer.TFPeer): its
-                time.sleep(0.05)        # block runs there once our threads have gone idle
-                acc.append(f.block(budget / rounds))
+    for r in range(rounds):
+        # each round starts with the next function, so that none always follows the same one
+        for i in [(r + j) % len(fns) for j in range(len(fns))]:
+            f = fns[i]
+            wait_until_quiet()          # our threads (and spinning pools) idle
+            if hasattr(f, "block"):     # a peer in a worker process (tf_peer.TFPeer)
+                times[i].append(f.block(budget / rounds))
+                wait_until_quiet(f.pid)
             else:
-                acc.append(timed_block(f, budget / rounds))
+                times[i].append(timed_block(f, budget / rounds))
             if i in spinning:
                 time.sleep(0.2)
     return times

@@ -108,6 +108,11 @@ class TFPeer:
         self._conn.send(("block", seconds))
         return self._conn.recv()
 
+    @property
+    def pid(self):
+        """The worker's process id (kernels.time_rounds waits for it to go quiet)."""
+        return self._proc.pid
+
     def close(self):
         self._conn.send(("quit",))
         self._proc.join(10)
