@@ -176,11 +176,11 @@ def time_rounds(fns, budget, spinning=(), rounds=5, min_rounds=0):
     after a call (ONNX Runtime by default): the next block starts 0.2 s after theirs at least,
     as those threads slowed whatever ran next 1.5-3x at 2 threads. A function may also be an
     object with a method block(seconds) that runs such a block elsewhere and returns its times
-    and a pid (TensorFlow's worker process, tf_peer.py). min_rounds: when a call (timed at warm-up)
-    takes longer than a block's share of the budget, so that each block holds one call, at
-    least this many rounds: a ratio of five single calls moved by 10-20% from run to run on
-    this machine at the largest shape. The warm-up is a first call: its one-time costs can
-    give a fast row the extra rounds too (they cost little there)."""
+    and a pid (TensorFlow's worker process, tf_peer.py). min_rounds: when a call (timed at
+    warm-up) takes longer than a block's share of the budget, so that each block holds one
+    call, at least this many rounds: a ratio of five single calls moved by 10-20% from run to
+    run on this machine at the largest shape. The warm-up is a first call: its one-time costs
+    can give a fast row the extra rounds too (they cost little there)."""
     slowest = 0.0
     for f in fns:                       # warm-up: allocation, packing, ORT's first run
         if not hasattr(f, "block"):
