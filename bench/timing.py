@@ -37,9 +37,9 @@ def wait_until_quiet(pid=None, window=0.05, limit=2.0):
     """Return once process pid (None: this one, whose calling thread sleeps meanwhile) uses
     less than a fifth of a core over `window` seconds, or after `limit` seconds. Thread pools
     keep working after a call returns (spinning idle threads; TensorFlow's worker process
-    freeing its buffers): measured, a block that started while TensorFlow's worker was still
-    busy ran seqcore's (100, 64, 512, 512) training rows 15-20% slower than the same rows timed
-    without TensorFlow in the run, which always went first after TensorFlow."""
+    freeing its buffers): measured, seqcore's (100, 64, 512, 512) training rows, whose blocks
+    always started right after TensorFlow's while its worker was still busy, read 13-17% lower
+    against PyTorch than in a run without TensorFlow."""
     end = time.perf_counter() + limit
     before = cpu_seconds(pid)
     while before is not None and time.perf_counter() < end:

@@ -382,10 +382,10 @@ class Stream:
         for kind, part, flag in self._plan:
             if kind == _STEP_RECURRENT:
                 y = part.step(x, valid)
-                if not flag:         # without return_sequences: the state (a masked step
-                    x, valid = part.states[0].copy(), None        # keeps it)
-                else:
+                if flag:             # return_sequences: the step's output
                     x = y
+                else:                # else the state (which a masked step keeps)
+                    x, valid = part.states[0].copy(), None
             else:
                 out = part(x, training=False)
                 if flag:             # an Embedding(mask_zero): id 0 masks the row's step

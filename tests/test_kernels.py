@@ -183,11 +183,9 @@ def test_same_result_bit_for_bit_at_each_thread_count(variant):
     p = make_problem(variant, 6, 16, 32, 520, dtype=np.float32, mask=True, dropout=True,
                      scale=0.1)
     R_out, R_finals = loss_weights(p)
-    before = seqcore.get_num_threads()
     results = {}
-    try:
-        for threads in (1, 2):
-            seqcore.set_num_threads(threads)
+    for threads in (1, 2):
+        with num_threads(threads):
             runs = []
             for _ in range(3):
                 out, finals, cache = forward(ops, p)
@@ -197,8 +195,6 @@ def test_same_result_bit_for_bit_at_each_thread_count(variant):
                 for a, b in zip(run, runs[0]):
                     np.testing.assert_array_equal(a, b)
             results[threads] = runs[0]
-    finally:
-        seqcore.set_num_threads(before)
     for a, b in zip(results[1], results[2]):   # BLAS may sum in another order: close, not equal
         assert max_rel_error(a, b) <= 1e-5
 

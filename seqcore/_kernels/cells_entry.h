@@ -342,11 +342,10 @@ static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int
  * columns of U^T. Where such an item's columns of U^T (K x SC_BLOCK_UNITS values) pass
  * SC_GRAD_TALL_BYTES, every 8 rows would stream them again from L3: items are then one panel
  * of units for all rows (6-row register tiles over its K x 16 values of U^T, 256 KiB at
- * H = 1024, held in L2). Measured at
- * (12, 128, 1024, 1024), 2 threads, paired, three runs: LSTM training step 0-2.3% faster
- * (perf: the products' share of the samples 29.0% -> 27.4%; the 8-row items ran 4-row tiles
- * streaming U^T from L3), GRU 1.5%; at (100, 64, 512, 512), where the columns are 512 KiB,
- * 0.994, no gain: hence the threshold. */
+ * H = 1024, held in L2). Measured at (12, 128, 1024, 1024), 2 threads, paired, three runs:
+ * LSTM training step 0-2.3% faster (perf: the products' share of the samples 29.0% ->
+ * 27.4%; the 8-row items ran 4-row tiles streaming U^T from L3), GRU 1.5%; at
+ * (100, 64, 512, 512), where the columns are 512 KiB, 0.994, no gain: hence the threshold. */
 #define SC_GRAD_ROWS 8
 #define SC_GRAD_TALL_BYTES (512 * 1024)
 
