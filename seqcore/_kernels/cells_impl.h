@@ -591,11 +591,23 @@ static void SC_NAME(sc_lstm_forward_item)(
                 SC_STOREV(gg + i * 16 + v * SC_VL, acc[i][2][v]);                           \
                 SC_STOREV(sig + i * 48 + 32 + v * SC_VL, acc[i][3][v]);                     \
             }                                                                               \
+        if (SC_UPDATE_FULL_TILE((R), r, n)) continue;                                       \
         SC_NAME(sc_sigmoid_array)(sig, sig, (R) * 48);                                      \
         SC_NAME(sc_tanh_array)(gg, gg, (R) * 16);                                           \
         SC_NAME(sc_lstm_tile_update)((R), r, j0, n, H, sig, gg, cc, Z, keep_act, c, h, valid, \
                                      y, c_store, rmask, Hp_next);                           \
     }
+    /* SC_UPDATE_FULL_TILE: where the variant has an update of a full panel in registers
+     * (float32 on AVX2), the tiles above hand their gate sums to it (and go on to the next
+     * tile) instead of the passes over small arrays: the one- and two-row tiles of a batch of
+     * 1 or 2 rows. Zen 3, one thread, paired in one process: a streaming step (B = 1,
+     * 64 -> 128) 4% faster, (100, 2, 128, 256) 3%. */
+#ifdef SC_LSTM_UPDATE_FULL
+#define SC_UPDATE_FULL_TILE(R, r, n) ((n) == 16 && (SC_LSTM_UPDATE_FULL((R), (r), j0, H, sig, gg, Z, \
+    keep_act, c, h, valid, y, c_store, rmask, Hp_next), 1))
+#else
+#define SC_UPDATE_FULL_TILE(R, r, n) 0
+#endif
 #ifdef SC_LSTM_TILES_FULL
     if (n == 16) {
         SC_LSTM_TILES_FULL(active, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, c_store,
@@ -659,6 +671,7 @@ static void SC_NAME(sc_lstm_forward_item)(
     if (SC_FUSED_ROWS >= 2) SC_LSTM_TILES(2)
     SC_LSTM_TILES(1)
 #undef SC_LSTM_TILES
+#undef SC_UPDATE_FULL_TILE
 #undef SC_LSTM_GATE_BLOCKS
 #undef SC_PREFETCH_UNITS
     for (; r < rows; r++)                    /* masked rows past the last valid one */
