@@ -587,14 +587,28 @@ class BoundLayer:
         return tuple(out)
 
 
+# A Stepper's step is shared by the threads (seqcore.set_num_threads) when its weights, W and U,
+# take this many bytes or more: each thread then projects and steps its own units and reads its
+# part of the weights from its own core's cache, in one parallel region per step. Below, the
+# team's start and end (~1 us) cost more than the halved reading saves. Zen 3, 2 threads, B = 1,
+# one process, kernel step time 1 thread / 2 threads (three runs): LSTM 64 -> 128 (384 KiB)
+# 1.39-1.41, GRU 64 -> 128 (288 KiB) 1.16-1.17 (one run 0.74: the process-wide slowdown of split
+# GRU steps noted at _STEP_PARALLEL_MIN), RNN 256 -> 256 (512 KiB) 1.45; below: LSTM 32 -> 96
+# (192 KiB) 1.08, GRU 64 -> 96 (180 KiB) 0.98, LSTM 64 -> 64 (128 KiB) 0.86, RNN 64 -> 128 (96
+# KiB) 0.40-0.75; at B = 4 with 96-128 KiB of weights 0.47-0.60 (so the rule is by weights, not
+# by rows); LSTM 64 -> 128 at B = 8 1.57.
+_STEPPER_SHARE_BYTES = 1 << 18
+
+
 class Stepper:
     """One layer, one direction, one time step per call, for streaming inference.
 
     Everything that does not change between steps is done once here: the arguments are
     checked, the weights packed into panels, the workspaces and the state arrays allocated
     (kept by a seqcore._kernels.step.StepKernel). A step then checks only x_t and makes one
-    kernel call, single-threaded (a step of a streaming model is too small to share). The
-    stepper sees the weights as they were when it was created.
+    kernel call: on the calling thread, or shared by seqcore.set_num_threads threads when the
+    weights are large enough to be worth it (_STEPPER_SHARE_BYTES). The stepper sees the
+    weights as they were when it was created.
 
     cell: "lstm", "gru" or "rnn"; weights as for the *_forward functions; states: initial
     state arrays (B, H) or None for zeros. `states` holds the current state arrays.
@@ -620,6 +634,7 @@ class Stepper:
         self._valid = mask[0]            # the kernel reads it at every step
         self._all_valid = True
         self._dt = np.dtype(dtype)       # compared with x_t's dtype at every step
+        self._share = (I + H) * G * H * self._dt.itemsize >= _STEPPER_SHARE_BYTES
         self._kernel = _step.StepKernel(
             kind, W, U, bias, bias_h, self.states[0], c, self._valid, self._Y,
             _packed_workspace(I, H, G, dtype), np.empty((B, G * H), dtype),
@@ -638,7 +653,7 @@ class Stepper:
         if valid is not None or not self._all_valid:
             self._valid[:] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
             self._all_valid = valid is None
-        self._kernel.step(x)
+        self._kernel.step(x, runtime.get_num_threads() if self._share else 1)
         return self._Y.copy()
 
 

@@ -38,6 +38,10 @@ def get_num_threads():
     holds BLAS single-threaded, the count it had before)."""
     if not blas.has_thread_control():
         return _fallback_threads
+    if not _single_users:
+        # the common case, without the lock (a streaming step asks at every step): a hold
+        # that starts meanwhile can only make the answer 1, which is safe
+        return blas.get_num_threads()
     with _single_lock:
         return _saved_blas_threads if _single_users else blas.get_num_threads()
 

@@ -1,9 +1,11 @@
 """ops.Stepper (streaming inference through seqcore._kernels.step): T single steps give what one
-call over the whole sequence gives, for every cell, both dtypes, masked steps and states."""
+call over the whole sequence gives, for every cell, both dtypes, masked steps and states, on one
+thread or shared by two."""
 import numpy as np
 import pytest
 
 from seqcore import ops
+from test_kernels import num_threads
 
 VARIANTS = {   # name: (cell, gates, Stepper options, forward options)
     "lstm": ("lstm", 4, {}, {}),
@@ -14,10 +16,13 @@ VARIANTS = {   # name: (cell, gates, Stepper options, forward options)
 }
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["1-thread", "shared"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("B, I, H", [(1, 1, 1), (3, 5, 20), (2, 7, 33)])
-def test_steps_equal_the_whole_sequence(variant, dtype, B, I, H):
+@pytest.mark.parametrize("B, I, H", [(1, 1, 1), (3, 5, 20), (2, 7, 33), (1, 4, 130)])
+def test_steps_equal_the_whole_sequence(variant, dtype, B, I, H, shared, monkeypatch):
+    """shared: every step split over 2 threads, whatever the size (_STEPPER_SHARE_BYTES)."""
+    monkeypatch.setattr(ops, "_STEPPER_SHARE_BYTES", 0 if shared else 1 << 62)
     cell, G, step_options, options = VARIANTS[variant]
     rng = np.random.default_rng(B * 100 + H)
     T = 6
@@ -37,13 +42,57 @@ def test_steps_equal_the_whole_sequence(variant, dtype, B, I, H):
     out, *finals, _ = forward(x, W, U, b, **named, mask=mask, **options)
 
     stepper = ops.Stepper(cell, W, U, b, B, states=[s.copy() for s in states], **step_options)
-    steps = np.stack([stepper.step(x[t], valid=None if mask[t].all() else mask[t])
-                      for t in range(T)])
+    with num_threads(2 if shared else 1):
+        steps = np.stack([stepper.step(x[t], valid=None if mask[t].all() else mask[t])
+                          for t in range(T)])
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(steps, out, rtol=0, atol=tol)
     for got, want in zip(stepper.states, finals):
         np.testing.assert_allclose(got, want, rtol=0, atol=tol)
     assert steps.dtype == dtype
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("B, I, H", [(1, 64, 128), (3, 5, 17), (2, 9, 65), (4, 3, 200)])
+def test_a_step_shared_by_threads_gives_the_same_bits(variant, dtype, B, I, H):
+    """Each unit is computed by one thread in the same order as on one thread, so the shared
+    step (StepKernel.step with n_threads = 2, also 3: more threads than some cells' blocks of
+    units) equals the single-threaded one bit for bit, masked rows included."""
+    cell, G, step_options, _ = VARIANTS[variant]
+    rng = np.random.default_rng(H)
+    W = (rng.standard_normal((I, G * H)) / np.sqrt(I)).astype(dtype)
+    U = (rng.standard_normal((H, G * H)) / np.sqrt(H)).astype(dtype)
+    b = rng.standard_normal((2, 3 * H) if variant == "gru" else (G * H,)).astype(dtype)
+    steppers = [ops.Stepper(cell, W, U, b, B, **step_options) for _ in range(3)]
+    for t in range(5):
+        x = rng.standard_normal((B, I)).astype(dtype)
+        valid = rng.random(B) < 0.7 if t % 2 else np.ones(B, bool)
+        outputs = []
+        for n_threads, stepper in zip((1, 2, 3), steppers):
+            stepper._valid[:] = valid
+            stepper._kernel.step(x, n_threads)
+            outputs.append([stepper._Y.copy(), *(s.copy() for s in stepper.states)])
+        for shared in outputs[1:]:
+            for got, want in zip(shared, outputs[0]):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_steppers_share_their_steps_from_a_size_on():
+    """Large weights: the step is shared by the threads of seqcore.set_num_threads (with the
+    same results); small ones stay on the calling thread (the team would cost more than it
+    saves)."""
+    rng = np.random.default_rng(0)
+    W, U = rng.standard_normal((64, 512)), rng.standard_normal((128, 512))
+    big = ops.Stepper("lstm", W, U, None, 1)
+    small = ops.Stepper("rnn", W[:, :128], U[:, :128], None, 1)
+    assert big._share and not small._share
+    xs = rng.standard_normal((4, 1, 64)).astype(np.float32)
+    with num_threads(2):
+        shared = [big.step(x) for x in xs]
+    alone = ops.Stepper("lstm", W, U, None, 1)
+    with num_threads(1):
+        np.testing.assert_array_equal(shared, [alone.step(x) for x in xs])
 
 
 @pytest.mark.parametrize("H", [2, 16])

@@ -33,6 +33,11 @@ cdef extern from "cells.h" nogil:
                                const float*, int, float*, int)
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int, int,
                                const double*, int, double*, int)
+    void sc_project_own_units_f32(int, int, const float*, int, const float*, int, int, int, int,
+                                  const float*, float*, int)
+    void sc_project_own_units_f64(int, int, const double*, int, const double*, int, int, int,
+                                  int, const double*, double*, int)
+    int SC_PANEL_UNITS, SC_BLOCK_UNITS   # the blocks of units a step's threads take (fixed split)
     void sc_lstm_forward_step_f32(int, int, const float*, const float*, int, float*, float*,
                                   float*, const u8*, float*, float*, const float*, float*,
                                   sc_claims*, int)
@@ -124,6 +129,15 @@ cdef inline void project_packed(int n_threads, int rows, int K, const floating* 
         sc_project_packed_f32(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz)
     else:
         sc_project_packed_f64(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz)
+
+
+cdef inline void project_own_units(int rows, int K, const floating* X, int ldx,
+                                   const floating* Mpk, int ldm, int G, int H, int width,
+                                   const floating* bias, floating* Z, int ldz) noexcept nogil:
+    if floating is float:
+        sc_project_own_units_f32(rows, K, X, ldx, Mpk, ldm, G, H, width, bias, Z, ldz)
+    else:
+        sc_project_own_units_f64(rows, K, X, ldx, Mpk, ldm, G, H, width, bias, Z, ldz)
 
 
 cdef inline void lstm_forward_step(int rows, int H, const floating* Hp,

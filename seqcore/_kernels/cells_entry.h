@@ -116,14 +116,15 @@ static void SC_ENTRY(sc_pack_panels_t)(int n_threads, int J, int K, const SC_T *
  * (H a multiple of 16); rows split over n_threads threads, in blocks of 4 so that the register
  * tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input projection (M = W)
  * and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input gradient. */
+/* Gate g's panels of M as sc_gemm_acc_packed takes them (M packed, or in place when ldm > 0;
+ * P panels per gate, K values of k) */
+#define SC_GATE_PANELS(g) Mpk + (g) * (ldm ? (long)H : (long)P * K * SC_PANEL_UNITS),            \
+                          ldm ? (long)SC_PANEL_UNITS : (long)K * SC_PANEL_UNITS,                \
+                          ldm ? ldm : SC_PANEL_UNITS
 static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC_T *X, int ldx,
                                         const SC_T *Mpk, int ldm, int G, int H,
                                         const SC_T *bias, int init, SC_T *Z, int ldz) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
-    /* gate g's panels start at Mpk + g * gate_step */
-    long gate_step = ldm ? H : (long)P * K * SC_PANEL_UNITS;
-#define SC_GATE_PANELS(g) Mpk + (g) * gate_step, ldm ? (long)SC_PANEL_UNITS : (long)K * SC_PANEL_UNITS, \
-                          ldm ? ldm : SC_PANEL_UNITS
     if (n_threads <= 1) {    /* no team to set up (~0.6 us, a tenth of a streaming step); callers
                               * have set flush-to-zero on this thread */
         for (int g = 0; g < G; g++)
@@ -150,8 +151,27 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
                                         q0, q1, Z + (long)r0 * ldz, ldz, g * H, H, bias, init);
         sc_ftz_exit(mode);
     }
-#undef SC_GATE_PANELS
 }
+
+/* The calling thread's part of sc_project_packed(init = 1) for a step shared by a team without
+ * claims: Z's columns of the units in its fixed share of blocks of `width` units (sc_claim
+ * unshared), all gates: the units whose step it will compute (SC_CLAIMED_UNITS_BEGIN with
+ * cl NULL), so that no thread waits for another's projection. */
+static void SC_ENTRY(sc_project_own_units)(int rows, int K, const SC_T *X, int ldx,
+                                           const SC_T *Mpk, int ldm, int G, int H, int width,
+                                           const SC_T *bias, SC_T *Z, int ldz) {
+    int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    sc_claimer me = sc_claims_begin(NULL, 0);
+    int lo, hi;
+    if ((lo = sc_claim(&me, (H + width - 1) / width, &hi)) < 0)
+        return;
+    int q0 = lo * width / SC_PANEL_UNITS, q1 = (hi * width + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    if (q1 > P) q1 = P;
+    for (int g = 0; g < G; g++)
+        SC_BEST(sc_gemm_acc_packed)(rows, K, X, ldx, SC_GATE_PANELS(g), q0, q1, Z, ldz, g * H, H,
+                                    bias, 1);
+}
+#undef SC_GATE_PANELS
 
 /* C1 (M1, N), ld ldc1, = A1^T B and C2 (M2, N), ld ldc2, = A2^T B for row-major A1 (K, M1),
  * A2 (K, M2) (ld lda1, lda2; M2 may be 0, A2 and C2 NULL) and B (K, N), ld ldb: the weight

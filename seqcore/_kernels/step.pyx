@@ -5,14 +5,19 @@ A step of a streaming model is a few microseconds of arithmetic, so what surroun
 a call of lstm.forward_inference converts some twenty arguments to memoryviews (~6 us) before
 it starts. A StepKernel takes the weights, state and workspaces once, packs the weights once,
 keeps raw pointers to them, and then a step is one call with one array. Numerics as
-forward_inference with T = 1 (the same C step functions), on the calling thread.
+forward_inference with T = 1 (the same C step functions), on the calling thread or shared by
+n_threads threads (the same results either way: each unit is computed by one thread, in the same
+order).
 seqcore.ops.Stepper validates everything; nothing here checks user input.
 """
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBuffer_Release, PyObject_GetBuffer
 from cython cimport floating
 
-from .cells cimport (gru1_forward_step, gru_forward_step, lstm_forward_step, masked_state,
-                     rnn_forward_step, sc_ftz_enter, sc_ftz_exit, u8)
+from cython.parallel cimport parallel
+
+from .cells cimport (SC_BLOCK_UNITS, SC_PANEL_UNITS, gru1_forward_step, gru_forward_step,
+                     lstm_forward_step, masked_state, project_own_units, rnn_forward_step,
+                     sc_ftz_enter, sc_ftz_exit, u8)
 from .scan cimport PACK_COPY, pack_weights, project_steps
 
 cdef enum:
@@ -21,16 +26,12 @@ cdef enum:
 CELLS = {"lstm": LSTM, "gru": GRU, "gru1": GRU1, "rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU}
 
 
-cdef void one_step(int cell, int B, int I, int H, int G, const floating* x,
-                   const floating* Wpk, int ldw, const floating* Upk, int ldu,
-                   const floating* bias,
-                   const floating* bias_h, floating* Z, floating* Hp, floating* work_a,
-                   floating* work_b, floating* h, floating* c, const u8* valid,
-                   floating* y) noexcept nogil:
-    """Z = x W + bias, then the cell's step from state h (and c) to y; as forward_inference."""
-    cdef unsigned int mode = sc_ftz_enter()
-    project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, ldw, bias, Z, NULL)
-    masked_state(B, H, h, <floating*>NULL, Hp)
+cdef inline void cell_step(int cell, int B, int H, const floating* Hp, const floating* Upk,
+                           int ldu, const floating* bias_h, floating* Z, floating* work_a,
+                           floating* work_b, floating* h, floating* c, const u8* valid,
+                           floating* y) noexcept nogil:
+    """The cell's step from Hp (the state) and Z (x W + bias) to h (and c) and y, on the calling
+    thread or, inside a parallel region, on its fixed share of the units (no claims)."""
     if cell == LSTM:
         lstm_forward_step(B, H, Hp, Upk, ldu, Z, c, h, valid, y, NULL, <floating*>NULL,
                           <floating*>NULL, NULL, 0)
@@ -43,7 +44,33 @@ cdef void one_step(int cell, int B, int I, int H, int G, const floating* x,
     else:
         rnn_forward_step(B, H, Hp, Upk, Z, h, valid, y, cell == RNN_RELU, <floating*>NULL,
                          <floating*>NULL, NULL, 0)
-    sc_ftz_exit(mode)
+
+
+cdef void one_step(int cell, int n_threads, int B, int I, int H, int G, const floating* x,
+                   const floating* Wpk, int ldw, const floating* Upk, int ldu,
+                   const floating* bias,
+                   const floating* bias_h, floating* Z, floating* Hp, floating* work_a,
+                   floating* work_b, floating* h, floating* c, const u8* valid,
+                   floating* y) noexcept nogil:
+    """Z = x W + bias, then the cell's step from state h (and c) to y; as forward_inference.
+    With n_threads > 1, one parallel region in which each thread projects and steps its own
+    units (the same fixed split for both, so no barrier between; the GRU with
+    reset_after=False has one inside its step)."""
+    cdef unsigned int mode
+    cdef int width = SC_PANEL_UNITS if cell == LSTM else SC_BLOCK_UNITS
+    masked_state(B, H, h, <floating*>NULL, Hp)     # all of it before any thread writes h
+    if n_threads <= 1:
+        mode = sc_ftz_enter()
+        project_steps(1, 1, B, I, G, H, x, <floating*>NULL, <floating*>NULL, Wpk, ldw, bias, Z,
+                      NULL)
+        cell_step(cell, B, H, Hp, Upk, ldu, bias_h, Z, work_a, work_b, h, c, valid, y)
+        sc_ftz_exit(mode)
+        return
+    with parallel(num_threads=n_threads):
+        mode = sc_ftz_enter()
+        project_own_units(B, I, x, I, Wpk, ldw, G, H, width, bias, Z, G * H)
+        cell_step(cell, B, H, Hp, Upk, ldu, bias_h, Z, work_a, work_b, h, c, valid, y)
+        sc_ftz_exit(mode)
 
 
 cdef char* address(a) except? NULL:
@@ -115,19 +142,20 @@ cdef class StepKernel:
                                            <float*>address(packed), <float**>&self.Upk,
                                            &self.ldu, &self.ldw, PACK_COPY)
 
-    def step(self, x):
-        """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y."""
+    def step(self, x, int n_threads=1):
+        """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y.
+        n_threads > 1: the step shared by that many threads (one parallel region)."""
         cdef char* xp = address(x)       # x stays alive: the caller holds it
         with nogil:
             if self.f64:
-                one_step(self.cell, self.B, self.I, self.H, self.G, <double*>xp,
+                one_step(self.cell, n_threads, self.B, self.I, self.H, self.G, <double*>xp,
                          <double*>self.Wpk, self.ldw, <double*>self.Upk, self.ldu,
                          <double*>self.bias,
                          <double*>self.bias_h, <double*>self.Z, <double*>self.Hp,
                          <double*>self.work_a, <double*>self.work_b, <double*>self.h,
                          <double*>self.c, <u8*>self.valid, <double*>self.y)
             else:
-                one_step(self.cell, self.B, self.I, self.H, self.G, <float*>xp,
+                one_step(self.cell, n_threads, self.B, self.I, self.H, self.G, <float*>xp,
                          <float*>self.Wpk, self.ldw, <float*>self.Upk, self.ldu,
                          <float*>self.bias,
                          <float*>self.bias_h, <float*>self.Z, <float*>self.Hp,
