@@ -20,7 +20,8 @@
   state: time, and peak memory in a fresh process (how far the resident set grew during the
   call: Linux's peak, VmHWM, reset just before it), seqcore vs torch.
 - memory: peak memory of one training step (LSTM, T 100, B 64, 512 -> 512) in a fresh
-  process, seqcore vs torch (times: that first call's).
+  process, seqcore vs torch (times: that first call's, the median over PROBES fresh processes
+  each, taken in turns: one cold call is a single sample of this machine's noise).
 
 Times are medians of interleaved blocks of repetitions after warm-up (kernels.time_group); ratios are
 peer / seqcore (> 1: seqcore is faster). The environment handling (OPENBLAS_* unset) and the
@@ -246,14 +247,27 @@ def _probe(lib, task, threads):
     return float(out[0]), float(out[1]), float(out[2])
 
 
+PROBES = 3
+
+
+def _probes(task, threads):
+    """(peak MB, first-call ms) of seqcore and of torch, each the median over PROBES fresh
+    processes taken in turns, and the input's MB."""
+    runs = {"seqcore": [], "torch": []}
+    for _ in range(PROBES):
+        for lib in runs:
+            runs[lib].append(_probe(lib, task, threads))
+    medians = {lib: [float(np.median(column)) for column in zip(*r)] for lib, r in runs.items()}
+    return medians["seqcore"][:2], medians["torch"][:2], runs["seqcore"][0][2]
+
+
 def memory_rows(threads, budget):
     """Peak memory from fresh processes; the long sequence is also timed here, in process
     (the memory row's times are those of a first call in a fresh process)."""
     rows = []
     for task, shape, mode in (("long", (10_000, 1, 64, 128), "infer"),
                               ("memory", (100, 64, 512, 512), "train")):
-        (ms, ts, input_mb), (mt, tt, _) = _probe("seqcore", task, threads), \
-            _probe("torch", task, threads)
+        (ms, ts), (mt, tt), input_mb = _probes(task, threads)
         if task == "long":
             T, B, I, H = shape
             x = np.random.default_rng(5).standard_normal((B, T, I)).astype(np.float32)
@@ -293,6 +307,8 @@ def format_row(r):
     if "seqcore_peak_mb" in r:
         extra.append(f"peak memory of the call: seqcore {r['seqcore_peak_mb']:.1f} MB, "
                      f"torch {r['torch_peak_mb']:.1f} MB (input {r['input_mb']:.1f} MB)")
+    if r["workload"] == "memory":
+        extra.append(f"times: a first call in a fresh process, median of {PROBES}")
     unit = "us/step" if r["workload"] == "stream" else "ms"
     scale = 1e3 if unit == "us/step" else 1
     return (f"| {r['workload']} | {r['cell']} | {r.get('mode', 'infer')} "
