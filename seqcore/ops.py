@@ -596,8 +596,10 @@ class BoundLayer:
 # GRU steps noted at _STEP_PARALLEL_MIN), RNN 256 -> 256 (512 KiB) 1.45; below: LSTM 32 -> 96
 # (192 KiB) 1.08, GRU 64 -> 96 (180 KiB) 0.98, LSTM 64 -> 64 (128 KiB) 0.86, RNN 64 -> 128 (96
 # KiB) 0.40-0.75; at B = 4 with 96-128 KiB of weights 0.47-0.60 (so the rule is by weights, not
-# by rows); LSTM 64 -> 128 at B = 8 1.57.
+# by rows); LSTM 64 -> 128 at B = 8 1.57. As for the calls' steps, a thread takes at least
+# _STEP_PARALLEL_UNITS units (H = 128: 2 threads at most).
 _STEPPER_SHARE_BYTES = 1 << 18
+_STEPPER_THREAD_UNITS = _STEP_PARALLEL_UNITS
 
 
 class Stepper:
@@ -634,7 +636,10 @@ class Stepper:
         self._valid = mask[0]            # the kernel reads it at every step
         self._all_valid = True
         self._dt = np.dtype(dtype)       # compared with x_t's dtype at every step
-        self._share = (I + H) * G * H * self._dt.itemsize >= _STEPPER_SHARE_BYTES
+        # threads for a step: 1, or up to one per _STEPPER_THREAD_UNITS units
+        self._max_threads = (max(1, H // _STEPPER_THREAD_UNITS)
+                             if (I + H) * G * H * self._dt.itemsize >= _STEPPER_SHARE_BYTES
+                             else 1)
         self._kernel = _step.StepKernel(
             kind, W, U, bias, bias_h, self.states[0], c, self._valid, self._Y,
             _packed_workspace(I, H, G, dtype), np.empty((B, G * H), dtype),
@@ -653,7 +658,10 @@ class Stepper:
         if valid is not None or not self._all_valid:
             self._valid[:] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
             self._all_valid = valid is None
-        self._kernel.step(x, runtime.get_num_threads() if self._share else 1)
+        n_threads = self._max_threads
+        if n_threads > 1:
+            n_threads = min(n_threads, runtime.get_num_threads())
+        self._kernel.step(x, n_threads)
         return self._Y.copy()
 
 

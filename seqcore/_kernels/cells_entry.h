@@ -111,16 +111,17 @@ static void SC_ENTRY(sc_pack_panels_t)(int n_threads, int J, int K, const SC_T *
  * slower than PyTorch). */
 #define SC_SPLIT_ROWS_MIN 512
 
-/* Z (rows, G*H), ld ldz, = (bias or 0, when init) + X (rows, K) M for M packed by
- * sc_pack_panels (G gates of H units), or, when ldm > 0, M (K, G*H) itself with row stride ldm
- * (H a multiple of 16); rows split over n_threads threads, in blocks of 4 so that the register
- * tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input projection (M = W)
- * and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input gradient. */
 /* Gate g's panels of M as sc_gemm_acc_packed takes them (M packed, or in place when ldm > 0;
  * P panels per gate, K values of k) */
 #define SC_GATE_PANELS(g) Mpk + (g) * (ldm ? (long)H : (long)P * K * SC_PANEL_UNITS),            \
                           ldm ? (long)SC_PANEL_UNITS : (long)K * SC_PANEL_UNITS,                \
                           ldm ? ldm : SC_PANEL_UNITS
+
+/* Z (rows, G*H), ld ldz, = (bias or 0, when init) + X (rows, K) M for M packed by
+ * sc_pack_panels (G gates of H units), or, when ldm > 0, M (K, G*H) itself with row stride ldm
+ * (H a multiple of 16); rows split over n_threads threads, in blocks of 4 so that the register
+ * tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input projection (M = W)
+ * and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input gradient. */
 static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC_T *X, int ldx,
                                         const SC_T *Mpk, int ldm, int G, int H,
                                         const SC_T *bias, int init, SC_T *Z, int ldz) {
