@@ -20,8 +20,10 @@ installed; the block after its own starts once its spinning threads have gone qu
 TensorFlow (keras.layers.LSTM / GRU in a tf.function, no XLA) runs every row when it is
 installed (pip install "seqcore[bench-tf]"; --no-tf leaves it out), in a worker process per
 thread count (tf_peer.py: its thread pools are fixed when it starts), its blocks interleaved
-with the others'. NumPy's SGEMM on a 2048^3 product, measured in the same run at each thread count,
-gives the ceiling: seqcore's rate is also reported as a fraction of it. Mode "infer" is a forward pass
+with the others'. NumPy's SGEMM on a 1536^3 product gives the ceiling, measured in every row's
+rounds as one more library (a rate taken once at the start read 86.9 GFLOP/s at 2 threads in one
+run, 140 in the run before: one disturbed measurement skewed a whole column): seqcore's rate is
+also reported as a fraction of it. Mode "infer" is a forward pass
 with no gradient bookkeeping returning every step's output, seqcore's weights bound once as the
 torch module and the ORT session hold theirs (ops.BoundLayer; for T = 1, ops.Stepper);
 "train" is forward + backward with respect to inputs and weights. FLOPs: LSTM forward 2*T*B*(I+H)*4H, GRU 3H instead of 4H, a
@@ -224,19 +226,16 @@ def paired_ratio(peer_blocks, own_blocks):
     return statistics.median(ratios), ratios[0], ratios[-1]
 
 
-def sgemm_ceiling(threads, n=2048, repeats=5):
-    """GFLOP/s of NumPy's float32 matrix product (n x n x n) at `threads` BLAS threads."""
+SGEMM_N = 1536    # a call well under a block (0.2 s), so that it does not set the rounds
+
+
+def sgemm_runner(n=SGEMM_N):
+    """NumPy's float32 matrix product (n x n x n), at the BLAS thread count in force (the row
+    sets it with threadpool_limits); its rate is the row's SGEMM ceiling."""
     rng = np.random.default_rng(1)
     a = rng.standard_normal((n, n)).astype(np.float32)
     b = rng.standard_normal((n, n)).astype(np.float32)
-    with threadpool_limits(limits=threads, user_api="blas"):
-        a @ b
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    return lambda: a @ b
 
 
 def machine_facts():
@@ -277,6 +276,14 @@ def format_row(r):
             f"| {r['seqcore_gflops']:.1f} | {100 * r['ceiling_fraction']:.0f} "
             f"| {_ratio(r, 'speedup')} | {_ratio(r, 'speedup_ort')} "
             f"| {_ratio(r, 'speedup_tf')} |")
+
+
+def _ceilings_by_threads(rows):
+    """{threads: [the SGEMM rates measured in the rows at that thread count]}"""
+    out = {}
+    for r in rows:
+        out.setdefault(r["threads"], []).append(r["sgemm_gflops"])
+    return out
 
 
 def summarize(rows):
@@ -340,11 +347,8 @@ def main(argv=None):
         print(f"# BLAS: {lib['internal_api']} {lib['version']} kernel {lib['architecture']} "
               f"({lib['filepath']})")
     print(f"# unset for this run: {facts['unset_env'] or 'nothing (neither variable was set)'}")
-    ceilings = {t: sgemm_ceiling(t) for t in args.threads}
-    facts["sgemm_gflops"] = ceilings
-    print("# NumPy SGEMM ceiling (2048^3): " + ", ".join(
-        f"{v:.1f} GFLOP/s at {t} thread{'s' * (t > 1)}" for t, v in ceilings.items()))
-    seqcore.set_num_threads(max(args.threads))     # threadpool_limits restored NumPy's BLAS only
+    print(f"# NumPy SGEMM ceiling ({SGEMM_N}^3): measured in every row's rounds")
+    sgemm = sgemm_runner()
 
     rng = np.random.default_rng(0)
     shapes = args.shapes or (SHAPES[:3] + SHAPES[4:] if args.quick else SHAPES)
@@ -359,7 +363,6 @@ def main(argv=None):
                 x = rng.standard_normal((T, B, I)).astype(np.float32)
                 W, U, b = make_weights(cell, I, H, rng)
                 for threads in args.threads:
-                    seqcore.set_num_threads(threads)
                     torch.set_num_threads(threads)
                     fns = [seqcore_runner(cell, mode, x, W, U, b),
                            torch_runner(cell, mode, x, W, U, b)]
@@ -370,9 +373,14 @@ def main(argv=None):
                         if threads not in tf_workers:
                             tf_workers[threads] = tf_peer.TFPeer(threads)
                         fns.append(tf_workers[threads].setup(cell, mode, x, W, U, b))
-                    # ORT and TF spin their idle threads after a call
-                    blocks = time_rounds(fns, args.budget, spinning=range(2, len(fns)),
-                                         rounds=args.rounds, min_rounds=args.min_rounds)
+                    fns.append(sgemm)
+                    # ORT, TF and NumPy's OpenBLAS spin their idle threads after a call; both
+                    # BLAS libraries (NumPy's, and scipy's that seqcore uses) at `threads`
+                    with threadpool_limits(limits=threads, user_api="blas"):
+                        seqcore.set_num_threads(threads)
+                        blocks = time_rounds(fns, args.budget, spinning=range(2, len(fns)),
+                                             rounds=args.rounds, min_rounds=args.min_rounds)
+                    ceiling = 2 * SGEMM_N ** 3 / median_time(blocks.pop()) / 1e9
                     ours = blocks[0]
                     peers = {"torch": blocks[1], "ort": blocks[2] if peer else None,
                              "tf": blocks[-1] if facts["tensorflow"] else None}
@@ -387,7 +395,8 @@ def main(argv=None):
                                ort_ms=ms["ort"], tf_ms=ms["tf"],
                                seqcore_gflops=f / ms["seqcore"] / 1e6,
                                torch_gflops=f / ms["torch"] / 1e6,
-                               ceiling_fraction=f / ms["seqcore"] / 1e6 / ceilings[threads],
+                               sgemm_gflops=ceiling,
+                               ceiling_fraction=f / ms["seqcore"] / 1e6 / ceiling,
                                **{key: None if r is None else r[0] for key, r in
                                   zip(SPEEDUP_KEYS, ratios.values())},
                                **{key + "_range": None if r is None else list(r[1:]) for
@@ -410,7 +419,9 @@ def main(argv=None):
                 + ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
                             for b in facts["blas"])
                 + f"; unset: {facts['unset_env'] or 'nothing'}; NumPy SGEMM ceiling "
-                + ", ".join(f"{v:.1f} GFLOP/s ({t} thr.)" for t, v in ceilings.items())
+                + ", ".join(f"{min(c):.1f}-{max(c):.1f} GFLOP/s ({t} thr.)"
+                            for t, c in _ceilings_by_threads(rows).items())
+                + " (measured in each row's rounds; the % column divides by the row's own)"
                 + ". seqcore's inference rows run ops.BoundLayer (ops.Stepper for T = 1): weights"
                 " checked and packed once, as the torch module and the ORT session hold theirs;"
                 " each library is timed in blocks of calls with its own data in cache"
