@@ -303,7 +303,7 @@ def format_row(r):
                      f"{r['seqcore_ms'] / r['full_scaled_ms']:.2f})")
     if "dropout_ms" in r:
         extra.append(f"with recurrent_dropout=0.2: {r['dropout_ms']:.2f} ms "
-                     f"(+{100 * (r['dropout_ms'] / r['seqcore_ms'] - 1):.1f}%)")
+                     f"({100 * (r['dropout_ms'] / r['seqcore_ms'] - 1):+.1f}%)")
     if "seqcore_peak_mb" in r:
         extra.append(f"peak memory of the call: seqcore {r['seqcore_peak_mb']:.1f} MB, "
                      f"torch {r['torch_peak_mb']:.1f} MB (input {r['input_mb']:.1f} MB)")
