@@ -86,7 +86,8 @@ def test_steppers_share_their_steps_from_a_size_on():
     same results); small ones stay on the calling thread (the team would cost more than it
     saves)."""
     rng = np.random.default_rng(0)
-    W, U = rng.standard_normal((64, 512)), rng.standard_normal((128, 512))
+    W = rng.standard_normal((64, 512)).astype(np.float32)       # 384 KiB with U: shared
+    U = rng.standard_normal((128, 512)).astype(np.float32)      # (the RNN's 96 KiB: not)
     big = ops.Stepper("lstm", W, U, None, 1)
     small = ops.Stepper("rnn", W[:, :128], U[:, :128], None, 1)
     assert big._max_threads == 2 and small._max_threads == 1
