@@ -1,10 +1,10 @@
-"""ops.Stepper (streaming inference through seqcore._kernels.step): T single steps give what one
-call over the whole sequence gives, for every cell, both dtypes, masked steps and states, on one
-thread or shared by two."""
+"""ops.Stepper (streaming inference through seqcore._kernels.step): T single steps give what the
+NumPy reference (seqcore.reference) gives over the whole sequence, for every cell, both dtypes,
+masked steps and states, on one thread or shared by two."""
 import numpy as np
 import pytest
 
-from seqcore import ops
+from seqcore import ops, reference
 from test_kernels import num_threads
 
 VARIANTS = {   # name: (cell, gates, Stepper options, forward options)
@@ -40,7 +40,7 @@ def test_steps_equal_the_whole_sequence(variant, dtype, B, I, H, shared, monkeyp
     mask = rng.random((T, B)) < 0.7
     mask[:, 0] = True
 
-    forward = getattr(ops, f"{cell}_forward")
+    forward = getattr(reference, f"{cell}_forward")
     named = dict(zip(["h0", "c0"], states))
     out, *finals, _ = forward(x, W, U, b, **named, mask=mask, **options)
 
