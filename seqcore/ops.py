@@ -11,7 +11,10 @@ arguments for the fast paths:
 Arrays are time-major: x (T, B, I), states (B, H), mask (T, B) bool. The compute dtype is the
 dtype of x (float32 or float64; other real inputs are converted to float32); weights, states and
 masks are converted to it. Every argument is checked here and a bad one raises ValueError or
-TypeError naming it; the kernels trust what they get.
+TypeError naming it; the kernels trust what they get. x and d_outputs may be views in any
+memory layout (a batch-first caller passes x.transpose(1, 0, 2)); the kernels get one
+C-contiguous copy. A ragged batch's outputs and dx come back lying in memory as x did, so that
+a batch-first caller's transpose back is free.
 """
 import numpy as np
 
@@ -52,14 +55,20 @@ def _contiguous(arr, dtype):
     return out if out.flags.writeable else out.copy()
 
 
-def _array(name, value, dtype, shape):
-    """value as a C-contiguous array of dtype and exactly `shape`, or a clear error."""
+def _checked(name, value, shape):
+    """value as a real numeric array of exactly `shape` (any dtype and layout), or a clear
+    error."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if arr.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {arr.shape}")
-    return _contiguous(arr, dtype)
+    return arr
+
+
+def _array(name, value, dtype, shape):
+    """value as a C-contiguous array of dtype and exactly `shape`, or a clear error."""
+    return _contiguous(_checked(name, value, shape), dtype)
 
 
 def _optional(name, value, dtype, shape):
@@ -106,8 +115,7 @@ def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, s
                          f"got {U.shape}")
     H = U.shape[0]
     out = dict(
-        dtype=dtype, T=T, B=B, I=I, H=H,
-        x=_contiguous(x, dtype),
+        dtype=dtype, T=T, B=B, I=I, H=H, batch_major=_batch_major(x),
         kernel=_array("kernel", kernel, dtype, (I, gates * H)),
         recurrent_kernel=_array("recurrent_kernel", U, dtype, (H, gates * H)),
         bias=_optional("bias", bias, dtype, bias_shape(H)),
@@ -118,40 +126,68 @@ def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, s
         recurrent_mask=_optional("recurrent_mask", recurrent_mask, dtype, (B, H)),
         reverse=_flag("reverse", reverse),
     )
-    if mask is not None:
-        _longest_first(out)
+    sorting = _longest_first(out) if mask is not None else None
+    out["order"], out["inverse"] = sorting if sorting is not None else (None, None)
+    # x in any layout (a batch-first caller's transposed view): one copy, reordered or not
+    out["x"] = (_contiguous(x, dtype) if out["order"] is None
+                else _rows_moved(x, out["inverse"], dtype, batch_major=False))
     return out
+
+
+def _batch_major(x):
+    """Whether the (T, B, ...) array x lies batch-major in memory (a transposed view of a
+    (B, T, ...) array, as a batch-first layer passes it)."""
+    return x.ndim >= 2 and abs(x.strides[1]) > abs(x.strides[0])
+
+
+def _rows_moved(src, where, dtype, batch_major):
+    """A copy of src (T, B, ...) in dtype with row b of every step moved to row where[b]
+    (dst[:, where] = src), made in one pass over src whatever its layout: C-contiguous, or,
+    when batch_major, lying batch-major in memory (a transposed view of a contiguous
+    (B, T, ...) array). The ragged path's reorders (_longest_first) and the results' way back
+    (_caller_order) go through here, each fused with the layout change a batch-first caller
+    would otherwise make in a second copy."""
+    if batch_major:
+        dst = np.empty((src.shape[1], src.shape[0]) + src.shape[2:], dtype)
+        dst[where] = src.swapaxes(0, 1)
+        return dst.swapaxes(0, 1)
+    dst = np.empty(src.shape, dtype)
+    dst[:, where] = src
+    return dst
 
 
 def _longest_first(a):
     """Put the rows of a ragged batch in order of their valid steps, most first (a stable
-    sort; a["order"] says how, None when nothing moved). The kernels' recurrent products skip
-    the masked rows at the end of the batch (cells.h, sc_active_rows), so sorted, a batch of
-    sequences of different lengths costs its valid steps instead of T full steps. x, the
-    masks and the states are permuted here; _caller_order puts results back."""
-    a["order"] = None
+    sort). The kernels' recurrent products skip the masked rows at the end of the batch
+    (cells.h, sc_active_rows), so sorted, a batch of sequences of different lengths costs its
+    valid steps instead of T full steps. The masks and the states are permuted here (the
+    caller moves x with _rows_moved); _caller_order puts results back. Returns (order,
+    inverse): sorted row j is the caller's row order[j], the caller's row b is sorted row
+    inverse[b]; or None when the rows are in that order already."""
     counts = a["mask"].sum(axis=0, dtype=np.int64)
     if a["T"] == 0 or a["B"] < 2 or np.all(counts[:-1] >= counts[1:]):
-        return
+        return None
     order = np.argsort(-counts, kind="stable")
-    a["order"] = order
-    a["x"] = np.ascontiguousarray(a["x"][:, order])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
     a["mask"] = np.ascontiguousarray(a["mask"][:, order])
     a["states"] = [s[order] for s in a["states"]]
     for name in ("input_mask", "recurrent_mask"):
         if a[name] is not None:
             a[name] = a[name][order]
+    return order, inverse
 
 
 def _caller_order(a, sequences, states):
-    """sequences (T, B, ...) or None and states (B, ...) back in the caller's row order."""
-    order = a.get("order")
+    """sequences (T, B, ...) or None and states (B, ...) back in the caller's row order.
+    Reordered sequences lie in memory as the call's x did (batch-major when x was a transposed
+    view of batch-first data, so that the caller's transpose back costs no copy)."""
+    order = a["order"]
     if order is None:
         return sequences, states
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    return (None if sequences is None else sequences[:, inverse],
-            [s[inverse] for s in states])
+    if sequences is not None:
+        sequences = _rows_moved(sequences, order, sequences.dtype, a["batch_major"])
+    return sequences, [s[a["inverse"]] for s in states]
 
 
 def _check_backward(cache, d_outputs, d_finals, names):
@@ -159,13 +195,17 @@ def _check_backward(cache, d_outputs, d_finals, names):
         raise TypeError("cache: expected the cache returned by a seqcore.ops forward call "
                         "with training=True")
     T, B, H, dtype = cache["T"], cache["B"], cache["H"], cache["dtype"]
-    dY = (_pool.zeros((T, B, H), dtype) if d_outputs is None
-          else _array("d_outputs", d_outputs, dtype, (T, B, H)))
     finals = [_pool.zeros((B, H), dtype) if d is None else _array(n, d, dtype, (B, H)).copy()
               for n, d in zip(names, d_finals)]
-    order = cache.get("order")
-    if order is not None:           # into the forward's row order (_longest_first)
-        dY = np.ascontiguousarray(dY[:, order])
+    order = cache["order"]
+    if d_outputs is None:
+        dY = _pool.zeros((T, B, H), dtype)
+    elif order is None:
+        dY = _array("d_outputs", d_outputs, dtype, (T, B, H))
+    else:                           # into the forward's row order (_longest_first)
+        dY = _rows_moved(_checked("d_outputs", d_outputs, (T, B, H)), cache["inverse"], dtype,
+                         batch_major=False)
+    if order is not None:
         finals = [d[order] for d in finals]
     return dY, finals
 

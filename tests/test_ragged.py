@@ -72,3 +72,41 @@ def test_ragged_batch_with_dropout_masks_matches_the_reference(variant, reverse)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
     infer = getattr(ops, f"{cell}_forward")(x, W, U, b, training=False, **options)
     np.testing.assert_allclose(infer[0], results[1][0], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["batch_major", "strided", "reversed_time"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_ragged_inputs_in_any_layout_match_the_reference(cell, layout):
+    """x and d_outputs may be views in any layout (a batch-first layer passes transposed
+    views): seqcore.ops reorders the rows of a ragged batch in the one copy it makes, and hands
+    reordered sequences back lying as x did, batch-major for a transposed view."""
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(5)
+    T, B, I, H = 8, 6, 5, 17
+    W = rng.standard_normal((I, G * H)) * 0.3
+    U = rng.standard_normal((H, G * H)) * 0.3
+    b = rng.standard_normal((2, 3 * H) if cell == "gru" else (G * H,))
+    lengths = np.array([3, 8, 0, 5, 8, 1])
+    mask = np.arange(T)[:, None] < lengths[None, :]
+
+    def view(a):        # a (T, B, n) in the layout under test, the same values
+        if layout == "batch_major":
+            return np.ascontiguousarray(a.transpose(1, 0, 2)).transpose(1, 0, 2)
+        if layout == "strided":
+            wide = np.zeros(a.shape[:2] + (2 * a.shape[2],))
+            wide[:, :, ::2] = a
+            return wide[:, :, ::2]
+        return np.ascontiguousarray(a[::-1])[::-1]
+
+    x, dy = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, H))
+    n_states = 2 if cell == "lstm" else 1
+    results = []
+    for lib, xs, dys in ((ops, view(x), view(dy)), (reference, x, dy)):
+        out, *finals, cache = getattr(lib, f"{cell}_forward")(xs, W, U, b, mask=mask)
+        grads = getattr(lib, f"{cell}_backward")(dys, *[None] * n_states, cache)
+        results.append([out, *finals, *[g for g in grads if g is not None]])
+        if lib is ops and layout == "batch_major":     # no copy left for a batch-first caller
+            assert out.swapaxes(0, 1).flags.c_contiguous
+            assert grads[0].swapaxes(0, 1).flags.c_contiguous
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))

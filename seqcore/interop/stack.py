@@ -187,8 +187,8 @@ class RNNStack:
                              f"got {x.shape}")
         if x.dtype.kind not in "biuf":
             raise TypeError(f"x: expected real-valued inputs, got dtype {x.dtype}")
-        y = np.ascontiguousarray(x.transpose(1, 0, 2) if self.batch_first else x,
-                                 dtype=self.dtype)
+        # a view: the layers' seqcore.ops calls make the copy (reordering a ragged batch in it)
+        y = (x.transpose(1, 0, 2) if self.batch_first else x).astype(self.dtype, copy=False)
         T, B = y.shape[:2]
         mask = sequence_mask(None, lengths, B, T)     # once, not again in every layer
         states = self._check_states(initial_state, B)

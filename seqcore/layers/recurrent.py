@@ -205,8 +205,8 @@ class _Recurrent(Layer):
                              f"features (built for them), got {x.shape[2]}")
         mask = sequence_mask(mask, lengths, B, T)
         states = self._check_states(initial_state, B)
-        x_tm = x if self.time_major else x.transpose(1, 0, 2)
-        x_tm = np.ascontiguousarray(x_tm, dtype=self.dtype)
+        # a view: seqcore.ops makes the one copy, reordering a ragged batch's rows in it
+        x_tm = (x if self.time_major else x.transpose(1, 0, 2)).astype(self.dtype, copy=False)
         training = bool(training)
         outputs, finals = self._forward_tm(
             x_tm, None if mask is None else mask.T, states, training, self.go_backwards,
@@ -272,7 +272,7 @@ class _Recurrent(Layer):
             d = self._grad_array("d_out", d_main, (T, B, H) if time_major else (B, T, H))
             if d is not None:
                 d = d if time_major else d.transpose(1, 0, 2)
-                d_outputs = np.ascontiguousarray(d[::-1] if flip else d)
+                d_outputs = d[::-1] if flip else d      # a view, as x in __call__
         else:
             d_finals[0] = _sum(d_finals[0], self._grad_array("d_out", d_main, (B, H)))
         return d_outputs, d_finals
@@ -283,7 +283,7 @@ class _Recurrent(Layer):
         d = np.asarray(d)
         if d.shape != shape:
             raise ValueError(f"{self.name}: {name}: expected shape {shape}, got {d.shape}")
-        return np.ascontiguousarray(d, dtype=self.dtype)
+        return d.astype(self.dtype, copy=False)    # seqcore.ops makes it contiguous
 
     def reset_states(self, states=None):
         """Forget the carried state (stateful layers), or set it to `states`."""

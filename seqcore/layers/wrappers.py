@@ -102,8 +102,9 @@ class Bidirectional(_Wrapper):
                                  "states, then backward states)")
             states_f = fw._check_states(list(initial_state[:n]), B)
             states_b = bw._check_states(list(initial_state[n:]), B)
-        x_tm = np.ascontiguousarray(x if self.time_major else x.transpose(1, 0, 2),
-                                    dtype=self.dtype)
+        x_tm = (x if self.time_major else x.transpose(1, 0, 2)).astype(self.dtype, copy=False)
+        if mask is None:    # one copy for both directions; with a mask, each direction's
+            x_tm = np.ascontiguousarray(x_tm)   # call reorders x's rows in its own copy
         mask_tm = None if mask is None else mask.T
         training = bool(training)
         # TODO(issue 6): run the two directions concurrently
