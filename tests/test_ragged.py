@@ -110,3 +110,37 @@ def test_ragged_inputs_in_any_layout_match_the_reference(cell, layout):
             assert grads[0].swapaxes(0, 1).flags.c_contiguous
     for got, want in zip(*results):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "gru_reset_before", "rnn"])
+def test_inference_never_reads_the_inputs_of_finished_rows(variant):
+    """The inference scans leave a finished row's pre-activations unprojected and, where the
+    step never reads them, unwritten (scan.pxd project_steps, zero_skipped). Their workspace
+    here is a pooled block filled with NaN beforehand: any read of those rows would show."""
+    from seqcore._kernels import pool
+
+    cell = "gru" if variant.startswith("gru") else variant
+    reset_after = variant != "gru_reset_before"
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(8)
+    # I * G*H values of W pass ops._CACHED_WEIGHT_BYTES, so chunks are long and the
+    # pre-activations (chunk, B, G*H) large enough to come from the pool; Y (T, B, H) is not
+    T, B, I, H = 20, 16, 520, 512 if cell == "rnn" else 256
+    x = rng.standard_normal((T, B, I))
+    W = rng.standard_normal((I, G * H)) * 0.05
+    U = rng.standard_normal((H, G * H)) * 0.05
+    b = rng.standard_normal((2, 3 * H) if cell == "gru" and reset_after else (G * H,))
+    lengths = np.array([20, 1, 3, 20, 0, 7, 2, 1, 1, 5, 1, 2, 20, 1, 1, 4])
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    options = dict(mask=mask, reset_after=reset_after) if cell == "gru" else dict(mask=mask)
+    chunk = ops._chunk_steps(B, G * H, T, I, x.itemsize)
+    assert chunk * B * G * H * x.itemsize >= pool.MIN_BYTES
+    ops.release_memory()
+    poison = pool.empty((chunk, B, G * H), x.dtype)
+    poison.fill(np.nan)
+    del poison                                  # its block is the next one of that size
+    forward = getattr(ops, f"{cell}_forward")
+    out, *finals, _ = forward(x, W, U, b, training=False, **options)
+    want, *want_finals, _ = getattr(reference, f"{cell}_forward")(x, W, U, b, **options)
+    for got, ref in zip([out, *finals], [want, *want_finals]):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10 * max(1.0, np.abs(ref).max()))

@@ -142,7 +142,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
             project_steps(n_threads, n, B, I, 3, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw, bx,
-                          &AX[0, 0, 0], &mask[t0, 0])
+                          &AX[0, 0, 0], &mask[t0, 0], <floating*>NULL, not reset_after)
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):

@@ -117,7 +117,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
             project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw, b,
-                          &Z[0, 0, 0], &mask[t0, 0])
+                          &Z[0, 0, 0], &mask[t0, 0], <floating*>NULL, False)
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):

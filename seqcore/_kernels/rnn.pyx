@@ -98,7 +98,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0
             project_steps(n_threads, n, B, I, 1, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw,
-                          opt_vec(bias), &A[0, 0, 0], &mask[t0, 0])
+                          opt_vec(bias), &A[0, 0, 0], &mask[t0, 0], <floating*>NULL, False)
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):
