@@ -374,8 +374,8 @@ class Stream:
                                    isinstance(layer, Embedding) and layer.mask_zero))
 
     def step(self, x_t):
-        x = np.asarray(x_t)
-        if x.shape[:1] != (self.batch_size,):
+        x = x_t if type(x_t) is np.ndarray else np.asarray(x_t)
+        if x.ndim == 0 or x.shape[0] != self.batch_size:    # (a few hundred ns count here)
             raise ValueError(f"x_t: expected a first axis of batch_size={self.batch_size}, got "
                              f"shape {x.shape}")
         valid = None                 # rows whose step is masked (Embedding(mask_zero) id 0)

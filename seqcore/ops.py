@@ -675,10 +675,9 @@ class Stepper:
         c = self.states[1] if cell == "lstm" else None
         self._valid = mask[0]            # the kernel reads it at every step
         self._all_valid = True
-        self._dt = np.dtype(dtype)       # compared with x_t's dtype at every step
         # threads for a step: 1, or up to one per _STEPPER_THREAD_UNITS units
         self._max_threads = (max(1, H // _STEPPER_THREAD_UNITS)
-                             if (I + H) * G * H * self._dt.itemsize >= _STEPPER_SHARE_BYTES
+                             if (I + H) * G * H * np.dtype(dtype).itemsize >= _STEPPER_SHARE_BYTES
                              else 1)
         self._kernel = _step.StepKernel(
             kind, W, U, bias, bias_h, self.states[0], c, self._valid, self._Y,
@@ -688,21 +687,20 @@ class Stepper:
     def step(self, x_t, valid=None):
         """x_t (B, I) -> the output (B, H) of this step; the state advances. valid (B,) bool:
         rows whose step counts (a masked row keeps its state and outputs zeros)."""
-        x = x_t
-        if type(x) is not np.ndarray or x.dtype != self._dt or x.shape != self.shape \
-                or not x.flags.c_contiguous:       # else x is ready, the common case
-            x = np.asarray(x_t)
-            if x.shape != self.shape:
-                raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
-            x = _as_dtype("x_t", x, self.dtype)
         if valid is not None or not self._all_valid:
             self._valid[:] = True if valid is None else bool_mask(valid, self.shape[:1], "(B,)")
             self._all_valid = valid is None
         n_threads = self._max_threads
         if n_threads > 1:
             n_threads = min(n_threads, runtime.get_num_threads())
-        self._kernel.step(x, n_threads)
-        return self._Y.copy()
+        y = self._kernel.step_ready(x_t, n_threads)    # x_t ready as it is: the common case
+        if y is None:           # nothing stepped yet (a bad x_t leaves the state as it was)
+            x = np.asarray(x_t)
+            if x.shape != self.shape:
+                raise ValueError(f"x_t: expected shape (B, I) = {self.shape}, got {x.shape}")
+            self._kernel.step(_as_dtype("x_t", x, self.dtype), n_threads)
+            y = self._Y.copy()
+        return y
 
 
 # --------------------------------------------------------------------------------- memory

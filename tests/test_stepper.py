@@ -117,17 +117,29 @@ def test_stepper_keeps_the_weights_it_was_created_with(H, in_place, monkeypatch)
     np.testing.assert_array_equal(stepper.step(x), expected)
 
 
-def test_stepper_takes_read_only_and_strided_input():
+def test_stepper_takes_any_input_it_can_convert():
+    """A ready x_t (C-contiguous, the stepper's dtype) takes the kernel's fast path
+    (StepKernel.step_ready); anything else is converted first, with the same result, or
+    rejected without a step."""
     rng = np.random.default_rng(1)
     W = rng.standard_normal((4, 12)).astype(np.float32)
     U = rng.standard_normal((4, 12)).astype(np.float32)
     b = np.zeros((2, 12), np.float32)
     x = rng.standard_normal((2, 8)).astype(np.float32)
-    expected = ops.Stepper("gru", W, U, b, 2).step(np.ascontiguousarray(x[:, ::2]))
-    frozen = np.ascontiguousarray(x[:, ::2])
+    ready = np.ascontiguousarray(x[:, ::2])
+    expected = ops.Stepper("gru", W, U, b, 2).step(ready)
+    frozen = ready.copy()
     frozen.flags.writeable = False
-    np.testing.assert_array_equal(ops.Stepper("gru", W, U, b, 2).step(frozen), expected)
-    np.testing.assert_array_equal(ops.Stepper("gru", W, U, b, 2).step(x[:, ::2]), expected)
-    with pytest.raises(ValueError, match="x_t"):
-        ops.Stepper("gru", W, U, b, 2).step(x)
+    for given in (frozen, x[:, ::2], ready.astype(np.float64), ready.astype(">f4"),
+                  ready.tolist(), memoryview(ready)):
+        np.testing.assert_array_equal(ops.Stepper("gru", W, U, b, 2).step(given), expected)
+    stepper = ops.Stepper("gru", W, U, b, 2)
+    for bad in (x, ready[0], ready.reshape(1, 2, 4), "x"):
+        with pytest.raises((ValueError, TypeError), match="x_t"):
+            stepper.step(bad)
+    first = stepper.step(ready)                 # the failed calls did not step
+    np.testing.assert_array_equal(first, expected)
+    first[:] = 0                                # an output is the caller's own copy
+    np.testing.assert_array_equal(stepper.step(ready),
+                                  ops.Stepper("gru", W, U, b, 2, states=[expected]).step(ready))
 
