@@ -128,10 +128,17 @@ def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, s
     )
     sorting = _longest_first(out) if mask is not None else None
     out["order"], out["inverse"] = sorting if sorting is not None else (None, None)
-    # x in any layout (a batch-first caller's transposed view): one copy, reordered or not
-    out["x"] = (_contiguous(x, dtype) if out["order"] is None
-                else _rows_moved(x, out["inverse"], dtype, batch_major=False))
+    out["x"] = _for_kernels(x, out["inverse"], dtype)
     return out
+
+
+def _for_kernels(seq, inverse, dtype):
+    """seq (T, B, ...) in any layout (a batch-first caller's transposed view) as the kernels take
+    it, C-contiguous in dtype, in one copy: with its rows in the sorted order of _longest_first
+    (inverse, as it returns) or, when inverse is None, as they are."""
+    if inverse is None:
+        return _contiguous(seq, dtype)
+    return _rows_moved(seq, inverse, dtype, batch_major=False)
 
 
 def _batch_major(x):
@@ -197,16 +204,10 @@ def _check_backward(cache, d_outputs, d_finals, names):
     T, B, H, dtype = cache["T"], cache["B"], cache["H"], cache["dtype"]
     finals = [_pool.zeros((B, H), dtype) if d is None else _array(n, d, dtype, (B, H)).copy()
               for n, d in zip(names, d_finals)]
-    order = cache["order"]
-    if d_outputs is None:
-        dY = _pool.zeros((T, B, H), dtype)
-    elif order is None:
-        dY = _array("d_outputs", d_outputs, dtype, (T, B, H))
-    else:                           # into the forward's row order (_longest_first)
-        dY = _rows_moved(_checked("d_outputs", d_outputs, (T, B, H)), cache["inverse"], dtype,
-                         batch_major=False)
-    if order is not None:
-        finals = [d[order] for d in finals]
+    dY = (_pool.zeros((T, B, H), dtype) if d_outputs is None      # into the forward's row order
+          else _for_kernels(_checked("d_outputs", d_outputs, (T, B, H)), cache["inverse"], dtype))
+    if cache["order"] is not None:
+        finals = [d[cache["order"]] for d in finals]
     return dY, finals
 
 
