@@ -1,7 +1,7 @@
 """How close a batch-1 step is to the memory bound: the rate at which one core streams a
 recurrent kernel through multiply-adds, against seqcore's step at batch 1, in one run.
 
-    python bench/bandwidth.py [--sizes 128 256 384]
+    python bench/bandwidth.py [--sizes 128 256 384] [--out bench/results/bandwidth]
 
 At batch 1 every weight of U is used once per step, so a step cannot beat the rate at which
 the core reads U from its caches. A small C loop (compiled here with gcc, AVX-512 if the CPU
@@ -10,8 +10,10 @@ has it, else AVX2) does just that: z[0:64] += h[k] * U[k, 0:64] for every k and 
 is timed on T = 1000, B = 1, I = 8 through ops.BoundLayer (input projection negligible), one
 thread. Both are reported in GB/s of U read per step; their ratio is the share of the memory
 bound that the step reaches (the rest: activations, state update, loop overheads).
+Writes the table as OUT.md and its rows as OUT.json (bench/targets.py reads the loop's rates).
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -103,27 +105,42 @@ def seqcore_step(cell, H, T=1000, I=8):
     return statistics.median(times) / T
 
 
+HEADER = ("| cell | H | U KB | loop us/step | loop GB/s | seqcore us/step | seqcore GB/s "
+          "| seqcore / loop rate |\n|" + "---|" * 8)
+
+
+def format_row(r):
+    nbytes, loop, step = r["u_bytes"], r["loop_s"], r["step_s"]
+    return (f"| {r['cell']} | {r['H']} | {nbytes // 1024} | {loop * 1e6:.2f} "
+            f"| {nbytes / loop / 1e9:.1f} | {step * 1e6:.2f} "
+            f"| {nbytes / step / 1e9:.1f} | {loop / step:.2f} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 384],
                         help="hidden sizes H (multiples of 16)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                      "bandwidth"))
     args = parser.parse_args(argv)
     seqcore.set_num_threads(1)
-    print(f"# seqcore {seqcore.__version__}, SIMD {seqcore.config()['simd']}, 1 thread")
-    print("| cell | H | U KB | loop us/step | loop GB/s | seqcore us/step | seqcore GB/s "
-          "| seqcore / loop rate |")
-    print("|" + "---|" * 8)
+    title = f"# seqcore {seqcore.__version__}, SIMD {seqcore.config()['simd']}, 1 thread"
+    print(title + "\n" + HEADER)
+    rows = []
     with tempfile.TemporaryDirectory() as workdir:
         exe = build_loop(workdir)
         for cell, G in (("lstm", 4), ("gru", 3)):
             for H in args.sizes:
-                nbytes = H * G * H * 4
                 loop = float(subprocess.run([exe, str(H), str(G)], capture_output=True,
                                             text=True).stdout)
-                step = seqcore_step(cell, H)
-                print(f"| {cell} | {H} | {nbytes // 1024} | {loop * 1e6:.2f} "
-                      f"| {nbytes / loop / 1e9:.1f} | {step * 1e6:.2f} "
-                      f"| {nbytes / step / 1e9:.1f} | {loop / step:.2f} |", flush=True)
+                rows.append(dict(cell=cell, H=H, u_bytes=H * G * H * 4, loop_s=loop,
+                                 step_s=seqcore_step(cell, H)))
+                print(format_row(rows[-1]), flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"simd": seqcore.config()["simd"], "rows": rows}, f, indent=1)
+    with open(args.out + ".md", "w") as f:
+        f.write(title + "\n" + HEADER + "\n" + "\n".join(map(format_row, rows)) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ def _demo(args):
 
 
 def _bench(args):
-    """Run bench/kernels.py (or, after `bench workloads`, bench/workloads.py) of the source
-    checkout this package is installed from (an editable install); the benchmarks need torch
-    and onnxruntime, which a user's install of seqcore does not."""
+    """Run bench/kernels.py (or, after `bench workloads` / `bench targets`, bench/workloads.py
+    / bench/targets.py) of the source checkout this package is installed from (an editable
+    install); the benchmarks need torch and onnxruntime, which a user's install of seqcore
+    does not."""
     import os
     import subprocess
     rest = list(args.bench_args)
-    name = rest.pop(0) if rest and rest[0] in ("kernels", "workloads") else "kernels"
+    name = rest.pop(0) if rest and rest[0] in ("kernels", "workloads", "targets") else "kernels"
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "bench", name + ".py")
     if not os.path.isfile(script):
@@ -70,8 +71,9 @@ def main(argv=None):
         "and training, several shapes, 1 and 2 threads; writes bench/results/kernels.md/.json "
         "(and .png with matplotlib). `seqcore bench workloads` runs bench/workloads.py instead "
         "(streaming, ragged batches, recurrent dropout, a 2-layer bidirectional model, a long "
-        "sequence, peak memory). Other arguments go to the script (e.g. --quick, --threads 1, "
-        "--cells lstm).",
+        "sequence, peak memory); `seqcore bench targets` runs bench/targets.py (issue 6's targets "
+        "checked against the results written). Other arguments go to the script (e.g. --quick, "
+        "--threads 1, --cells lstm).",
         add_help=False)
     bench.set_defaults(run=_bench)
     args, rest = parser.parse_known_args(argv)

@@ -131,3 +131,65 @@ def test_steps_are_split_over_the_threads_by_size(call_shape, split):
     finally:
         seqcore.set_num_threads(before)
     assert seen == [(2, 2 if split else 1)]
+
+
+def _kernel_row(shape, mode, seqcore_ms, ort_ms, torch_ms, share):
+    ort = None if ort_ms is None else ort_ms / seqcore_ms
+    return dict(cell="lstm", mode=mode, shape=list(shape), threads=1, seqcore_ms=seqcore_ms,
+                torch_ms=torch_ms, ort_ms=ort_ms, tf_ms=None, sgemm_gflops=70.0,
+                ceiling_fraction=share, speedup=torch_ms / seqcore_ms, speedup_ort=ort,
+                speedup_tf=None, speedup_range=None, speedup_ort_range=None,
+                speedup_tf_range=None)
+
+
+def test_cli_bench_targets_checks_the_results(tmp_path):
+    """`seqcore bench targets` runs bench/targets.py over results files: each target met or
+    not, and a row that misses one is "bound" only when a measured bound rules it out."""
+    machine = dict(seqcore="0", cores=2, simd="avx2+fma")
+    kernels = [
+        # B = 16 at 0.9 of SGEMM, its peer at 0.9 too: 1.5x is out of reach (bound)
+        _kernel_row((100, 16, 256, 256), "infer", 10.0, 10.0, 12.0, 0.9),
+        # batch 1: 1.2x, the peer at 0.3 of SGEMM and slow to stream U: open
+        _kernel_row((100, 1, 128, 256), "infer", 2.5, 3.3, 4.0, 0.4),
+        _kernel_row((100, 16, 256, 256), "train", 30.0, None, 60.0, 0.8),
+    ]
+    workloads = [
+        dict(workload="stream", cell="lstm", shape=[1, 1, 64, 128], threads=1,
+             seqcore_ms=0.012, torch_ms=0.2, ort_ms=0.05),
+        dict(workload="ragged", cell="lstm", mode="infer", shape=[100, 32, 128, 256],
+             threads=1, seqcore_ms=12.0, torch_ms=40.0, full_scaled_ms=10.0,
+             valid_fraction=0.5),
+        dict(workload="dropout", cell="lstm", mode="train", shape=[100, 16, 256, 256],
+             threads=1, seqcore_ms=50.0, dropout_ms=51.0),
+    ]
+    bandwidth = dict(simd="avx2+fma", rows=[dict(cell="lstm", H=128, u_bytes=262144,
+                                                 loop_s=3.5e-6, step_s=5e-6),
+                                            dict(cell="lstm", H=256, u_bytes=1048576,
+                                                 loop_s=17e-6, step_s=18e-6)])
+    for name, rows in (("kernels", kernels), ("workloads", workloads)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(dict(machine=machine, rows=rows)))
+    (tmp_path / "bandwidth.json").write_text(json.dumps(bandwidth))
+    out = tmp_path / "targets.md"
+    run = subprocess.run([sys.executable, "-m", "seqcore", "bench", "targets", "--results",
+                          str(tmp_path), "--out", str(out)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    text = out.read_text()
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()
+             if line.startswith("| lstm")}
+    assert "bound: ONNX Runtime at 90% of SGEMM, seqcore at best 90%, at most 1.00x < 1.5x" \
+        in lines["lstm infer (100, 16, 256, 256) 1t"]
+    # 17 us a step for U (bandwidth.json, H = 256) + 26 MFLOP of projection at 70 GFLOP/s:
+    # 2.07 ms at best, ORT 3.3 ms -> 1.59x; the compute bound allows 2.97x: open
+    assert ("open: ONNX Runtime at 30% of SGEMM, seqcore at best 90%, at most 2.97x; open: "
+            "weights read at 62 GB/s in all (least time 2.074 ms), at most 1.59x") \
+        in lines["lstm infer (100, 1, 128, 256) 1t"]
+    summary = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert "| 2.00x over the kernel training rows | met |" in summary[
+        "training: geometric mean >= 1.5x torch"]
+    assert "**not met** | infer lstm 1t: open: no bound known" in summary[
+        "ragged within 10% of the full batch x valid fraction"]
+    assert "+2.0% | met" in summary["recurrent dropout <= +5%"]
+    # 384 KiB of W and U at 75 GB/s (the fastest rate measured) take more than the 5 us
+    assert "infer lstm 1t: bound: W and U alone take at least 5.25 us" in summary[
+        "streaming step <= 5 us"]
