@@ -301,8 +301,27 @@ def _chunk_steps(B, width, T, I, itemsize, training=False):
     return max(1, min(T, steps))
 
 
-def _inference_outputs(a, return_sequences):
-    return _pool.empty((a["T"], a["B"], a["H"]), a["dtype"]) if return_sequences else None
+def _outputs(a, return_sequences=True):
+    """Where a forward call's outputs go: the kernels' arguments (Y, Yout, y_rows, y_step) and
+    the outputs to return. Usually the scan writes them into Y (T, B, H) itself. A ragged
+    batch's rows reach the scans sorted (_longest_first): there each step's rows go on, as the
+    step ends, to an array in the caller's row order and in x's memory layout (batch-major for
+    a batch-first caller's transposed view), Y being the scan's two-step buffer (scan.pxd
+    handed_on): one write of the outputs instead of a second pass over them after the call.
+    return_sequences=False: no outputs."""
+    T, B, H, dtype, order = a["T"], a["B"], a["H"], a["dtype"], a["order"]
+    if not return_sequences:
+        return (None, None, None, 0), None
+    if order is None:
+        Y = _pool.empty((T, B, H), dtype)
+        return (Y, None, None, 0), Y
+    if a["batch_major"]:              # sorted row j is the caller's row order[j]
+        out = np.empty((B, T, H), dtype)
+        rows, step, outputs = order * (T * H), H, out.swapaxes(0, 1)
+    else:
+        out = np.empty((T, B, H), dtype)
+        rows, step, outputs = order * H, B * H, out
+    return (np.empty((2, B, H), dtype), out.reshape(-1), rows.astype(np.int64), step), outputs
 
 
 def _inference_workspace(a, width):
@@ -350,25 +369,24 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
         return outputs, h, c, cache
     args = (a["x"], a["kernel"], a["recurrent_kernel"], a["bias"], h, c, a["mask"],
             a["input_mask"], a["recurrent_mask"], a["reverse"])
+    (Y, *handing_on), outputs = _outputs(a, return_sequences)
     if not training:
-        Y = _inference_outputs(a, return_sequences)
         Z, XD, Hp = _inference_workspace(a, 4 * H)
         _run(_lstm.forward_inference, (T, B, 4, H), *args, Y, Z, XD, Hp,
-             *_inference_weights(_prepacked, I, H, 4, dtype))
-        Y, (h, c) = _caller_order(a, Y, [h, c])
-        return Y, h, c, None
+             *_inference_weights(_prepacked, I, H, 4, dtype), *handing_on)
+        _, (h, c) = _caller_order(a, None, [h, c])
+        return outputs, h, c, None
     c0 = c.copy()
-    Y = _pool.empty((T, B, H), dtype)
     Z = _pool.empty((T, B, 4 * H), dtype)
     C = _pool.empty((T, B, H), dtype)
     HP = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
     chunk = _chunk_steps(B, 4 * H, T, I, np.dtype(dtype).itemsize, training=True)
     _run(_lstm.forward_training, (T, B, 4, H), *args, Y, Z, C, HP, XD,
-         _packed_workspace(I, H, 4, dtype), chunk)
+         _packed_workspace(I, H, 4, dtype), chunk, *handing_on)
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)
-    Y, (h, c) = _caller_order(a, Y, [h, c])
-    return Y, h, c, cache
+    _, (h, c) = _caller_order(a, None, [h, c])
+    return outputs, h, c, cache
 
 
 def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
@@ -420,24 +438,23 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
             a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after)
     work_a = _pool.empty((B, 3 * H), dtype)
     work_b = _pool.empty((B, H), dtype)
+    (Y, *handing_on), outputs = _outputs(a, return_sequences)
     if not training:
-        Y = _inference_outputs(a, return_sequences)
         AX, XD, Hp = _inference_workspace(a, 3 * H)
         _run(_gru.forward_inference, (T, B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
-             *_inference_weights(_prepacked, I, H, 3, dtype))
-        Y, (h,) = _caller_order(a, Y, [h])
-        return Y, h, None
-    Y = _pool.empty((T, B, H), dtype)
+             *_inference_weights(_prepacked, I, H, 3, dtype), *handing_on)
+        _, (h,) = _caller_order(a, None, [h])
+        return outputs, h, None
     AX = _pool.empty((T, B, 3 * H), dtype)
     HIN = _pool.empty((T, B, H), dtype)
     HP = None if a["recurrent_mask"] is None else _pool.empty((T, B, H), dtype)
     STORE = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
     _run(_gru.forward_training, (T, B, 3, H), *args, Y, AX, HIN, HP, STORE, XD, work_a, work_b,
-         _packed_workspace(I, H, 3, dtype))
+         _packed_workspace(I, H, 3, dtype), *handing_on)
     cache = dict(a, kernel_module=_gru, AX=AX, HIN=HIN, HP=HP, STORE=STORE, XD=XD)
-    Y, (h,) = _caller_order(a, Y, [h])
-    return Y, h, cache
+    _, (h,) = _caller_order(a, None, [h])
+    return outputs, h, cache
 
 
 def gru_backward(d_outputs, d_h_n, cache):
@@ -493,22 +510,21 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
         return outputs, h, (dict(a, kernel_module=_rnn) if training else None)
     args = (a["x"], a["kernel"], a["recurrent_kernel"], a["bias"], h, a["mask"],
             a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"])
+    (Y, *handing_on), outputs = _outputs(a, return_sequences)
     if not training:
-        Y = _inference_outputs(a, return_sequences)
         A, XD, Hp = _inference_workspace(a, H)
         _run(_rnn.forward_inference, (T, B, 1, H), *args, Y, A, XD, Hp,
-             *_inference_weights(_prepacked, I, H, 1, dtype))
-        Y, (h,) = _caller_order(a, Y, [h])
-        return Y, h, None
-    Y = _pool.empty((T, B, H), dtype)
+             *_inference_weights(_prepacked, I, H, 1, dtype), *handing_on)
+        _, (h,) = _caller_order(a, None, [h])
+        return outputs, h, None
     A = _pool.empty((T, B, H), dtype)
     HP = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
     _run(_rnn.forward_training, (T, B, 1, H), *args, Y, A, HP, XD,
-         _packed_workspace(I, H, 1, dtype))
+         _packed_workspace(I, H, 1, dtype), *handing_on)
     cache = dict(a, kernel_module=_rnn, A=A, HP=HP, XD=XD)
-    Y, (h,) = _caller_order(a, Y, [h])
-    return Y, h, cache
+    _, (h,) = _caller_order(a, None, [h])
+    return outputs, h, cache
 
 
 def rnn_backward(d_outputs, d_h_n, cache):

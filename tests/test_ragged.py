@@ -6,6 +6,17 @@ import pytest
 
 from seqcore import ops, reference
 
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def weights(rng, cell, I, H, reset_after=True):
+    """W, U, b of a cell (b (2, 3H) for the GRU with reset_after) at a moderate scale."""
+    G = GATES[cell]
+    W = rng.standard_normal((I, G * H)) * 0.3
+    U = rng.standard_normal((H, G * H)) * 0.3
+    b = rng.standard_normal((2, 3 * H) if cell == "gru" and reset_after else (G * H,))
+    return W, U, b
+
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_a_ragged_batch_gives_the_same_rows_in_any_order(cell):
@@ -13,11 +24,8 @@ def test_a_ragged_batch_gives_the_same_rows_in_any_order(cell):
     back: a row's output, final state and input gradient do not depend on where it sits."""
     rng = np.random.default_rng(7)
     T, B, I, H = 9, 6, 4, 20
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     x = rng.standard_normal((T, B, I))
-    W = rng.standard_normal((I, G * H)) * 0.3
-    U = rng.standard_normal((H, G * H)) * 0.3
-    b = rng.standard_normal((2, 3 * H) if cell == "gru" else (G * H,))
+    W, U, b = weights(rng, cell, I, H)
     lengths = np.array([3, 9, 0, 5, 9, 1])
     mask = np.arange(T)[:, None] < lengths[None, :]
     perm = rng.permutation(B)
@@ -45,13 +53,10 @@ def test_a_ragged_batch_gives_the_same_rows_in_any_order(cell):
 def test_ragged_batch_with_dropout_masks_matches_the_reference(variant, reverse):
     cell = "gru" if variant.startswith("gru") else variant
     reset_after = variant != "gru_reset_before"
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     rng = np.random.default_rng(11)
     T, B, I, H = 12, 7, 5, 18
     x = rng.standard_normal((T, B, I))
-    W = rng.standard_normal((I, G * H)) * 0.3
-    U = rng.standard_normal((H, G * H)) * 0.3
-    b = rng.standard_normal((2, 3 * H) if cell == "gru" and reset_after else (G * H,))
+    W, U, b = weights(rng, cell, I, H, reset_after)
     lengths = np.array([2, 12, 0, 7, 1, 12, 4])          # most rows finish early
     mask = np.arange(T)[:, None] < lengths[None, :]
     input_mask = (rng.random((B, I)) < 0.8) / 0.8
@@ -80,12 +85,9 @@ def test_ragged_inputs_in_any_layout_match_the_reference(cell, layout):
     """x and d_outputs may be views in any layout (a batch-first layer passes transposed
     views): seqcore.ops reorders the rows of a ragged batch in the one copy it makes, and hands
     reordered sequences back lying as x did, batch-major for a transposed view."""
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     rng = np.random.default_rng(5)
     T, B, I, H = 8, 6, 5, 17
-    W = rng.standard_normal((I, G * H)) * 0.3
-    U = rng.standard_normal((H, G * H)) * 0.3
-    b = rng.standard_normal((2, 3 * H) if cell == "gru" else (G * H,))
+    W, U, b = weights(rng, cell, I, H)
     lengths = np.array([3, 8, 0, 5, 8, 1])
     mask = np.arange(T)[:, None] < lengths[None, :]
 
@@ -121,7 +123,7 @@ def test_inference_never_reads_the_inputs_of_finished_rows(variant):
 
     cell = "gru" if variant.startswith("gru") else variant
     reset_after = variant != "gru_reset_before"
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    G = GATES[cell]
     rng = np.random.default_rng(8)
     # I * G*H values of W pass ops._CACHED_WEIGHT_BYTES, so chunks are long and the
     # pre-activations (chunk, B, G*H) large enough to come from the pool; Y (T, B, H) is not
@@ -144,3 +146,37 @@ def test_inference_never_reads_the_inputs_of_finished_rows(variant):
     want, *want_finals, _ = getattr(reference, f"{cell}_forward")(x, W, U, b, **options)
     for got, ref in zip([out, *finals], [want, *want_finals]):
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10 * max(1.0, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_ragged_outputs_handed_on_by_every_thread(cell, reverse, monkeypatch):
+    """The scans hand a ragged batch's outputs on to the caller's row order and layout as each
+    step ends (scan.pxd handed_on), every thread of a split step its share of the rows: with
+    two threads forced to split every step, batch-major and time-major x, training and
+    inference give the reference's outputs, in float32 and float64."""
+    import seqcore
+
+    monkeypatch.setattr(ops, "_STEP_SPLIT", True)
+    rng = np.random.default_rng(12)
+    T, B, I, H = 7, 9, 6, 48
+    W, U, b = weights(rng, cell, I, H)
+    lengths = np.array([2, 7, 0, 5, 7, 1, 3, 6, 4])
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    x = rng.standard_normal((T, B, I))
+    want = getattr(reference, f"{cell}_forward")(x, W, U, b, mask=mask, reverse=reverse)[0]
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(2)
+    try:
+        for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+            for xs in (x, np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)):
+                xs = xs.astype(dtype)
+                for training in (True, False):
+                    out = getattr(ops, f"{cell}_forward")(xs, W.astype(dtype), U.astype(dtype),
+                                                          b.astype(dtype), mask=mask,
+                                                          reverse=reverse, training=training)[0]
+                    assert out.dtype == dtype
+                    assert (out.swapaxes(0, 1) if ops._batch_major(xs) else out).flags.c_contiguous
+                    np.testing.assert_allclose(out, want, rtol=0, atol=tol * np.abs(want).max())
+    finally:
+        seqcore.set_num_threads(before)

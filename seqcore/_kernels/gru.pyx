@@ -16,13 +16,14 @@ a step is too small to be worth splitting).
 """
 from cython cimport floating
 from cython.parallel cimport parallel
+from libc.stdint cimport int64_t
 
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state, sc_claims, sc_claims_reset,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (PACK_AUTO, PACK_READY, entering_state, input_gradient, next_state, opt,
-                    opt3, opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
-                    weight_gradient)
+from .scan cimport (PACK_AUTO, PACK_READY, entering_state, handed_on, input_gradient,
+                    next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t, project_steps,
+                    step_outputs, time_index, weight_gradient)
 
 
 cdef inline void recurrent_step(bint reset_after, int B, int H, const floating* Upk,
@@ -55,7 +56,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] HIN,
                      floating[:, :, ::1] HP, floating[:, :, ::1] STORE,
                      floating[:, :, ::1] XD, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                     floating[::1] packed, int n_threads, int step_threads):
+                     floating[::1] packed, floating[::1] Yout, const int64_t[::1] y_rows,
+                     long y_step, int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U; bias_x, bias_h (3H,) or None; h (B, H) initial state, overwritten
@@ -64,6 +66,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     step; HP (T, B, H) that state times the recurrent mask (None when there is none: HIN serves);
     STORE (T, B, H) AH's n block (reset_after) or RH; XD (T, B, I) x with input dropout (or None).
     Workspaces: work_a (B, 3H), work_b (B, H), packed (U and W in panels).
+    Yout, y_rows, y_step: None, None, 0; or the outputs go on as each step ends, row j of time t
+    to Yout[t * y_step + y_rows[j]:][:H] (scan.pxd handed_on), and Y is a workspace (2, B, H).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef const floating* X = &x[0, 0, 0]
@@ -95,11 +99,12 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                 Hp = &HP[t, 0, 0] if rmask != NULL else &HIN[t, 0, 0]
                 # the next step's states (h, and h * rmask) go straight into HIN and HP
                 recurrent_step(reset_after, B, H, Upk, bh, Hp, &AX[t, 0, 0], &h[0, 0],
-                               &mask[t, 0], &Y[t, 0, 0], &STORE[t, 0, 0], &work_a[0, 0],
-                               &work_b[0, 0], rmask,
+                               &mask[t, 0], step_outputs(Y, Yout, s, t), &STORE[t, 0, 0],
+                               &work_a[0, 0], &work_b[0, 0], rmask,
                                next_state(s, T, reverse, HP) if rmask != NULL else NULL,
                                next_state(s, T, reverse, HIN), &claims, s)
                 sc_team_barrier()
+                handed_on(Y, Yout, y_rows, y_step, s, t)
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
 
@@ -110,21 +115,19 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       floating[:, ::1] recurrent_mask, bint reverse, bint reset_after,
                       floating[:, :, ::1] Y, floating[:, :, ::1] AX, floating[:, :, ::1] XD,
                       floating[:, :, ::1] Hp, floating[:, ::1] work_a, floating[:, ::1] work_b,
-                      floating[::1] packed, bint prepacked, int n_threads,
-                      int step_threads):
+                      floating[::1] packed, bint prepacked, floating[::1] Yout,
+                      const int64_t[::1] y_rows, long y_step, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward; the input projection runs in chunks of
     AX.shape[0] steps. Y is None for return_sequences=False. XD (chunk, B, I) or None, Hp (2, B, H)
     (the state the product sees, one buffer read while the other is written),
     work_a (B, 3H), work_b (B, H), packed: workspaces; prepacked: `packed` already holds W and
-    U (step.pack_forward), which are then not read."""
+    U (step.pack_forward), which are then not read. Yout, y_rows, y_step as forward_training."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = AX.shape[0], s0 = 0, n, t0, s, t
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef floating* bx = opt_vec(bias_x)
     cdef floating* bh = opt_vec(bias_h)
-    cdef floating* Yall = opt3(Y)
-    cdef floating* y
     cdef int nt = step_threads
     cdef floating* Upk
     cdef floating* Wpk
@@ -147,12 +150,13 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
-                    y = Yall + <long>t * B * H if Yall != NULL else NULL
                     recurrent_step(reset_after, B, H, Upk, bh, &Hp[s % 2, 0, 0],
-                                   &AX[t - t0, 0, 0], &h[0, 0], &mask[t, 0], y, NULL,
-                                   &work_a[0, 0], &work_b[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0],
-                                   NULL, &claims, s)
+                                   &AX[t - t0, 0, 0], &h[0, 0], &mask[t, 0],
+                                   step_outputs(Y, Yout, s, t), NULL, &work_a[0, 0],
+                                   &work_b[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0], NULL, &claims,
+                                   s)
                     sc_team_barrier()
+                    handed_on(Y, Yout, y_rows, y_step, s, t)
                 sc_ftz_exit(thread_mode)
             s0 += n
         sc_ftz_exit(mode)

@@ -12,12 +12,13 @@ a step is too small to be worth splitting).
 """
 from cython cimport floating
 from cython.parallel cimport parallel
+from libc.stdint cimport int64_t
 
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (PACK_AUTO, PACK_READY, entering_state, input_gradient, next_state, opt,
-                    opt3, opt_vec, pack_weights, pack_weights_t, project_steps, time_index,
-                    weight_gradient)
+from .scan cimport (PACK_AUTO, PACK_READY, entering_state, handed_on, input_gradient,
+                    next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t, project_steps,
+                    step_outputs, time_index, weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -25,8 +26,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                      const u8[:, ::1] mask, floating[:, ::1] input_mask,
                      floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                      floating[:, :, ::1] Z, floating[:, :, ::1] C, floating[:, :, ::1] HP,
-                     floating[:, :, ::1] XD, floating[::1] packed, int chunk, int n_threads,
-                     int step_threads):
+                     floating[:, :, ::1] XD, floating[::1] packed, int chunk, floating[::1] Yout,
+                     const int64_t[::1] y_rows, long y_step, int n_threads, int step_threads):
     """Forward pass that keeps what backward needs.
 
     In: x (T, B, I); W, U, bias (4H,) or None; h, c (B, H) initial state, overwritten with the
@@ -37,6 +38,8 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     packed: workspace for U and W packed in 16-unit panels (seqcore.ops._packed_workspace).
     chunk: steps whose input projection runs just before them (as in forward_inference: the
     pre-activations are then still in cache when the steps read them).
+    Yout, y_rows, y_step: None, None, 0; or the outputs go on as each step ends, row j of time t
+    to Yout[t * y_step + y_rows[j]:][:H] (scan.pxd handed_on), and Y is a workspace (2, B, H).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef int s0, n, t0
@@ -69,9 +72,11 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                     t = time_index(s, T, reverse)
                     # each unit's h * rmask goes straight into the next step's HP
                     lstm_forward_step(B, H, &HP[t, 0, 0], Upk, ldu, &Z[t, 0, 0], &c[0, 0],
-                                      &h[0, 0], &mask[t, 0], &Y[t, 0, 0], &C[t, 0, 0], rmask,
-                                      next_state(s, T, reverse, HP), &claims, s)
+                                      &h[0, 0], &mask[t, 0], step_outputs(Y, Yout, s, t),
+                                      &C[t, 0, 0], rmask, next_state(s, T, reverse, HP),
+                                      &claims, s)
                     sc_team_barrier()
+                    handed_on(Y, Yout, y_rows, y_step, s, t)
                 sc_ftz_exit(thread_mode)
             s0 += n
         sc_ftz_exit(mode)
@@ -82,23 +87,21 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                       const u8[:, ::1] mask, floating[:, ::1] input_mask,
                       floating[:, ::1] recurrent_mask, bint reverse, floating[:, :, ::1] Y,
                       floating[:, :, ::1] Z, floating[:, :, ::1] XD, floating[:, :, ::1] Hp,
-                      floating[::1] packed, bint prepacked, int n_threads,
-                      int step_threads):
+                      floating[::1] packed, bint prepacked, floating[::1] Yout,
+                      const int64_t[::1] y_rows, long y_step, int n_threads, int step_threads):
     """Forward pass that keeps nothing for backward.
 
     The input projection runs in chunks of Z.shape[0] steps, so memory does not grow with T
     when Y is None (return_sequences=False). Z (chunk, B, 4H), XD (chunk, B, I) or None,
     Hp (2, B, H) (the state the product sees, one buffer read while the other is written),
     packed: workspaces; prepacked: `packed` already holds W and U (step.pack_forward), which
-    are then not read. Other arguments as forward_training.
+    are then not read. Other arguments as forward_training (Yout: Y is then (2, B, H)).
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = Z.shape[0], s0, n, t0, s, t
     cdef floating* b = opt_vec(bias)
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
-    cdef floating* Yall = opt3(Y)
-    cdef floating* y
     cdef int nt = step_threads
     cdef floating* Upk
     cdef floating* Wpk
@@ -122,11 +125,12 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
-                    y = Yall + <long>t * B * H if Yall != NULL else NULL
-                    lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, ldu, &Z[t - t0, 0, 0], &c[0, 0],
-                                      &h[0, 0], &mask[t, 0], y, NULL, rmask,
+                    lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, ldu, &Z[t - t0, 0, 0],
+                                      &c[0, 0], &h[0, 0], &mask[t, 0],
+                                      step_outputs(Y, Yout, s, t), NULL, rmask,
                                       &Hp[(s + 1) % 2, 0, 0], &claims, s)
                     sc_team_barrier()
+                    handed_on(Y, Yout, y_rows, y_step, s, t)
                 sc_ftz_exit(thread_mode)
             s0 += n
         sc_ftz_exit(mode)
