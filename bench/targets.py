@@ -168,7 +168,7 @@ def workload_checks(rows, rates):
             out.append((f"streaming step <= {STREAM_US:g} us", where, f"{us:.1f} us",
                         us <= STREAM_US, why))
         elif kind == "ragged":
-            slack = r["seqcore_ms"] / r["full_scaled_ms"]
+            slack = r.get("scaled_ratio", r["seqcore_ms"] / r["full_scaled_ms"])
             margin = r["torch_ms"] / r["seqcore_ms"]
             out.append((f"ragged within {100 * (RAGGED_SLACK - 1):.0f}% of the full batch x "
                         "valid fraction", where, f"{slack:.2f}", slack <= RAGGED_SLACK,
@@ -176,7 +176,7 @@ def workload_checks(rows, rates):
             out.append((f"ragged >= {RAGGED_MARGIN:g}x torch on packed sequences", where,
                         f"{margin:.2f}x", margin >= RAGGED_MARGIN, "open"))
         elif kind == "dropout":
-            cost = r["dropout_ms"] / r["seqcore_ms"]
+            cost = r.get("dropout_ratio", r["dropout_ms"] / r["seqcore_ms"])
             out.append((f"recurrent dropout <= +{100 * (DROPOUT_COST - 1):.0f}%", where,
                         f"{100 * (cost - 1):+.1f}%", cost <= DROPOUT_COST, "open"))
         elif kind == "long":

@@ -24,7 +24,9 @@
   each, taken in turns: one cold call is a single sample of this machine's noise).
 
 Times are medians of interleaved blocks of repetitions after warm-up (kernels.time_group); ratios are
-peer / seqcore (> 1: seqcore is faster). The environment handling (OPENBLAS_* unset) and the
+peer / seqcore (> 1: seqcore is faster); the ratios of two seqcore calls (ragged / full batch,
+dropout / none) are medians of per-round paired ratios (kernels.paired_ratio), with their
+lowest and highest. The environment handling (OPENBLAS_* unset) and the
 machine facts are those of bench/kernels.py.
 """
 import argparse
@@ -37,13 +39,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernels  # noqa: E402  (re-executes without OPENBLAS_* like kernels.py itself)
-from kernels import machine_facts, ort, time_group  # noqa: E402
+from kernels import (machine_facts, median_time, ort, paired_ratio, time_group,  # noqa: E402
+                     time_rounds)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import seqcore as sc  # noqa: E402
+
+# ragged / full batch and dropout / none: the median of this many rounds' paired ratios (the
+# two calls a few seconds apart), as the kernel table's ratios are; the ratio of the two
+# medians moved by 0.05-0.1 between runs here
+PAIRED_ROUNDS = 9
 
 
 # ------------------------------------------------------------------------------ streaming
@@ -153,10 +161,14 @@ def ragged_rows(threads, budget):
         fns = [_seqcore_layers([layer], x, lengths, train),
                _torch_packed_lstm(module, x, lengths, train),
                _seqcore_layers([layer], x, full, train)]
-        ts, tt, tfull = time_group(fns, budget)
+        blocks = time_rounds(fns, budget, rounds=PAIRED_ROUNDS)
+        ts, tt, tfull = map(median_time, blocks)
+        ratio, low, high = paired_ratio(blocks[0], blocks[2])
         rows.append(dict(workload="ragged", cell="lstm", mode=mode, shape=(T, B, I, H),
                          threads=threads, seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
-                         full_scaled_ms=tfull * fraction * 1e3, valid_fraction=fraction))
+                         full_scaled_ms=tfull * fraction * 1e3, valid_fraction=fraction,
+                         scaled_ratio=ratio / fraction,
+                         scaled_ratio_range=[low / fraction, high / fraction]))
     return rows
 
 
@@ -167,10 +179,14 @@ def dropout_rows(threads, budget):
     plain = sc.LSTM(H, return_sequences=True, seed=0)
     dropped = sc.LSTM(H, return_sequences=True, recurrent_dropout=0.2, seed=0)
     lengths = np.full(B, T, np.int64)
-    ts, td = time_group([_seqcore_layers([plain], x, lengths, True),
-                         _seqcore_layers([dropped], x, lengths, True)], budget)
+    blocks = time_rounds([_seqcore_layers([plain], x, lengths, True),
+                          _seqcore_layers([dropped], x, lengths, True)], budget,
+                         rounds=PAIRED_ROUNDS)
+    ts, td = map(median_time, blocks)
+    ratio, low, high = paired_ratio(blocks[1], blocks[0])
     return [dict(workload="dropout", cell="lstm", mode="train", shape=(T, B, I, H),
-                 threads=threads, seqcore_ms=ts * 1e3, dropout_ms=td * 1e3)]
+                 threads=threads, seqcore_ms=ts * 1e3, dropout_ms=td * 1e3,
+                 dropout_ratio=ratio, dropout_ratio_range=[low, high])]
 
 
 def bidir_rows(threads, budget):
@@ -291,6 +307,15 @@ def _fmt(v, f=".3f"):
     return "-" if v is None else format(v, f)
 
 
+def _paired(r, key, unpaired):
+    """A row's ratio of two seqcore calls as the median of its rounds' paired ratios, with
+    their lowest and highest (rows written before the pairing: the ratio of the medians)."""
+    if key not in r:
+        return f"{unpaired:.2f}"
+    low, high = r[key + "_range"]
+    return f"{r[key]:.2f} ({low:.2f}-{high:.2f})"
+
+
 def format_row(r):
     ratio = r["torch_ms"] / r["seqcore_ms"] if r.get("torch_ms") else None
     extra = []
@@ -300,10 +325,10 @@ def format_row(r):
     if "full_scaled_ms" in r:
         extra.append(f"full-length batch x valid fraction {r['valid_fraction']:.2f}: "
                      f"{r['full_scaled_ms']:.2f} ms (seqcore / that: "
-                     f"{r['seqcore_ms'] / r['full_scaled_ms']:.2f})")
+                     + _paired(r, "scaled_ratio", r["seqcore_ms"] / r["full_scaled_ms"]) + ")")
     if "dropout_ms" in r:
-        extra.append(f"with recurrent_dropout=0.2: {r['dropout_ms']:.2f} ms "
-                     f"({100 * (r['dropout_ms'] / r['seqcore_ms'] - 1):+.1f}%)")
+        extra.append(f"with recurrent_dropout=0.2: {r['dropout_ms']:.2f} ms (time ratio "
+                     + _paired(r, "dropout_ratio", r["dropout_ms"] / r["seqcore_ms"]) + ")")
     if "seqcore_peak_mb" in r:
         extra.append(f"peak memory of the call: seqcore {r['seqcore_peak_mb']:.1f} MB, "
                      f"torch {r['torch_peak_mb']:.1f} MB (input {r['input_mb']:.1f} MB)")
