@@ -2,6 +2,7 @@
 # products hoisted out of the time loop (input projection before it; bias and input gradients
 # after it; the weight gradients are BLAS GEMMs in each scan). DESIGN.md section 3.
 from cython cimport floating
+from cython.parallel cimport prange
 
 from libc.stdint cimport int64_t
 from libc.stdlib cimport getenv
@@ -154,21 +155,40 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
     unless zero_skipped is False: for a scan whose steps never read a masked row's inputs (the
     inference scans of the LSTM, the reset-after GRU and the simple RNN), where zeroing half
     the pre-activations of a ragged batch cost 1.4% of the samples at (100, 32, 128, 256)."""
-    cdef long r
-    cdef int s, a
+    cdef int s
     if not skip_finished_rows(steps, B, mask):
         project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, W)
         return
-    for s in range(steps):
-        r = <long>s * B
-        a = sc_active_rows(B, mask + r)
-        if a > 0:
-            project_rows(n_threads, 1, a, I, G, H, x + r * I, dmask,
-                         XD + r * I if XD != NULL else NULL, Wpk, ldw, bias, out + r * G * H, W)
-        if a < B and zero_skipped:
-            memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
-            if XD != NULL:
-                memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
+    # Step by step, each step's product on one thread, the threads taking steps in turn (one
+    # team for all of them) rather than sharing every step's small product (a team each):
+    # Zen 3, 2 threads, LSTM (100, 32, 128, 256), lengths 1..100, in one process: training
+    # forward 0.82-0.86x the time, inference 0.92-0.93x.
+    if n_threads > 1:
+        for s in prange(steps, num_threads=n_threads, schedule="dynamic"):
+            project_valid_rows(s, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, mask, W,
+                               zero_skipped)
+    else:
+        for s in range(steps):
+            project_valid_rows(s, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, mask, W,
+                               zero_skipped)
+
+
+cdef inline void project_valid_rows(int s, int B, int I, int G, int H, const floating* x,
+                                    const floating* dmask, floating* XD, const floating* Wpk,
+                                    int ldw, const floating* bias, floating* out,
+                                    const u8* mask, const floating* W,
+                                    bint zero_skipped) noexcept nogil:
+    """project_steps' step s of a ragged batch, on the calling thread: its rows up to the last
+    valid one projected, the others zeroed when zero_skipped."""
+    cdef long r = <long>s * B
+    cdef int a = sc_active_rows(B, mask + r)
+    if a > 0:
+        project_rows(1, 1, a, I, G, H, x + r * I, dmask,
+                     XD + r * I if XD != NULL else NULL, Wpk, ldw, bias, out + r * G * H, W)
+    if a < B and zero_skipped:
+        memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
+        if XD != NULL:
+            memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
 
 
 cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
@@ -288,6 +308,17 @@ cdef inline void mask_inputs(int T, int B, int I, const floating* x, const float
                 out[i] = xr[i] * dmask[b * I + i]
 
 
+cdef inline void input_gradient_step(int t, int B, int I, int N, const floating* dZ,
+                                     const floating* WpkT, floating* dX,
+                                     const u8* mask) noexcept nogil:
+    """input_gradient's step t of a ragged batch, on the calling thread: its rows up to the
+    last valid one."""
+    cdef int a = sc_active_rows(B, mask + <long>t * B)
+    if a > 0:
+        project_packed(1, a, N, dZ + <long>t * B * N, N, WpkT, 0, 1, I, <floating*>NULL, 1,
+                       dX + <long>t * B * I, I)
+
+
 cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
                                 const floating* WpkT, const floating* dmask, floating* dX,
                                 const u8* mask, const floating* W=NULL) noexcept nogil:
@@ -297,19 +328,19 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
     (mask (T, B)) have dZ = 0 and are left out when they are an eighth of the rows or more: dX
     must come zeroed."""
     cdef long r
-    cdef int i, t, a
+    cdef int i, t
     cdef bint skip = skip_finished_rows(T, B, mask)
     if not skip and W != NULL and blas_product(<long>T * B, N, I):
         gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0,
                      dX, I)
     elif not skip:
         project_packed(n_threads, T * B, N, dZ, N, WpkT, 0, 1, I, <floating*>NULL, 1, dX, I)
+    elif n_threads > 1:    # step by step, the threads taking steps in turn (as project_steps)
+        for t in prange(T, num_threads=n_threads, schedule="dynamic"):
+            input_gradient_step(t, B, I, N, dZ, WpkT, dX, mask)
     else:
         for t in range(T):
-            a = sc_active_rows(B, mask + <long>t * B)
-            if a > 0:
-                project_packed(n_threads, a, N, dZ + <long>t * B * N, N, WpkT, 0, 1, I,
-                               <floating*>NULL, 1, dX + <long>t * B * I, I)
+            input_gradient_step(t, B, I, N, dZ, WpkT, dX, mask)
     if dmask != NULL:
         for r in range(<long>T * B):
             for i in range(I):
