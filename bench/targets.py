@@ -171,7 +171,7 @@ def workload_checks(rows, rates):
             slack = r.get("scaled_ratio", r["seqcore_ms"] / r["full_scaled_ms"])
             margin = r["torch_ms"] / r["seqcore_ms"]
             out.append((f"ragged within {100 * (RAGGED_SLACK - 1):.0f}% of the full batch x "
-                        "valid fraction", where, f"{slack:.2f}", slack <= RAGGED_SLACK,
+                        "valid fraction", where, f"{slack:.3f}", slack <= RAGGED_SLACK,
                         "open: no bound known"))
             out.append((f"ragged >= {RAGGED_MARGIN:g}x torch on packed sequences", where,
                         f"{margin:.2f}x", margin >= RAGGED_MARGIN, "open"))
