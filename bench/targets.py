@@ -6,7 +6,7 @@ the plain statement that no such bound is known (work left).
 
 Reads kernels.json (bench/kernels.py), workloads.json (bench/workloads.py) and bandwidth.json
 (bench/bandwidth.py) from --results; runs nothing itself, so it is only as recent as those
-runs (their dates and machines should match: it prints what each file says of its machine).
+runs, which should come from one machine (the report names kernels.json's).
 
 Two bounds, both from measurements, both optimistic for seqcore (a row they rule out cannot be
 won by better code on this machine, only by doing less arithmetic or reading fewer bytes):
@@ -63,14 +63,6 @@ def label(row):
     return f"{row['cell']} {row['mode']} ({', '.join(map(str, row['shape']))}) {row['threads']}t"
 
 
-def compute_bound(row, best_share):
-    """The most seqcore could be faster than the row's fastest peer at best_share of the SGEMM
-    rate: (that factor, the peer's share)."""
-    name, ms, _, _ = fastest_peer(row)
-    peer_share = row["ceiling_fraction"] * row["seqcore_ms"] / ms
-    return best_share / peer_share, peer_share
-
-
 def stream_rate_for(rates, cell, H, threads):
     """Bytes/s at which `threads` cores can at best stream a recurrent kernel: at one thread
     the bare loop's rate for this very U when bandwidth.py measured it, else (and for more
@@ -93,18 +85,20 @@ def memory_floor_ms(row, rates):
 
 
 def bounded(best, bar, what):
-    """A verdict for a row that misses bar: a bound when even the optimistic best misses it."""
+    """A verdict (best, text) for a row that misses bar: a bound when even the optimistic best
+    misses it, else open."""
     if best < bar:
-        return f"bound: {what}, at most {best:.2f}x < {bar:g}x"
-    return f"open: {what}, at most {best:.2f}x"
+        return best, f"bound: {what}, at most {best:.2f}x < {bar:g}x"
+    return best, f"open: {what}, at most {best:.2f}x"
 
 
-def tightest(verdicts):
-    """The tightest bound among the verdicts if there is one, else all of them."""
-    bounds = [v for v in verdicts if v.startswith("bound")]
+def tightest(verdicts, bar):
+    """The text of the tightest bound among the verdicts (best, text) if one rules bar out,
+    else all of them."""
+    bounds = [v for v in verdicts if v[0] < bar]
     if bounds:
-        return min(bounds, key=lambda v: float(v.rsplit("at most ", 1)[1].split("x")[0]))
-    return "; ".join(verdicts)
+        return min(bounds)[1]
+    return "; ".join(text for _, text in verdicts)
 
 
 def kernel_checks(rows, rates):
@@ -124,14 +118,14 @@ def kernel_checks(rows, rates):
         if B >= 64 and H >= 512:
             ok = ratio >= PARITY and r["ceiling_fraction"] >= PARITY_SGEMM
             why = "" if ok else (
-                bounded(best_share / peer_share, PARITY, compute) if ratio < PARITY else
+                bounded(best_share / peer_share, PARITY, compute)[1] if ratio < PARITY else
                 f"open: seqcore at {100 * r['ceiling_fraction']:.1f}% of SGEMM (bar "
                 f"{100 * PARITY_SGEMM:.0f}%; {100 * best_share:.0f}% on another row)")
             peer_rows.append((label(r), f"parity with {name}", seen, share, ok, why))
         else:
             ok = ratio >= 1.0
             peer_rows.append((label(r), f"faster than {name}", seen, share, ok,
-                              "" if ok else bounded(best_share / peer_share, 1.0, compute)))
+                              "" if ok else bounded(best_share / peer_share, 1.0, compute)[1]))
         if B <= 16:
             ok = ratio >= SMALL_BATCH
             verdicts = [bounded(best_share / peer_share, SMALL_BATCH, compute)]
@@ -142,7 +136,7 @@ def kernel_checks(rows, rates):
                                         f"weights read at {rate / 1e9:.0f} GB/s in all "
                                         f"(least time {floor:.3f} ms)"))
             small_rows.append((label(r), f"{SMALL_BATCH:g}x {name}", seen, share, ok,
-                               "" if ok else tightest(verdicts)))
+                               "" if ok else tightest(verdicts, SMALL_BATCH)))
     train = [r["speedup"] for r in rows if r["mode"] == "train"]
     geomean = math.exp(sum(map(math.log, train)) / len(train)) if train else float("nan")
     return peer_rows, small_rows, geomean, best_share
