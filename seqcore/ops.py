@@ -151,9 +151,10 @@ def _rows_moved(src, where, dtype, batch_major):
     """A copy of src (T, B, ...) in dtype with row b of every step moved to row where[b]
     (dst[:, where] = src), made in one pass over src whatever its layout: C-contiguous, or,
     when batch_major, lying batch-major in memory (a transposed view of a contiguous
-    (B, T, ...) array). The ragged path's reorders (_longest_first) and the results' way back
-    (_caller_order) go through here, each fused with the layout change a batch-first caller
-    would otherwise make in a second copy."""
+    (B, T, ...) array). The ragged path's reorders (_longest_first: x and d_outputs) and dx's
+    way back (_caller_order) go through here, each fused with the layout change a batch-first
+    caller would otherwise make in a second copy (a forward call's outputs are handed on to
+    the caller's order by the scans themselves: _outputs)."""
     if batch_major:
         dst = np.empty((src.shape[1], src.shape[0]) + src.shape[2:], dtype)
         dst[where] = src.swapaxes(0, 1)
@@ -321,7 +322,8 @@ def _outputs(a, return_sequences=True):
     else:
         out = np.empty((T, B, H), dtype)
         rows, step, outputs = order * H, B * H, out
-    return (np.empty((2, B, H), dtype), out.reshape(-1), rows.astype(np.int64), step), outputs
+    return ((np.empty((2, B, H), dtype), out.reshape(-1), rows.astype(np.int64, copy=False),
+             step), outputs)
 
 
 def _inference_workspace(a, width):
