@@ -372,8 +372,18 @@ class Stream:
             else:
                 self._plan.append((_STEP_LAYER, layer,
                                    isinstance(layer, Embedding) and layer.mask_zero))
+        # a model of recurrent layers that all return sequences, the usual streaming model:
+        # a step is their steppers' steps in turn (each checks its x_t), nothing else
+        self._chain = ([part for _, part, _ in self._plan]
+                       if self._plan and all(kind == _STEP_RECURRENT and flag
+                                             for kind, _, flag in self._plan)
+                       else None)
 
     def step(self, x_t):
+        if self._chain is not None:
+            for stepper in self._chain:
+                x_t = stepper.step(x_t)
+            return x_t
         x = x_t if type(x_t) is np.ndarray else np.asarray(x_t)
         if x.ndim == 0 or x.shape[0] != self.batch_size:    # (a few hundred ns count here)
             raise ValueError(f"x_t: expected a first axis of batch_size={self.batch_size}, got "

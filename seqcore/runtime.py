@@ -14,6 +14,7 @@ import numpy as np
 from ._kernels import blas, cpu
 
 _fallback_threads = cpu.openmp_max_threads()   # used only if the BLAS has no thread control
+_blas_thread_control = blas.has_thread_control()   # fixed once the BLAS is loaded
 
 
 def set_num_threads(n):
@@ -36,7 +37,7 @@ def set_num_threads(n):
 def get_num_threads():
     """Threads the kernels will use: our BLAS's current thread count (while a kernel call
     holds BLAS single-threaded, the count it had before)."""
-    if not blas.has_thread_control():
+    if not _blas_thread_control:
         return _fallback_threads
     if not _single_users:
         # the common case, without the lock (a streaming step asks at every step): a hold
@@ -59,7 +60,7 @@ _saved_blas_threads = 1
 def blas_single_threaded(n_threads):
     """Hold our BLAS at one thread for the duration (a no-op when n_threads == 1)."""
     global _single_users, _saved_blas_threads
-    if n_threads <= 1 or not blas.has_thread_control():
+    if n_threads <= 1 or not _blas_thread_control:
         yield
         return
     with _single_lock:

@@ -156,6 +156,17 @@ def test_streaming_equals_the_full_sequence():
     s = last.stream()
     for t in range(6):
         np.testing.assert_allclose(s.step(xs[:, t]), last.predict(xs[:, :t + 1]), atol=1e-6)
+    # recurrent layers only, all returning sequences: the stream's chain of steppers
+    chain = sc.Sequential([sc.GRU(5, return_sequences=True, seed=0),
+                           sc.LSTM(4, return_sequences=True, seed=1)])
+    chain.build((None, 6, 3))
+    full = chain.predict(xs)
+    s = chain.stream()
+    for t in range(6):
+        np.testing.assert_allclose(s.step(xs[:, t].astype(np.float64)), full[:, t], atol=1e-6)
+    for bad in (xs[0, 0], np.ones((2, 3), np.float32), np.ones((1, 4), np.float32)):
+        with pytest.raises(ValueError, match="x_t"):
+            s.step(bad)
     bidirectional = sc.Sequential([sc.Bidirectional(sc.LSTM(2))])
     bidirectional.build((None, 3, 1))
     with pytest.raises(ValueError, match="cannot stream"):

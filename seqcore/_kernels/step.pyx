@@ -105,7 +105,7 @@ cdef class StepKernel:
     cdef int cell, B, I, H, G
     cdef bint f64
     cdef list keep                     # the arrays the pointers below point into
-    cdef object y_array                # y, whose copy step_ready returns
+    cdef object copy_y                 # y.copy, bound once: step_ready returns its result
     cdef char *Wpk
     cdef char *Upk
     cdef int ldu, ldw                  # 0: packed (scan.pxd pack_weights)
@@ -128,7 +128,7 @@ cdef class StepKernel:
         self.B = h.shape[0]
         self.f64 = W.dtype.itemsize == 8
         self.keep = [W, U, bias, bias_h, h, c, valid, y, packed, Z, Hp, work_a, work_b]
-        self.y_array = y
+        self.copy_y = y.copy
         self.bias, self.bias_h = address(bias), address(bias_h)
         self.Z, self.Hp = address(Z), address(Hp)
         self.work_a, self.work_b = address(work_a), address(work_b)
@@ -166,7 +166,7 @@ cdef class StepKernel:
             self._step(<char*>view.buf, n_threads)
         finally:
             PyBuffer_Release(&view)
-        return self.y_array.copy()
+        return self.copy_y()
 
     def step(self, x, int n_threads=1):
         """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y.
