@@ -751,11 +751,17 @@ def matmul(a, b, trans_a=False, trans_b=False):
     if k != kb:
         raise ValueError(f"matmul: inner dimensions differ: op(a) is {(m, k)}, op(b) is "
                          f"{(kb, n)}")
-    c = np.zeros((m, n), dtype)
     if m == 0 or n == 0 or k == 0:
-        return c
+        return np.zeros((m, n), dtype)
+    c = np.empty((m, n), dtype)          # beta = 0: BLAS does not read it
     a = _contiguous(a, dtype)
     b = _contiguous(b, dtype)
+    if m * n * k < _blas.GEMM_SPLIT_MIN:
+        # the calling thread alone (as gemm_threads would run it): no team of ours, so no
+        # hold on the BLAS either, which costs more than such a product (a Dense layer at a
+        # streaming step: (1, 128) x (128, 10))
+        _blas.matmul(a, b, c, bool(trans_a), bool(trans_b), 1.0, 0.0, 1)
+        return c
     n_threads = runtime.get_num_threads()
     with runtime.blas_single_threaded(n_threads):
         _blas.matmul(a, b, c, bool(trans_a), bool(trans_b), 1.0, 0.0, n_threads)

@@ -4,7 +4,6 @@ One number governs both thread pools we use: the thread count of our BLAS. The k
 it at each call and pass it to their OpenMP loops, so `set_num_threads(n)` and threadpoolctl
 limits on our BLAS (e.g. `threadpool_limits(1)`) steer OpenMP and BLAS together.
 """
-import contextlib
 import operator
 import platform
 import threading
@@ -56,25 +55,33 @@ _single_users = 0
 _saved_blas_threads = 1
 
 
-@contextlib.contextmanager
-def blas_single_threaded(n_threads):
-    """Hold our BLAS at one thread for the duration (a no-op when n_threads == 1)."""
-    global _single_users, _saved_blas_threads
-    if n_threads <= 1 or not _blas_thread_control:
-        yield
-        return
-    with _single_lock:
-        if _single_users == 0:
-            _saved_blas_threads = blas.get_num_threads()
-            blas.set_num_threads(1)
-        _single_users += 1
-    try:
-        yield
-    finally:
-        with _single_lock:
-            _single_users -= 1
-            if _single_users == 0:
-                blas.set_num_threads(_saved_blas_threads)
+class blas_single_threaded:
+    """Hold our BLAS at one thread for the duration of a `with` block (nothing when
+    n_threads == 1). A class rather than a generator-based context manager: entering and
+    leaving one of those cost ~2 us here, and a kernel call takes one each time."""
+    __slots__ = ("_holds",)
+
+    def __init__(self, n_threads):
+        self._holds = n_threads > 1 and _blas_thread_control
+
+    def __enter__(self):
+        global _single_users, _saved_blas_threads
+        if self._holds:
+            with _single_lock:
+                if _single_users == 0:
+                    _saved_blas_threads = blas.get_num_threads()
+                    blas.set_num_threads(1)
+                _single_users += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        global _single_users
+        if self._holds:
+            with _single_lock:
+                _single_users -= 1
+                if _single_users == 0:
+                    blas.set_num_threads(_saved_blas_threads)
+        return False
 
 
 def config():

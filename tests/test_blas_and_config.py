@@ -25,6 +25,30 @@ def test_gemm_row_major(dtype, tol, trans_a, trans_b, m, n, k, n_threads):
     np.testing.assert_allclose(got, expected, atol=tol * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
+# (1, 10, 128): a Dense head at a streaming step, on the calling thread; (300, 40, 50): 600k
+# multiply-adds, split over the threads with the BLAS held at one; then empty products
+@pytest.mark.parametrize("m,n,k", [(1, 10, 128), (300, 40, 50), (0, 3, 4), (3, 4, 0)])
+def test_ops_matmul_small_and_split_products(dtype, tol, trans_a, trans_b, m, n, k):
+    from seqcore import ops, runtime
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    before = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(2)
+        got = ops.matmul(a, b, trans_a, trans_b)
+        assert got.dtype == dtype and got.shape == (m, n)
+        scale = max(1.0, np.abs(expected).max(initial=0))
+        np.testing.assert_allclose(got, expected, atol=tol * scale)
+        # the hold on the BLAS (split product) is over: the thread count is back
+        assert seqcore.get_num_threads() == 2 and runtime._single_users == 0
+    finally:
+        seqcore.set_num_threads(before)
+
+
 def test_set_num_threads_controls_blas_and_threadpoolctl_sees_it():
     before = seqcore.get_num_threads()
     try:

@@ -39,7 +39,8 @@ cdef void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
 
 # Below this many multiply-adds a GEMM runs on the calling thread alone.
 cdef enum:
-    GEMM_SPLIT_MIN = 1 << 18
+    SPLIT_MIN = 1 << 18
+GEMM_SPLIT_MIN = SPLIT_MIN          # for seqcore.ops.matmul
 
 
 cdef void gemm_threads(int n_threads, bint trans_a, bint trans_b, int m, int n, int k,
@@ -55,7 +56,7 @@ cdef void gemm_threads(int n_threads, bint trans_a, bint trans_b, int m, int n, 
     """
     cdef int parts, p, lo, hi, per
     cdef bint by_rows = m >= n
-    if n_threads <= 1 or m == 0 or n == 0 or <long>m * n * k < GEMM_SPLIT_MIN:
+    if n_threads <= 1 or m == 0 or n == 0 or <long>m * n * k < SPLIT_MIN:
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     parts = n_threads
@@ -147,17 +148,23 @@ def info():
             "thread_control": _set_threads != NULL}
 
 
-def matmul(a, b, c, bint trans_a=False, bint trans_b=False, alpha=1.0, beta=0.0,
-           int n_threads=1):
+def matmul(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0,
+           double beta=0.0, int n_threads=1):
     """c = alpha op(a) op(b) + beta c in place, on C-contiguous float32/float64 2-D arrays of one
     dtype (seqcore.ops.matmul checks them), GIL released. With n_threads > 1 the product is
-    split over our OpenMP threads and the BLAS must be single-threaded meanwhile."""
-    _matmul_typed(a, b, c, trans_a, trans_b, alpha, beta, n_threads)
+    split over our OpenMP threads and the BLAS must be single-threaded meanwhile.
+    The precision is picked here, not by a fused function's dispatch, which took ~2 us of a
+    small product's call (a Dense layer at a streaming step)."""
+    if c.dtype.itemsize == 4:
+        _matmul_typed[float](a, b, c, trans_a, trans_b, <float>alpha, <float>beta, n_threads)
+    else:
+        _matmul_typed[double](a, b, c, trans_a, trans_b, alpha, beta, n_threads)
     return c
 
 
-def _matmul_typed(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c,
-                  bint trans_a, bint trans_b, floating alpha, floating beta, int n_threads):
+cdef void _matmul_typed(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c,
+                        bint trans_a, bint trans_b, floating alpha, floating beta,
+                        int n_threads):
     cdef int m = c.shape[0], n = c.shape[1]
     cdef int k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
