@@ -87,6 +87,20 @@ def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, 
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+def test_team_barrier_whose_waiters_sleep_at_once(variant, monkeypatch):
+    """The steps' barrier (cells.h sc_team_barrier) spins, then sleeps on a futex; with
+    SEQCORE_BARRIER_SPINS=0 every waiter sleeps at every barrier, so the sleep and the wake
+    (which must not be lost: a lost wake hangs the call) run at every step of the forward and
+    backward scans, and the results stay the reference's."""
+    monkeypatch.setattr(ops, "_STEP_SPLIT", True)
+    monkeypatch.setenv("SEQCORE_BARRIER_SPINS", "0")
+    with num_threads(2):
+        for B, H in [(1, 48), (9, 80)]:
+            compare_with_reference(make_problem(variant, 6, B, 5, H, dtype=np.float64,
+                                                mask=True, scale=0.1))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("in_place", ["1", "0"])
 @pytest.mark.parametrize("threads,shape", [(1, (1, 1, 5, 16)), (1, (3, 2, 7, 32)),
                                            (1, (2, 4, 3, 64)), (2, (2, 4, 9, 256))])

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 
 /* restrict: the blocks a pass reads and writes never overlap, and saying so lets the
  * compiler vectorize loops over several of them without run-time overlap checks */
@@ -509,11 +510,6 @@ static inline unsigned int sc_get_fpu_mode(void) { return 0; }
  * parallel region. ---- */
 #include <omp.h>
 
-/* A barrier of the team. Skipped in a team of one thread (and outside a parallel region),
- * where libgomp's barrier still makes a futex system call: 3.7% of a GRU call's samples at
- * B = 1, H = 128 on one thread, at every step. */
-#define SC_BARRIER { if (omp_get_num_threads() > 1) { _Pragma("omp barrier") } }
-
 /* Sharing a step's items (blocks of units) by claims rather than a fixed split. With a fixed
  * split every thread waits at the step's barrier for the slowest one, and on a shared machine
  * one core is often slowed (another process, the host's other guests): measured with a busy
@@ -529,10 +525,19 @@ static inline unsigned int sc_get_fpu_mode(void) { return 0; }
 #define SC_MAX_TEAM 64
 typedef struct {
     struct { int next; char pad[60]; } range[2][SC_MAX_TEAM];   /* a cache line each */
+    struct { int arrived; char pad[60]; } arrive;                /* sc_team_sync's barrier */
+    struct { int generation, sleepers; char pad[56]; } release;
+    int spins;          /* sc_team_barrier: pauses before a waiter sleeps */
 } sc_claims;
 
-/* Before a scan's time loop (outside the team): every counter at zero. */
-static inline void sc_claims_reset(sc_claims *cl) { memset(cl, 0, sizeof *cl); }
+/* Before a scan's time loop (outside the team): every counter at zero. SEQCORE_BARRIER_SPINS
+ * sets the spins of sc_team_barrier's waiters (the tests: 0, every waiter sleeps at once). */
+#define SC_BARRIER_SPINS (1 << 18)
+static inline void sc_claims_reset(sc_claims *cl) {
+    memset(cl, 0, sizeof *cl);
+    const char *spins = getenv("SEQCORE_BARRIER_SPINS");
+    cl->spins = spins && *spins ? atoi(spins) : SC_BARRIER_SPINS;
+}
 
 /* One thread's claiming during one round. */
 typedef struct {
@@ -574,8 +579,84 @@ static inline int sc_claim(sc_claimer *c, int n, int *hi) {
     return -1;
 }
 
-/* Wait for every thread of the team (nothing outside a parallel region): the end of a step. */
-static inline void sc_team_barrier(void) { SC_BARRIER; }
+/* Wait for every thread of the team (nothing in a team of one, or outside a parallel region):
+ * the end of a step, and the points inside a step where one round of claims needs every result
+ * of the round before. With the scan's claims (cl not NULL), a barrier of our own: the thread
+ * that arrives last bumps a generation counter that the others wait on, spinning with pause.
+ * Zen 3, 2 threads, paired in one process: a batch-1 inference call (100, 1, 128, 256) 0.94-0.98x
+ * the time with libgomp's barrier (LSTM and GRU; a C harness of the LSTM step: 0.35-0.55 us
+ * less per step). Release and acquire order every thread's writes of the step before the reads
+ * after it. The counters live in the call's sc_claims, so concurrent calls from different
+ * Python threads have barriers of their own.
+ * A waiter that has spun cl->spins times (SC_BARRIER_SPINS, ~8 ms here, about as long as
+ * libgomp spins by default) sleeps on the counter (a futex on Linux; elsewhere it yields the
+ * core between looks), so that a thread held up for long does not keep its core busy. Waiting
+ * less long before that was slower whenever a busy process shared the machine (2 threads,
+ * (100, 16, 256, 256) inference, paired against libgomp's barrier: yielding after ~30 us
+ * 1.06-1.24x the time, sleeping after ~0.5 ms 1.31-1.60x, after ~8 ms 0.99-1.01x).
+ * Teams with more threads than the process has processors (spinning would hold the core a
+ * team mate needs: spinning, then yielding, took 3.5-4.2x the time at 4 threads on 2 cores), and
+ * cl NULL (a fixed split without claims, cells_entry.h's sc_gemm_tn): OpenMP's barrier.
+ * Nothing in a team of one, where libgomp's barrier still makes a futex system call (3.7% of a
+ * GRU call's samples at B = 1, H = 128 on one thread, at every step). */
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define SC_FUTEX_WAIT(word, value)                                                        \
+    syscall(SYS_futex, (word), FUTEX_WAIT_PRIVATE, (value), NULL, NULL, 0)
+#define SC_FUTEX_WAKE_ALL(word)                                                             \
+    syscall(SYS_futex, (word), FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0)
+#else
+#define SC_FUTEX_WAIT(word, value) sched_yield()
+#define SC_FUTEX_WAKE_ALL(word) ((void)0)
+#endif
+
+/* The processors this process may run on, asked once (libgomp's omp_get_num_procs makes a
+ * system call, pthread_getaffinity_np, at every call). */
+static int sc_procs_seen;
+static inline int sc_procs(void) {
+    int n = __atomic_load_n(&sc_procs_seen, __ATOMIC_RELAXED);
+    if (n == 0) {
+        n = omp_get_num_procs();
+        __atomic_store_n(&sc_procs_seen, n, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
+static inline void sc_team_barrier(sc_claims *cl) {
+    int nt = omp_get_num_threads();
+    if (nt == 1) return;
+    if (!cl || nt > sc_procs()) {
+        _Pragma("omp barrier")
+        return;
+    }
+    int *generation = &cl->release.generation;
+    int seen = __atomic_load_n(generation, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&cl->arrive.arrived, 1, __ATOMIC_ACQ_REL) == nt) {
+        /* the reset is ordered before the release, so the next barrier counts from zero */
+        __atomic_store_n(&cl->arrive.arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(generation, seen + 1, __ATOMIC_SEQ_CST);
+        /* sequentially consistent with the sleepers' count and check below: either a sleeper
+         * sees the new generation, or this sees the sleeper and wakes it */
+        if (__atomic_load_n(&cl->release.sleepers, __ATOMIC_SEQ_CST) > 0)
+            SC_FUTEX_WAKE_ALL(generation);
+        return;
+    }
+    for (int spins = 0; __atomic_load_n(generation, __ATOMIC_ACQUIRE) == seen; spins++) {
+        if (spins < cl->spins) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+            continue;
+        }
+        __atomic_add_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
+        /* the futex sleeps only while the generation is still `seen` */
+        while (__atomic_load_n(generation, __ATOMIC_SEQ_CST) == seen)
+            SC_FUTEX_WAIT(generation, seen);
+        __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
+    }
+}
 
 /* Rows up to the last valid one: the recurrent products of a step skip the masked rows at the
  * end of the batch. seqcore.ops orders a ragged batch by length, longest first, so that the

@@ -12,7 +12,7 @@ cdef extern from "cells.h" nogil:
     void sc_claims_reset(sc_claims* cl)
     unsigned int sc_ftz_enter()
     void sc_ftz_exit(unsigned int old)
-    void sc_team_barrier()
+    void sc_team_barrier(sc_claims* cl)
     int sc_active_rows(int rows, const u8* valid)
     unsigned int sc_get_fpu_mode()
     int sc_isa_level()

@@ -255,7 +255,7 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
                 kn += n;
                 next += n;
             }
-            SC_BARRIER
+            sc_team_barrier(NULL);
             if (kn > 0) {
                 if (m1 > r0)
                     SC_BEST(sc_gemm_acc_packed)(m1 - r0, kn, At + (long)r0 * SC_TN_CHUNK,
@@ -269,7 +269,7 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
                                                 !started);
                 started = 1;
             }
-            SC_BARRIER
+            sc_team_barrier(NULL);
         }
         if (!started) {                      /* no row at all: zero gradients */
             if (m1 > r0) SC_ENTRY(sc_fill_columns)(m1 - r0, C1 + (long)r0 * ldc1, ldc1, NULL, 0, N);
@@ -407,7 +407,7 @@ static void SC_ENTRY(sc_lstm_backward_step)(
     SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_PANEL_UNITS)
         SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
     SC_CLAIMED_UNITS_END
-    SC_BARRIER
+    sc_team_barrier(cl);
     /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
     SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, 4 * H, dZ, 4 * H, UpkT, rmask, valid,
                                 dHp, dh);
@@ -446,7 +446,7 @@ static void SC_ENTRY(sc_gru_backward_step)(
     SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_BLOCK_UNITS)
         SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
     SC_CLAIMED_UNITS_END
-    SC_BARRIER
+    sc_team_barrier(cl);
     /* AH = Hp U + bh  =>  dHp = dAH U^T */
     SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, 3 * H, dAH, 3 * H, UpkT, rmask, valid,
                                 dHp, dh);
@@ -466,7 +466,7 @@ static void SC_ENTRY(sc_gru1_forward_step)(
         }
         SC_BEST(sc_gru1_gates_block)(rows, j0, j1, H, AX, AZR, Hp, RH);
     SC_CLAIMED_UNITS_END
-    SC_BARRIER
+    sc_team_barrier(cl);
     /* AN = RH U_n needs every unit of RH */
     SC_CLAIMED_UNITS_BEGIN(cl, 2 * s + 1, H, SC_BLOCK_UNITS)
         SC_FILL_TAIL(active, rows, AN, H, NULL, 0);
@@ -486,14 +486,14 @@ static void SC_ENTRY(sc_gru1_backward_step)(
     SC_CLAIMED_UNITS_BEGIN(cl, 3 * s, H, SC_BLOCK_UNITS)
         SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
     SC_CLAIMED_UNITS_END
-    SC_BARRIER
+    sc_team_barrier(cl);
     /* AN = RH U_n  =>  dRH = dAN U_n^T */
     SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 1, H, SC_BLOCK_UNITS)
         SC_FILL_TAIL(active, rows, dRH, H, NULL, 0);
         SC_RECURRENT_GRAD(active, H, H, dAX + 2 * H, 3 * H, UpkT, 3 * H, 2 * H, dRH, 1);
         SC_BEST(sc_gru1_backward_b_block)(rows, j0, j1, H, A, Hp, dRH, dAX, dHp);
     SC_CLAIMED_UNITS_END
-    SC_BARRIER
+    sc_team_barrier(cl);
     /* AZR = Hp U_zr  =>  dHp += dAZR U_zr^T */
     SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 2, H, SC_BLOCK_UNITS)
         SC_RECURRENT_GRAD(active, H, 2 * H, dAX, 3 * H, UpkT, 3 * H, 0, dHp, 0);
@@ -522,7 +522,7 @@ static void SC_ENTRY(sc_rnn_backward_step)(
     SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_BLOCK_UNITS)
         SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
     SC_CLAIMED_UNITS_END
-    SC_BARRIER
+    sc_team_barrier(cl);
     /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
     SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, H, dA, H, UpkT, rmask, valid, dHp,
                                 dh);

@@ -103,7 +103,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                                &work_a[0, 0], &work_b[0, 0], rmask,
                                next_state(s, T, reverse, HP) if rmask != NULL else NULL,
                                next_state(s, T, reverse, HIN), &claims, s)
-                sc_team_barrier()
+                sc_team_barrier(&claims)
                 handed_on(Y, Yout, y_rows, y_step, s, t)
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
@@ -155,7 +155,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                                    step_outputs(Y, Yout, s, t), NULL, &work_a[0, 0],
                                    &work_b[0, 0], rmask, &Hp[(s + 1) % 2, 0, 0], NULL, &claims,
                                    s)
-                    sc_team_barrier()
+                    sc_team_barrier(&claims)
                     handed_on(Y, Yout, y_rows, y_step, s, t)
                 sc_ftz_exit(thread_mode)
             s0 += n
@@ -208,7 +208,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                                        HPall + <long>t * B * H, &mask[t, 0], dy, &dh[0, 0],
                                        &dAX[t, 0, 0], UpkT, rmask, &dRH[0, 0], &dHp[0, 0],
                                        &claims, s)
-                sc_team_barrier()
+                sc_team_barrier(&claims)
             sc_ftz_exit(thread_mode)
 
         # dW and the input bias from dAX; dU from dAH (and its bias) or from dAX's blocks

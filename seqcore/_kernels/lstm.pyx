@@ -75,7 +75,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                                       &h[0, 0], &mask[t, 0], step_outputs(Y, Yout, s, t),
                                       &C[t, 0, 0], rmask, next_state(s, T, reverse, HP),
                                       &claims, s)
-                    sc_team_barrier()
+                    sc_team_barrier(&claims)
                     handed_on(Y, Yout, y_rows, y_step, s, t)
                 sc_ftz_exit(thread_mode)
             s0 += n
@@ -129,7 +129,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                                       &c[0, 0], &h[0, 0], &mask[t, 0],
                                       step_outputs(Y, Yout, s, t), NULL, rmask,
                                       &Hp[(s + 1) % 2, 0, 0], &claims, s)
-                    sc_team_barrier()
+                    sc_team_barrier(&claims)
                     handed_on(Y, Yout, y_rows, y_step, s, t)
                 sc_ftz_exit(thread_mode)
             s0 += n
@@ -176,7 +176,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
                 lstm_backward_step(B, H, &Z[t, 0, 0], &C[t, 0, 0], Cp, &mask[t, 0], dy,
                                    &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], UpkT, rmask, &dHp[0, 0],
                                    &claims, s)
-                sc_team_barrier()
+                sc_team_barrier(&claims)
             sc_ftz_exit(thread_mode)
         # the weight and bias gradients over all steps at once, one pass over dZ
         weight_gradient(n_threads, I, X, I, &dW[0, 0], 4 * H, H, &HP[0, 0, 0], H, &dU[0, 0],

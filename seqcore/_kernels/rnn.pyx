@@ -63,7 +63,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                 rnn_forward_step(B, H, &HP[t, 0, 0], Upk, &A[t, 0, 0], &h[0, 0], &mask[t, 0],
                                  step_outputs(Y, Yout, s, t), relu, rmask,
                                  next_state(s, T, reverse, HP), &claims, s)
-                sc_team_barrier()
+                sc_team_barrier(&claims)
                 handed_on(Y, Yout, y_rows, y_step, s, t)
             sc_ftz_exit(thread_mode)
         sc_ftz_exit(mode)
@@ -110,7 +110,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                     rnn_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, &A[t - t0, 0, 0], &h[0, 0],
                                      &mask[t, 0], step_outputs(Y, Yout, s, t), relu, rmask,
                                      &Hp[(s + 1) % 2, 0, 0], &claims, s)
-                    sc_team_barrier()
+                    sc_team_barrier(&claims)
                     handed_on(Y, Yout, y_rows, y_step, s, t)
                 sc_ftz_exit(thread_mode)
             s0 += n
@@ -152,7 +152,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                 dy = &dY[t, 0, 0]
                 rnn_backward_step(B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0],
                                   &dA[t, 0, 0], relu, UpkT, rmask, &dHp[0, 0], &claims, s)
-                sc_team_barrier()
+                sc_team_barrier(&claims)
             sc_ftz_exit(thread_mode)
         weight_gradient(n_threads, I, X, I, &dW[0, 0], H, H, &HP[0, 0, 0], H, &dU[0, 0], H, H,
                         T * B, &dA[0, 0, 0], H, opt_vec(db), &mask[0, 0], B)
