@@ -525,16 +525,31 @@ static inline unsigned int sc_get_fpu_mode(void) { return 0; }
 #define SC_MAX_TEAM 64
 typedef struct {
     struct { int next; char pad[60]; } range[2][SC_MAX_TEAM];   /* a cache line each */
-    struct { int arrived; char pad[60]; } arrive;                /* sc_team_sync's barrier */
+    struct { int arrived; char pad[60]; } arrive;                /* sc_team_barrier's counters */
     struct { int generation, sleepers; char pad[56]; } release;
     int spins;          /* sc_team_barrier: pauses before a waiter sleeps */
+    int procs;          /* ... and the processors of the process (sc_procs) */
 } sc_claims;
 
-/* Before a scan's time loop (outside the team): every counter at zero. SEQCORE_BARRIER_SPINS
- * sets the spins of sc_team_barrier's waiters (the tests: 0, every waiter sleeps at once). */
+/* The processors this process may run on, asked once (libgomp's omp_get_num_procs makes a
+ * system call, pthread_getaffinity_np, at every call), outside any team. */
+static int sc_procs_seen;
+static inline int sc_procs(void) {
+    int n = __atomic_load_n(&sc_procs_seen, __ATOMIC_RELAXED);
+    if (n == 0) {
+        n = omp_get_num_procs();
+        __atomic_store_n(&sc_procs_seen, n, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
+/* Before a scan's time loop (outside the team): every counter at zero; what every thread of
+ * the team reads to choose the same barrier. SEQCORE_BARRIER_SPINS sets the spins of
+ * sc_team_barrier's waiters (the tests: 0, every waiter sleeps at once). */
 #define SC_BARRIER_SPINS (1 << 18)
 static inline void sc_claims_reset(sc_claims *cl) {
     memset(cl, 0, sizeof *cl);
+    cl->procs = sc_procs();
     const char *spins = getenv("SEQCORE_BARRIER_SPINS");
     cl->spins = spins && *spins ? atoi(spins) : SC_BARRIER_SPINS;
 }
@@ -612,22 +627,10 @@ static inline int sc_claim(sc_claimer *c, int n, int *hi) {
 #define SC_FUTEX_WAKE_ALL(word) ((void)0)
 #endif
 
-/* The processors this process may run on, asked once (libgomp's omp_get_num_procs makes a
- * system call, pthread_getaffinity_np, at every call). */
-static int sc_procs_seen;
-static inline int sc_procs(void) {
-    int n = __atomic_load_n(&sc_procs_seen, __ATOMIC_RELAXED);
-    if (n == 0) {
-        n = omp_get_num_procs();
-        __atomic_store_n(&sc_procs_seen, n, __ATOMIC_RELAXED);
-    }
-    return n;
-}
-
 static inline void sc_team_barrier(sc_claims *cl) {
     int nt = omp_get_num_threads();
     if (nt == 1) return;
-    if (!cl || nt > sc_procs()) {
+    if (!cl || nt > cl->procs) {
         _Pragma("omp barrier")
         return;
     }
