@@ -646,19 +646,17 @@ static inline void sc_team_barrier(sc_claims *cl) {
             SC_FUTEX_WAKE_ALL(generation);
         return;
     }
-    for (int spins = 0; __atomic_load_n(generation, __ATOMIC_ACQUIRE) == seen; spins++) {
-        if (spins < cl->spins) {
+    for (int spins = 0; spins < cl->spins; spins++) {          /* spin, */
+        if (__atomic_load_n(generation, __ATOMIC_ACQUIRE) != seen) return;
 #if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
-            continue;
-        }
-        __atomic_add_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
-        /* the futex sleeps only while the generation is still `seen` */
-        while (__atomic_load_n(generation, __ATOMIC_SEQ_CST) == seen)
-            SC_FUTEX_WAIT(generation, seen);
-        __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
     }
+    __atomic_add_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);     /* then sleep */
+    /* the futex sleeps only while the generation is still `seen` */
+    while (__atomic_load_n(generation, __ATOMIC_SEQ_CST) == seen)
+        SC_FUTEX_WAIT(generation, seen);
+    __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Rows up to the last valid one: the recurrent products of a step skip the masked rows at the
