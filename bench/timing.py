@@ -48,3 +48,34 @@ def wait_until_quiet(pid=None, window=0.05, limit=2.0):
         if now is None or now - before <= window / 5:
             return
         before = now
+
+
+def timer(fn):
+    """fn as a timer for alternating_rounds: a call runs fn and returns the seconds it took."""
+    def run():
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    return run
+
+
+def alternating_rounds(timers, seconds, min_rounds):
+    """Rounds in which each timer (a callable returning the seconds it measured: `timer`) runs
+    once, the first of a round turning with the round, after one untimed call of each; for
+    `seconds` and at least min_rounds rounds. Returns each timer's seconds, round by round.
+    For the ratio of two calls of one library: its rounds' ratios, calls a few milliseconds
+    apart, see the same spell of the machine. Measured here, ragged / full batch at 1 thread:
+    the medians of such rounds over 3 s read 1.09-1.12 in four runs (quartiles within 0.03
+    of the median); the ratios of block medians seconds apart (kernels.paired_ratio) ranged
+    0.8-1.3 within a run."""
+    for t in timers:
+        t()
+    out = [[] for _ in timers]
+    end = time.perf_counter() + seconds
+    r = 0
+    while r < min_rounds or time.perf_counter() < end:
+        for j in range(len(timers)):
+            i = (r + j) % len(timers)
+            out[i].append(timers[i]())
+        r += 1
+    return out

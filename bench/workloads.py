@@ -8,7 +8,11 @@
 - ragged: a batch of 32 sequences whose lengths spread evenly over 1..T (LSTM, T 100, 128 ->
   256), inference and a training step: seqcore with `lengths` vs torch on packed sequences
   (pack_padded_sequence), and the same batch with every row full length scaled by the
-  fraction of valid steps (what a length-aware kernel would cost).
+  fraction of valid steps (what a length-aware kernel would cost if a step's cost were
+  proportional to its rows). A step's cost is not: so also the batch-size curve's sum, the
+  ragged batch's steps each costed as a step of a full-length batch of its active size (the
+  first b rows of x, all T steps, timed, times the number of steps with b rows active, / T):
+  how the ragged call compares with the kernel on full batches of the same sizes.
 - dropout: a training step of an LSTM layer (T 100, B 16, 256 -> 256) with
   recurrent_dropout=0.2 against the same step without (seqcore only: torch has no recurrent
   dropout; the ratio is the cost of the mask).
@@ -25,9 +29,9 @@
 
 Times are medians of interleaved blocks of repetitions after warm-up (kernels.time_group); ratios are
 peer / seqcore (> 1: seqcore is faster); the ratios of two seqcore calls (ragged / full batch,
-dropout / none) are medians of per-round paired ratios (kernels.paired_ratio), with their
-lowest and highest. The environment handling (OPENBLAS_* unset) and the
-machine facts are those of bench/kernels.py.
+the curve's sum, dropout / none) are medians of the ratios of rounds in which the calls run
+in turn (timing.alternating_rounds), with their quartiles. The environment handling
+(OPENBLAS_* unset) and the machine facts are those of bench/kernels.py.
 """
 import argparse
 import json
@@ -39,8 +43,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernels  # noqa: E402  (re-executes without OPENBLAS_* like kernels.py itself)
-from kernels import (machine_facts, median_time, ort, paired_ratio, time_group,  # noqa: E402
-                     time_rounds)
+from kernels import machine_facts, ort, time_group  # noqa: E402
+from timing import alternating_rounds, timer  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -48,10 +52,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa
 
 import seqcore as sc  # noqa: E402
 
-# ragged / full batch and dropout / none: the median of this many rounds' paired ratios (the
-# two calls a few seconds apart), as the kernel table's ratios are; the ratio of the two
-# medians moved by 0.05-0.1 between runs here
-PAIRED_ROUNDS = 9
+# ragged / full batch and dropout / none: the median of the ratios of at least this many
+# rounds of calls in turn (timing.alternating_rounds); the median of 9 rounds of paired blocks
+# seconds apart moved by 0.05-0.1 between runs here
+ALTERNATING_ROUNDS = 15
 
 
 # ------------------------------------------------------------------------------ streaming
@@ -146,6 +150,28 @@ def _seqcore_layers(layers, x, lengths, train):
     return run
 
 
+def _batch_curve(layer, x, lengths, train):
+    """A timer (timing.timer's kind) of the batch-size curve's sum for a ragged batch x
+    (B, T, I) with `lengths`: `layer` runs on a full-length batch of every size the ragged
+    batch passes through (its first b rows, all T steps), and the sum weighs each call's time
+    by the number of steps with b rows active / T, so that every step of the ragged batch is
+    costed as a step of the full batch of its active size (and a call's fixed cost counts
+    once in all)."""
+    T = x.shape[1]
+    active = (lengths[None, :] > np.arange(T)[:, None]).sum(axis=1)
+    steps = {int(b): int((active == b).sum()) for b in np.unique(active) if b > 0}
+    runs = {b: timer(_seqcore_layers([layer], np.ascontiguousarray(x[:b]),
+                                     np.full(b, T, np.int64), train))
+            for b in steps}
+    return lambda: sum(run() * steps[b] / T for b, run in runs.items())
+
+
+def _round_ratios(num, den, scale=1.0):
+    """Round-by-round ratios num / den (alternating_rounds) / scale: median and quartiles."""
+    q1, median, q3 = np.percentile(np.array(num) / np.array(den) / scale, [25, 50, 75])
+    return float(median), [float(q1), float(q3)]
+
+
 def ragged_rows(threads, budget):
     rows = []
     rng = np.random.default_rng(2)
@@ -158,17 +184,23 @@ def ragged_rows(threads, budget):
         train = mode == "train"
         layer = sc.LSTM(H, return_sequences=True, seed=0)
         module = torch.nn.LSTM(I, H, batch_first=True)
-        fns = [_seqcore_layers([layer], x, lengths, train),
-               _torch_packed_lstm(module, x, lengths, train),
-               _seqcore_layers([layer], x, full, train)]
-        blocks = time_rounds(fns, budget, rounds=PAIRED_ROUNDS)
-        ts, tt, tfull = map(median_time, blocks)
-        ratio, low, high = paired_ratio(blocks[0], blocks[2])
+        ragged = _seqcore_layers([layer], x, lengths, train)
+        padded = _seqcore_layers([layer], x, full, train)
+        ts, tt = time_group([ragged, _torch_packed_lstm(module, x, lengths, train)], budget)
+        r, f, c = alternating_rounds([timer(ragged), timer(padded),
+                                      _batch_curve(layer, x, lengths, train)],
+                                     2 * budget, ALTERNATING_ROUNDS)
+        scaled, scaled_q = _round_ratios(r, f, fraction)
+        curve_scaled, curve_scaled_q = _round_ratios(c, f, fraction)
+        on_curve, on_curve_q = _round_ratios(r, c)
         rows.append(dict(workload="ragged", cell="lstm", mode=mode, shape=(T, B, I, H),
                          threads=threads, seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
-                         full_scaled_ms=tfull * fraction * 1e3, valid_fraction=fraction,
-                         scaled_ratio=ratio / fraction,
-                         scaled_ratio_range=[low / fraction, high / fraction]))
+                         full_scaled_ms=float(np.median(f)) * fraction * 1e3,
+                         valid_fraction=fraction, rounds=len(r),
+                         scaled_ratio=scaled, scaled_ratio_quartiles=scaled_q,
+                         curve_ms=float(np.median(c)) * 1e3, curve_scaled=curve_scaled,
+                         curve_scaled_quartiles=curve_scaled_q,
+                         curve_ratio=on_curve, curve_ratio_quartiles=on_curve_q))
     return rows
 
 
@@ -179,14 +211,14 @@ def dropout_rows(threads, budget):
     plain = sc.LSTM(H, return_sequences=True, seed=0)
     dropped = sc.LSTM(H, return_sequences=True, recurrent_dropout=0.2, seed=0)
     lengths = np.full(B, T, np.int64)
-    blocks = time_rounds([_seqcore_layers([plain], x, lengths, True),
-                          _seqcore_layers([dropped], x, lengths, True)], budget,
-                         rounds=PAIRED_ROUNDS)
-    ts, td = map(median_time, blocks)
-    ratio, low, high = paired_ratio(blocks[1], blocks[0])
+    ts, td = alternating_rounds([timer(_seqcore_layers([plain], x, lengths, True)),
+                                 timer(_seqcore_layers([dropped], x, lengths, True))],
+                                2 * budget, ALTERNATING_ROUNDS)
+    ratio, quartiles = _round_ratios(td, ts)
     return [dict(workload="dropout", cell="lstm", mode="train", shape=(T, B, I, H),
-                 threads=threads, seqcore_ms=ts * 1e3, dropout_ms=td * 1e3,
-                 dropout_ratio=ratio, dropout_ratio_range=[low, high])]
+                 threads=threads, seqcore_ms=float(np.median(ts)) * 1e3,
+                 dropout_ms=float(np.median(td)) * 1e3, rounds=len(ts),
+                 dropout_ratio=ratio, dropout_ratio_quartiles=quartiles)]
 
 
 def bidir_rows(threads, budget):
@@ -308,10 +340,14 @@ def _fmt(v, f=".3f"):
 
 
 def _paired(r, key, unpaired):
-    """A row's ratio of two seqcore calls as the median of its rounds' paired ratios, with
-    their lowest and highest (rows written before the pairing: the ratio of the medians)."""
+    """A row's ratio of two seqcore calls: the median of its rounds' ratios with their
+    quartiles (calls in turns) or lowest and highest (blocks in turns, rows written before the
+    alternation); rows written before any pairing: the ratio of the medians."""
     if key not in r:
         return f"{unpaired:.2f}"
+    if key + "_quartiles" in r:
+        q1, q3 = r[key + "_quartiles"]
+        return f"{r[key]:.2f} (quartiles {q1:.2f}-{q3:.2f})"
     low, high = r[key + "_range"]
     return f"{r[key]:.2f} ({low:.2f}-{high:.2f})"
 
@@ -326,6 +362,10 @@ def format_row(r):
         extra.append(f"full-length batch x valid fraction {r['valid_fraction']:.2f}: "
                      f"{r['full_scaled_ms']:.2f} ms (seqcore / that: "
                      + _paired(r, "scaled_ratio", r["seqcore_ms"] / r["full_scaled_ms"]) + ")")
+    if "curve_ms" in r:
+        extra.append(f"batch-size curve's sum: {r['curve_ms']:.2f} ms (that / full x fraction: "
+                     + _paired(r, "curve_scaled", None) + "; seqcore / that: "
+                     + _paired(r, "curve_ratio", None) + ")")
     if "dropout_ms" in r:
         extra.append(f"with recurrent_dropout=0.2: {r['dropout_ms']:.2f} ms (time ratio "
                      + _paired(r, "dropout_ratio", r["dropout_ms"] / r["seqcore_ms"]) + ")")
