@@ -9,7 +9,7 @@ sequence output averages over the valid steps only.
 import numpy as np
 
 from . import callbacks as callbacks_module
-from . import losses, optimizers
+from . import losses, ops, optimizers, runtime
 from . import metrics as metrics_module
 from .layers import LAYERS, deserialize, serialize
 from .layers.base import Layer, sequence_mask
@@ -373,14 +373,24 @@ class Stream:
                 self._plan.append((_STEP_LAYER, layer,
                                    isinstance(layer, Embedding) and layer.mask_zero))
         # a model of recurrent layers that all return sequences, the usual streaming model:
-        # a step is their steppers' steps in turn (each checks its x_t), nothing else
+        # a step is their steppers' steps in turn (each checks its x_t), nothing else; and
+        # when they chain as they are (one dtype, each one's input the previous one's
+        # output), one kernel call for all of them (seqcore._kernels.step.step_chain)
         self._chain = ([part for _, part, _ in self._plan]
                        if self._plan and all(kind == _STEP_RECURRENT and flag
                                              for kind, _, flag in self._plan)
                        else None)
+        self._kernels = None if self._chain is None else ops.chained_kernels(self._chain)
+        self._threads_matter = self._chain is not None and any(
+            s.threads_matter for s in self._chain)
 
     def step(self, x_t):
-        if self._chain is not None:
+        if self._kernels is not None:
+            y = ops.step_chain(self._kernels, x_t,
+                               runtime.get_num_threads() if self._threads_matter else 1)
+            if y is not None:
+                return y
+        if self._chain is not None:       # x_t to convert, or to reject
             for stepper in self._chain:
                 x_t = stepper.step(x_t)
             return x_t

@@ -702,6 +702,7 @@ class Stepper:
             kind, W, U, bias, bias_h, self.states[0], c, self._valid, self._Y,
             _packed_workspace(I, H, G, dtype), np.empty((B, G * H), dtype),
             np.empty((B, H), dtype), np.empty((B, 3 * H), dtype), np.empty((B, H), dtype))
+        self._kernel.max_threads = self._max_threads
 
     def step(self, x_t, valid=None):
         """x_t (B, I) -> the output (B, H) of this step; the state advances. valid (B,) bool:
@@ -722,6 +723,28 @@ class Stepper:
             self._kernel.step(_as_dtype("x_t", x, self.dtype), n_threads)
             y = self._Y.copy()
         return y
+
+
+    @property
+    def threads_matter(self):
+        """Whether a step may share threads (else it always runs on the calling thread)."""
+        return self._max_threads > 1
+
+
+def chained_kernels(steppers):
+    """The kernels of `steppers` for step_chain when they chain as they are (one dtype and
+    batch size, each one's input width the previous one's output width), else None."""
+    first = steppers[0]
+    for before, s in zip(steppers, steppers[1:]):
+        if (s.dtype != first.dtype or s.shape[0] != first.shape[0]
+                or s.shape[1] != before.states[0].shape[1]):
+            return None
+    return tuple(s._kernel for s in steppers)
+
+
+# step_chain(kernels, x_t, n_threads): a step of every stepper of a chain in one call, each fed
+# the one before's output (seqcore.model.Stream); None when x_t needs converting first
+step_chain = _step.step_chain
 
 
 # --------------------------------------------------------------------------------- memory

@@ -173,6 +173,44 @@ def test_streaming_equals_the_full_sequence():
         bidirectional.stream()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_stream_of_recurrent_layers_steps_them_in_one_call(threads):
+    """A stream of recurrent layers that chain as they are (one dtype, each one's input the
+    previous one's output) steps all of them in one kernel call (ops.step_chain): the same
+    outputs as the whole sequence, at one thread and at two with layers large enough to share
+    their steps; input that needs converting goes the per-layer way, with the same results."""
+    from seqcore import ops
+    layers = [sc.LSTM(256, return_sequences=True, seed=0),
+              sc.GRU(7, return_sequences=True, reset_after=False, seed=1),
+              sc.SimpleRNN(300, return_sequences=True, seed=2)]
+    model = sc.Sequential(layers)
+    model.build((None, 5, 3))
+    xs = np.random.default_rng(6).standard_normal((2, 5, 3)).astype(np.float32)
+    full = model.predict(xs)
+    before = sc.get_num_threads()
+    try:
+        sc.set_num_threads(threads)
+        stream = model.stream(batch_size=2)
+        assert stream._kernels is not None and stream._threads_matter
+        for t in range(5):
+            # ready as it is (C-contiguous float32), or not: a list, a strided view
+            x_t = [xs[:, t].copy(), xs[:, t].tolist(), xs[:, t]][t % 3]
+            np.testing.assert_allclose(stream.step(x_t), full[:, t], rtol=0, atol=1e-5)
+        with pytest.raises(ValueError, match="x_t"):
+            stream.step(np.ones((2, 4), np.float32))
+    finally:
+        sc.set_num_threads(before)
+    # layers of two dtypes do not chain as they are: each stepper converts its input
+    mixed = sc.Sequential([sc.LSTM(4, return_sequences=True, seed=0),
+                           sc.GRU(3, return_sequences=True, dtype="float64", seed=1)])
+    mixed.build((None, 5, 3))
+    stream = mixed.stream(batch_size=2)
+    assert stream._kernels is None and ops.chained_kernels(stream._chain) is None
+    full = mixed.predict(xs)
+    for t in range(5):
+        np.testing.assert_allclose(stream.step(xs[:, t]), full[:, t], rtol=0, atol=1e-6)
+
+
 def _fd_loss(loss, y, p, eps=1e-6):
     value, grad = loss(y, p)
     rng = np.random.default_rng(0)

@@ -104,6 +104,7 @@ cdef class StepKernel:
     work_a (B, 3H), work_b (B, H). All C-contiguous, one dtype (float32 or float64)."""
     cdef int cell, B, I, H, G
     cdef bint f64
+    cdef public int max_threads        # a step shares at most this many threads (the caller's policy)
     cdef list keep                     # the arrays the pointers below point into
     cdef object copy_y                 # y.copy, bound once: step_ready returns its result
     cdef char *Wpk
@@ -127,6 +128,7 @@ cdef class StepKernel:
         self.G = U.shape[1] // self.H
         self.B = h.shape[0]
         self.f64 = W.dtype.itemsize == 8
+        self.max_threads = 1
         self.keep = [W, U, bias, bias_h, h, c, valid, y, packed, Z, Hp, work_a, work_b]
         self.copy_y = y.copy
         self.bias, self.bias_h = address(bias), address(bias_h)
@@ -152,21 +154,27 @@ cdef class StepKernel:
         here rather than in Python, a step costs 0.5-1.0 us less (Zen 3, in one process,
         median of 21 rounds: LSTM 64 -> 128 0.52 us at one thread, 1.02 at two; GRU 0.66),
         of a 9-12 us step."""
+        if not self._step_ready(x, n_threads):
+            return None
+        return self.copy_y()
+
+    cdef bint _step_ready(self, x, int n_threads) except -1:
+        """step(x, n_threads) and True when x is ready as it is (step_ready); else False."""
         cdef Py_buffer view
         cdef char code = 100 if self.f64 else 102          # 'd', 'f': float64, float32
         try:
             PyObject_GetBuffer(x, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
         except (TypeError, BufferError, ValueError):
-            return None
+            return False
         try:
             if (view.ndim != 2 or view.shape[0] != self.B or view.shape[1] != self.I
                     or view.format == NULL or view.format[1] != 0
                     or view.format[0] != code):
-                return None
+                return False
             self._step(<char*>view.buf, n_threads)
         finally:
             PyBuffer_Release(&view)
-        return self.copy_y()
+        return True
 
     def step(self, x, int n_threads=1):
         """One step from x (B, I), C-contiguous, of the kernel's dtype; the output lands in y.
@@ -189,3 +197,20 @@ cdef class StepKernel:
                          <float*>self.bias_h, <float*>self.Z, <float*>self.Hp,
                          <float*>self.work_a, <float*>self.work_b, <float*>self.h,
                          <float*>self.c, <u8*>self.valid, <float*>self.y)
+
+
+def step_chain(tuple kernels, x, int n_threads):
+    """One step of a chain of StepKernels, each fed the previous one's output (the recurrent
+    layers of a streaming model, seqcore.model.Stream): from x as the first one's step_ready
+    takes it, each kernel on min(its max_threads, n_threads) threads. Returns a copy of the
+    last kernel's y, or None when x is not ready as it is (nothing stepped: the caller
+    converts x or rejects it). The caller has checked that the kernels chain (one B and dtype,
+    each one's I the previous one's H). One call for the whole chain instead of a Python call
+    per layer, and no copy between layers."""
+    cdef StepKernel k = kernels[0], before
+    if not k._step_ready(x, min(k.max_threads, n_threads)):
+        return None
+    for i in range(1, len(kernels)):
+        before, k = k, kernels[i]
+        k._step(before.y, min(k.max_threads, n_threads))
+    return k.copy_y()
