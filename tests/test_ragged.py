@@ -148,6 +148,40 @@ def test_inference_never_reads_the_inputs_of_finished_rows(variant):
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10 * max(1.0, np.abs(ref).max()))
 
 
+@pytest.mark.parametrize("dropout", [False, True])
+def test_lstm_training_never_reads_the_pre_activations_of_finished_rows(dropout):
+    """The LSTM's training scan leaves a finished row's pre-activations unwritten (lstm.pyx
+    forward_training: project_steps with zero_skipped False): neither its steps nor backward
+    read them. Z here is a pooled block filled with NaN beforehand: the outputs and every
+    gradient still match the reference. With input dropout, the masked x that the weight
+    gradient reads is zeroed for those rows all the same."""
+    from seqcore._kernels import pool
+
+    rng = np.random.default_rng(9)
+    T, B, I, H = 20, 16, 8, 256
+    x = rng.standard_normal((T, B, I))
+    W, U, b = weights(rng, "lstm", I, H)
+    W, U = W * 0.2, U * 0.2
+    lengths = np.array([20, 1, 3, 20, 0, 7, 2, 1, 1, 5, 1, 2, 20, 1, 1, 4])
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    options = dict(mask=mask)
+    if dropout:
+        options["input_mask"] = (rng.random((B, I)) < 0.8) / 0.8
+    assert T * B * 4 * H * x.itemsize >= pool.MIN_BYTES
+    ops.release_memory()
+    poison = pool.empty((T, B, 4 * H), x.dtype)
+    poison.fill(np.nan)
+    del poison                                  # its block is the next one of that size: Z
+    dy = rng.standard_normal((T, B, H))
+    results = []
+    for lib in (ops, reference):
+        out, h, c, cache = lib.lstm_forward(x, W, U, b, **options)
+        grads = lib.lstm_backward(dy, None, None, cache)
+        results.append([out, h, c, *grads])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_ragged_outputs_handed_on_by_every_thread(cell, reverse, monkeypatch):

@@ -63,9 +63,11 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
         while s0 < T:
             n = min(chunk, T - s0)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
+            # the masked rows' pre-activations are never read (the steps and backward's
+            # pointwise pass skip the rows past a step's last valid one): not zeroed
             project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask,
                           XDall + <long>t0 * B * I if XDall != NULL else NULL, Wpk, ldw, b,
-                          &Z[t0, 0, 0], &mask[t0, 0], &W[0, 0])
+                          &Z[t0, 0, 0], &mask[t0, 0], &W[0, 0], False)
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 for s in range(s0, s0 + n):

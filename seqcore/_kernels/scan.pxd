@@ -150,11 +150,13 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
     (blas_product); NULL (the inference scans): always the packed kernels. mask (steps, B) or
     NULL: the rows past a step's last valid one are not projected when that leaves out an
     eighth of the rows or more (a ragged batch ordered longest first by seqcore.ops); else one
-    product over every row. Rows left out are zeroed in out and XD, so that nothing downstream
-    meets uninitialized values (backward reads every row; so do the reset-before GRU's gates),
-    unless zero_skipped is False: for a scan whose steps never read a masked row's inputs (the
-    inference scans of the LSTM, the reset-after GRU and the simple RNN), where zeroing half
-    the pre-activations of a ragged batch cost 1.4% of the samples at (100, 32, 128, 256)."""
+    product over every row. Rows left out are zeroed in XD (a weight gradient by BLAS reads
+    every row of it) and in out, so that nothing downstream meets uninitialized values (the
+    reset-before GRU's gates read every row), unless zero_skipped is False: for a scan that
+    never reads a masked row's pre-activations (the inference scans of the LSTM, the
+    reset-after GRU and the simple RNN; the LSTM's training scan, whose steps and backward
+    leave those rows alone), where zeroing half the pre-activations of a ragged batch cost
+    1.4% of the samples at (100, 32, 128, 256)."""
     cdef int s
     if not skip_finished_rows(steps, B, mask):
         project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, W)
@@ -179,7 +181,7 @@ cdef inline void project_valid_rows(int s, int B, int I, int G, int H, const flo
                                     const u8* mask, const floating* W,
                                     bint zero_skipped) noexcept nogil:
     """project_steps' step s of a ragged batch, on the calling thread: its rows up to the last
-    valid one projected, the others zeroed when zero_skipped."""
+    valid one projected, the others zeroed in XD, and in out when zero_skipped."""
     cdef long r = <long>s * B
     cdef int a = sc_active_rows(B, mask + r)
     if a > 0:
@@ -187,8 +189,8 @@ cdef inline void project_valid_rows(int s, int B, int I, int G, int H, const flo
                      XD + r * I if XD != NULL else NULL, Wpk, ldw, bias, out + r * G * H, W)
     if a < B and zero_skipped:
         memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
-        if XD != NULL:
-            memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
+    if a < B and XD != NULL:
+        memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
 
 
 cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
