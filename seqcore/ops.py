@@ -626,8 +626,7 @@ class BoundLayer:
         self._forward = {"lstm": lstm_forward, "gru": gru_forward, "rnn": rnn_forward}[cell]
         self._options = ({"reset_after": bool(reset_after)} if cell == "gru" else
                          {"activation": activation} if cell == "rnn" else {})
-        self._packed = _packed_workspace(I, H, _GATES[cell], self.dtype)
-        _step.pack_forward(W, U, self._packed, runtime.get_num_threads())
+        self._packed = _packed(W, U, I, H, _GATES[cell], self.dtype)
 
     def forward(self, x, states=None, mask=None, reverse=False, return_sequences=True):
         """x (T, B, I), converted to the layer's dtype; states: the initial (h0,) or, for the
@@ -644,6 +643,36 @@ class BoundLayer:
                                 None, None, reverse, **self._options, training=False,
                                 return_sequences=return_sequences, _prepacked=self._packed)
         return tuple(out)
+
+
+def _packed(W, U, I, H, gates, dtype):
+    """W (I, G*H) and U (H, G*H), checked C-contiguous arrays of dtype, packed into a new
+    workspace as the forward kernels read them (their _prepacked argument)."""
+    packed = _packed_workspace(I, H, gates, dtype)
+    _step.pack_forward(W, U, packed, runtime.get_num_threads())
+    return packed
+
+
+def packed_weights(cell, kernel, recurrent_kernel, dtype):
+    """A layer's kernel (I, G*H) and recurrent_kernel (H, G*H) in dtype, packed once for many
+    inference calls with these weights (a copy: later changes to the arrays do not reach it),
+    for the *_forward functions' private _prepacked keyword, which then read the packed copy
+    instead of packing the weights at every call (what seqcore.Sequential.predict and evaluate
+    do over their batches)."""
+    if cell not in _GATES:
+        raise ValueError(f"cell: expected one of {sorted(_GATES)}, got {cell!r}")
+    G = _GATES[cell]
+    U = np.asarray(recurrent_kernel)
+    W = np.asarray(kernel)
+    if U.ndim != 2 or U.shape[0] == 0 or U.shape[1] != G * U.shape[0]:
+        raise ValueError(f"recurrent_kernel: expected shape (H, {G}*H) for {cell}, "
+                         f"got {U.shape}")
+    H = U.shape[0]
+    if W.ndim != 2 or W.shape[0] == 0:
+        raise ValueError(f"kernel: expected shape (I, {G}*H) for {cell}, got {W.shape}")
+    I = W.shape[0]
+    return _packed(_array("kernel", W, dtype, (I, G * H)),
+                   _array("recurrent_kernel", U, dtype, (H, G * H)), I, H, G, dtype)
 
 
 # A Stepper's step is shared by the threads (seqcore.set_num_threads) when its weights, W and U,

@@ -211,6 +211,56 @@ def test_a_stream_of_recurrent_layers_steps_them_in_one_call(threads):
         np.testing.assert_allclose(stream.step(xs[:, t]), full[:, t], rtol=0, atol=1e-6)
 
 
+def test_predict_and_evaluate_pack_each_recurrent_layer_once(monkeypatch):
+    """predict and evaluate pack every recurrent direction's W and U once for all their
+    batches (model._WeightsPacked), with the results of packing at every call, and leave no
+    layer holding packed weights afterwards, even when a batch fails: a later call sees new
+    weights."""
+    from seqcore import ops
+    from seqcore import model as model_module
+    model = sc.Sequential([sc.LSTM(6, return_sequences=True, seed=0),
+                           sc.Bidirectional(sc.GRU(5, return_sequences=True, seed=1)),
+                           sc.SimpleRNN(4, seed=2), sc.Dense(3, seed=3)])
+    model.compile("mse", "sgd")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((7, 9, 2)).astype(np.float32)
+    y = rng.standard_normal((7, 3)).astype(np.float32)
+    lengths = np.array([9, 1, 4, 9, 0, 6, 2])
+    model.build(x.shape)
+    want = model(x, lengths=lengths)                       # one call, packing as it goes
+    packs = []
+    real = ops.packed_weights
+    monkeypatch.setattr(ops, "packed_weights", lambda *a: packs.append(a[0]) or real(*a))
+    got = model.predict(x, batch_size=2, lengths=lengths)  # 4 batches
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert sorted(packs) == ["gru", "gru", "lstm", "rnn"]  # once per direction, not per batch
+    loss = model.evaluate(x, y, batch_size=3, lengths=lengths)
+    assert loss == pytest.approx(float(np.mean((want - y) ** 2)), rel=1e-5)
+    assert len(packs) == 8
+    layers = model_module._WeightsPacked(model.layers).layers
+    assert len(layers) == 4 and all(layer._prepacked is None for layer in layers)
+    # a batch that fails leaves nothing packed either
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("batch failed")
+        return real_forward(*args, **kwargs)
+    real_forward = model._forward
+    monkeypatch.setattr(model, "_forward", failing)
+    with pytest.raises(RuntimeError, match="batch failed"):
+        model.predict(x, batch_size=2)
+    assert all(layer._prepacked is None for layer in layers)
+    monkeypatch.undo()
+    # new weights are seen by the next predict
+    first = model.layers[0]
+    first.set_weights([w * 0.5 for w in first.get_weights()])
+    np.testing.assert_allclose(model.predict(x, batch_size=2, lengths=lengths),
+                               model(x, lengths=lengths), rtol=0, atol=1e-6)
+    assert not np.allclose(model(x, lengths=lengths), want, atol=1e-3)
+
+
 def _fd_loss(loss, y, p, eps=1e-6):
     value, grad = loss(y, p)
     rng = np.random.default_rng(0)

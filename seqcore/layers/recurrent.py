@@ -68,6 +68,7 @@ class _Recurrent(Layer):
         # it passes on is reversed with them. Keras passes the input mask unchanged, so models
         # read from Keras files set this False to compute what they computed there.
         self.reverse_output_mask = bool(reverse_output_mask)
+        self._prepacked = None    # W and U packed for the inference calls to come (_pack_weights)
         self.initializers = {"kernel": kernel_initializer, "recurrent": recurrent_initializer,
                              "bias": bias_initializer}
         for which in self.initializers.values():
@@ -140,6 +141,19 @@ class _Recurrent(Layer):
             keep_sequence or training)
         self._cache = cache
         return outputs, finals
+
+    def _pack_weights(self):
+        """Pack W and U once for the inference calls that follow (Sequential.predict and
+        evaluate over their batches), instead of at every call; _unpack_weights() ends it.
+        Until then those calls use the weights as they were here: private, so that nothing
+        but a call that holds the weights still meanwhile can leave them packed."""
+        if self.built:
+            W, U, _ = self._params()
+            self._prepacked = ops.packed_weights(self.CELL, W, U, self.dtype)
+
+    def _unpack_weights(self):
+        """Back to packing the weights at every call (_pack_weights)."""
+        self._prepacked = None
 
     def stepper(self, batch_size):
         """A seqcore.ops.Stepper running this layer one step at a time from a zero state (with
@@ -322,7 +336,8 @@ class LSTM(_Recurrent):
 
     def _kernel_forward(self, x, W, U, b, states, mask, im, rm, reverse, training, keep):
         y, h, c, cache = ops.lstm_forward(x, W, U, b, states[0], states[1], mask, im, rm,
-                                          reverse, training=training, return_sequences=keep)
+                                          reverse, training=training, return_sequences=keep,
+                                          _prepacked=None if training else self._prepacked)
         return y, [h, c], cache
 
     def _kernel_backward(self, d_outputs, d_finals, cache):
@@ -353,7 +368,8 @@ class GRU(_Recurrent):
 
     def _kernel_forward(self, x, W, U, b, states, mask, im, rm, reverse, training, keep):
         y, h, cache = ops.gru_forward(x, W, U, b, states[0], mask, im, rm, reverse,
-                                      self.reset_after, training=training, return_sequences=keep)
+                                      self.reset_after, training=training, return_sequences=keep,
+                                      _prepacked=None if training else self._prepacked)
         return y, [h], cache
 
     def _kernel_backward(self, d_outputs, d_finals, cache):
@@ -380,7 +396,8 @@ class SimpleRNN(_Recurrent):
 
     def _kernel_forward(self, x, W, U, b, states, mask, im, rm, reverse, training, keep):
         y, h, cache = ops.rnn_forward(x, W, U, b, states[0], mask, im, rm, reverse,
-                                      self.activation, training=training, return_sequences=keep)
+                                      self.activation, training=training, return_sequences=keep,
+                                      _prepacked=None if training else self._prepacked)
         return y, [h], cache
 
     def _kernel_backward(self, d_outputs, d_finals, cache):
