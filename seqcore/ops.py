@@ -753,7 +753,6 @@ class Stepper:
             y = self._Y.copy()
         return y
 
-
     @property
     def threads_matter(self):
         """Whether a step may share threads (else it always runs on the calling thread)."""

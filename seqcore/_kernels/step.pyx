@@ -104,7 +104,7 @@ cdef class StepKernel:
     work_a (B, 3H), work_b (B, H). All C-contiguous, one dtype (float32 or float64)."""
     cdef int cell, B, I, H, G
     cdef bint f64
-    cdef public int max_threads        # a step shares at most this many threads (the caller's policy)
+    cdef public int max_threads        # threads a step may share (the caller's policy)
     cdef list keep                     # the arrays the pointers below point into
     cdef object copy_y                 # y.copy, bound once: step_ready returns its result
     cdef char *Wpk
@@ -208,6 +208,7 @@ def step_chain(tuple kernels, x, int n_threads):
     each one's I the previous one's H). One call for the whole chain instead of a Python call
     per layer, and no copy between layers."""
     cdef StepKernel k = kernels[0], before
+    cdef Py_ssize_t i
     if not k._step_ready(x, min(k.max_threads, n_threads)):
         return None
     for i in range(1, len(kernels)):

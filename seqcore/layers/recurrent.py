@@ -145,8 +145,8 @@ class _Recurrent(Layer):
     def _pack_weights(self):
         """Pack W and U once for the inference calls that follow (Sequential.predict and
         evaluate over their batches), instead of at every call; _unpack_weights() ends it.
-        Until then those calls use the weights as they were here: private, so that nothing
-        but a call that holds the weights still meanwhile can leave them packed."""
+        Until then those calls use the weights as they were here, which is why this is
+        private: only a call during which the weights cannot change may leave them packed."""
         if self.built:
             W, U, _ = self._params()
             self._prepacked = ops.packed_weights(self.CELL, W, U, self.dtype)
