@@ -70,6 +70,7 @@ def alternating_rounds(timers, seconds, min_rounds):
     0.8-1.3 within a run."""
     for t in timers:
         t()
+    wait_until_quiet()                  # no pool of a library timed before still spinning
     out = [[] for _ in timers]
     end = time.perf_counter() + seconds
     r = 0
