@@ -153,8 +153,8 @@ def test_lstm_training_never_reads_the_pre_activations_of_finished_rows(dropout)
     """The LSTM's training scan leaves a finished row's pre-activations unwritten (lstm.pyx
     forward_training: project_steps with zero_skipped False): neither its steps nor backward
     read them. Z here is a pooled block filled with NaN beforehand: the outputs and every
-    gradient still match the reference. With input dropout, the masked x that the weight
-    gradient reads is zeroed for those rows all the same."""
+    gradient still match the reference, without and with input dropout (whose masked x the
+    scan still zeroes for those rows: a weight gradient by BLAS would read them)."""
     from seqcore._kernels import pool
 
     rng = np.random.default_rng(9)
