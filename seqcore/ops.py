@@ -653,26 +653,14 @@ def _packed(W, U, I, H, gates, dtype):
     return packed
 
 
-def packed_weights(cell, kernel, recurrent_kernel, dtype):
-    """A layer's kernel (I, G*H) and recurrent_kernel (H, G*H) in dtype, packed once for many
-    inference calls with these weights (a copy: later changes to the arrays do not reach it),
-    for the *_forward functions' private _prepacked keyword, which then read the packed copy
-    instead of packing the weights at every call (what seqcore.Sequential.predict and evaluate
-    do over their batches)."""
-    if cell not in _GATES:
-        raise ValueError(f"cell: expected one of {sorted(_GATES)}, got {cell!r}")
-    G = _GATES[cell]
-    U = np.asarray(recurrent_kernel)
-    W = np.asarray(kernel)
-    if U.ndim != 2 or U.shape[0] == 0 or U.shape[1] != G * U.shape[0]:
-        raise ValueError(f"recurrent_kernel: expected shape (H, {G}*H) for {cell}, "
-                         f"got {U.shape}")
-    H = U.shape[0]
-    if W.ndim != 2 or W.shape[0] == 0:
-        raise ValueError(f"kernel: expected shape (I, {G}*H) for {cell}, got {W.shape}")
-    I = W.shape[0]
-    return _packed(_array("kernel", W, dtype, (I, G * H)),
-                   _array("recurrent_kernel", U, dtype, (H, G * H)), I, H, G, dtype)
+def packed_weights(cell, kernel, recurrent_kernel):
+    """A layer's kernel (I, G*H) and recurrent_kernel (H, G*H), in the kernel's dtype, packed
+    once for many inference calls with these weights (a copy: later changes to the arrays do
+    not reach it), for the *_forward functions' private _prepacked keyword, which then read the
+    packed copy instead of packing the weights at every call (what seqcore.Sequential.predict
+    and evaluate do over their batches). Checked as BoundLayer checks them."""
+    dtype, a = _check_bound(cell, kernel, recurrent_kernel, None, 1, None, True, "tanh")
+    return _packed(a["kernel"], a["recurrent_kernel"], a["I"], a["H"], _GATES[cell], dtype)
 
 
 # A Stepper's step is shared by the threads (seqcore.set_num_threads) when its weights, W and U,

@@ -149,7 +149,7 @@ class _Recurrent(Layer):
         private: only a call during which the weights cannot change may leave them packed."""
         if self.built:
             W, U, _ = self._params()
-            self._prepacked = ops.packed_weights(self.CELL, W, U, self.dtype)
+            self._prepacked = ops.packed_weights(self.CELL, W, U)
 
     def _unpack_weights(self):
         """Back to packing the weights at every call (_pack_weights)."""
