@@ -19,9 +19,9 @@ from rnn_cases import (TOLERANCE, VARIANTS, backward, finite_difference_check, f
                        lengths_to_mask, loss_weights, make_problem)
 
 # (T, B, I, H): single step, single row, hidden 1, sizes off the SIMD width, blocks that split;
-# the row tiles of the products: AVX-512 4, 3, 2 rows and single rows (B = 15, 14); AVX2 tiles
-# of 3 to 6 rows sized at run time (B = 7: 4 + 3, 9: 5 + 4, 15: 5 + 5 + 5, 18: 6 + 6 + 6, in
-# the LSTM step as well), 2-row and single-row tiles (B = 2, 1)
+# the row tiles of the products and the LSTM step, of up to 6 rows sized at run time (B = 7:
+# 4 + 3, 9: 5 + 4, 14: 5 + 5 + 4, 15: 5 + 5 + 5, 18: 6 + 6 + 6), 2-row and single-row tiles
+# (B = 2, 1)
 SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (5, 1, 4, 17), (9, 4, 3, 33), (6, 7, 13, 16),
           (4, 2, 5, 65), (3, 9, 2, 130), (2, 15, 6, 40), (2, 10, 3, 273),
           (30, 9, 4, 20), (40, 14, 3, 9), (3, 18, 5, 48)]

@@ -43,6 +43,14 @@
 #define SC_CAT_(a, b, c) a##b##c
 #define SC_CAT(a, b, c) SC_CAT_(a, b, c)
 
+/* Rows for the next register tile when n rows are left: the fewest tiles of up to 6 rows, as
+ * even as can be (8: 4 + 4, 16: 6 + 5 + 5, 32: 6 + 6 + 5 + 5 + 5 + 5, not 6 + 6 + 6 + 6 + 4 +
+ * 4): a tile's rows share each load of the weights, and on AVX2 a tile of R rows has 2R
+ * independent chains, fewer than about 10 of which do not hide the multiply-add latency.
+ * 6 or fewer come back as is: the callers decide whether 1 or 2 rows take a tile (the AVX2
+ * products take 2; the AVX2 LSTM step gives both to its 8-chain one-row tile). */
+#define SC_TILE_ROWS_FOR(n) ((n) <= 6 ? (n) : ((n) + ((n) + 5) / 6 - 1) / (((n) + 5) / 6))
+
 /* ---- activations, applied to arrays: out[j] = act(x[j]) for j < n (out may equal x). ----
  *
  * float32: written with GCC vector extensions, 8 lanes at a time, so they are SIMD on every
@@ -296,28 +304,28 @@ SC_LSTM_TILE_V16(5)
 SC_LSTM_TILE_V16(6)
 #undef SC_LSTM_TILE_V16
 
-/* Rows [0, active) of one full panel in register tiles of 4 rows, the last 1 to 7 rows in one
- * tile (two when 7: 4 + 3): each tile streams the panel's U once, and a pass over U for a
- * single row costs about as much as one for 4 (B = 1, H = 256: 13.7 us a step against 23 us
- * for 4 rows), so a batch of 5 is one tile of 5 rows, not 4 + 1 (42-45 -> 34 us a step). */
+/* Rows [0, active) of one full panel in register tiles of up to 6 rows, split as evenly as
+ * SC_TILE_ROWS_FOR splits them (16: 6 + 5 + 5): each tile streams the panel's U once, and a
+ * pass over U for a single row costs about as much as one for 4 (B = 1, H = 256: 13.7 us a
+ * step against 23 us for 4 rows), so a batch of 5 is one tile of 5 rows, not 4 + 1 (42-45 ->
+ * 34 us a step). Tiles of 6 and 5 rows rather than 4 (Sapphire Rapids, 1 thread, the LSTM
+ * forward with a one-feature input, so that the step is the whole of it, paired in one
+ * process): 0.94x the time at B = 12 and 16, H = 256, 0.93x at B = 32, H = 512. */
 static void sc_lstm_tiles_v16(int active, int j0, int H, const float *Hp, const float *u,
                               long gs, long ks, float *Z, int keep_act, float *c, float *h,
                               const unsigned char *valid, float *y, float *c_store,
                               const float *rmask, float *Hp_next) {
-    int r = 0;
 #define SC_TILE(R) sc_lstm_tile##R##_v16(r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, \
                                          c_store, rmask, Hp_next)
-    for (; active - r >= 8; r += 4) SC_TILE(4);
-    switch (active - r) {
-        case 7: SC_TILE(4); r += 4; SC_TILE(3); break;
-        case 6: SC_TILE(6); break;
-        case 5: SC_TILE(5); break;
-        case 4: SC_TILE(4); break;
-        case 3: SC_TILE(3); break;
-        case 2: SC_TILE(2); break;
-        case 1: SC_TILE(1); break;
-        default: break;
-    }
+    for (int r = 0, R; r < active; r += R)
+        switch (R = SC_TILE_ROWS_FOR(active - r)) {
+            case 6: SC_TILE(6); break;
+            case 5: SC_TILE(5); break;
+            case 4: SC_TILE(4); break;
+            case 3: SC_TILE(3); break;
+            case 2: SC_TILE(2); break;
+            default: SC_TILE(1); break;
+        }
 #undef SC_TILE
 }
 #undef SC_V16_MAP
@@ -371,13 +379,6 @@ SC_GEMM_TILE_V8(4)
 SC_GEMM_TILE_V8(5)
 SC_GEMM_TILE_V8(6)
 #undef SC_GEMM_TILE_V8
-
-/* Rows for the next tile when n rows are left: the fewest tiles of up to 6 rows, as even as
- * can be (8: 4 + 4, 16: 6 + 5 + 5, 32: 6 + 6 + 5 + 5 + 5 + 5, not 6 + 6 + 6 + 6 + 4 + 4): a
- * tile of R rows has 2R independent chains, and fewer than about 10 do not hide the
- * multiply-add latency. 6 or fewer come back as is: the callers decide whether 1 or 2 rows
- * take a tile (the products take 2; the LSTM step gives both to its 8-chain one-row tile). */
-#define SC_TILE_ROWS_FOR(n) ((n) <= 6 ? (n) : ((n) + ((n) + 5) / 6 - 1) / (((n) + 5) / 6))
 
 /* The tile of R = 2 to 6 rows (the tiles of cells_impl.h's products) */
 static void sc_gemm_tiles_v8(int R, int K, const float *const *a, const float *u, long ks,

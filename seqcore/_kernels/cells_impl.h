@@ -314,8 +314,9 @@ static inline void SC_NAME(sc_pad16)(SC_T *dst, const SC_T *src, int n) {
  * ps = 16, ks = its row stride (SC_UNPACKED(ld)), if H is a multiple of 16 (the 16 lanes of a
  * panel are always read). Z ld ldz; zc is the first column in Z; units at or past H are
  * neither read nor written.
- * Tiles of SC_TILE_ROWS rows (then 4, 3, 2) x SC_TILE_PANELS panels stay in registers across
- * the k loop (on AVX2, tiles of 2 to 6 rows sized at run time, below). Each loaded piece of U
+ * Tiles of up to SC_TILE_ROWS rows x SC_TILE_PANELS panels stay in registers across the k
+ * loop (where SC_TILE_ROWS is 6, and on AVX2, tiles of 2 to 6 rows sized at run time as
+ * SC_TILE_ROWS_FOR; otherwise 4, then 3, 2). Each loaded piece of U
  * serves every row of the tile (a batch of 2 or 3 rows reads U once, not once per row: 21 -> 12
  * us and 31 -> 17 us for K 256 x 1024 units); single rows take 4 panels at a time so that 8
  * independent multiply-add chains hide the latency.
@@ -359,8 +360,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #endif
     /* R rows x PT panels per register tile: a whole tile of existing units is read and written
      * in place; an edge tile goes through zbuf so that nothing past the last unit is touched */
-#define SC_ROW_TILES(R)                                                                       \
-    for (; r + (R) <= rows; r += (R))                                                        \
+#define SC_ROW_TILE(R)                                                                        \
         for (int p = p0; p < p1; p += PT) {                                                  \
             SC_T zbuf[R][PT * 16];                                                           \
             SC_VEC acc[R][TV];                                                               \
@@ -395,11 +395,23 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                                (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
             }                                                                                \
         }
-    SC_ROW_TILES(SC_TILE_ROWS)
-    SC_ROW_TILES(4)
-    SC_ROW_TILES(3)
-    SC_ROW_TILES(2)
-#undef SC_ROW_TILES
+#if SC_TILE_ROWS > 4
+    /* up to 6 rows a tile, the rows split as evenly as SC_TILE_ROWS_FOR splits them (8: 4 + 4,
+     * 16: 6 + 5 + 5): a tile of 2 rows left over from 6 + 2 ran at 8 rows 10% slower than 4 + 4 */
+    for (int R; rows - r >= 2; r += R)
+        switch (R = SC_TILE_ROWS_FOR(rows - r)) {
+            case 6: SC_ROW_TILE(6) break;
+            case 5: SC_ROW_TILE(5) break;
+            case 4: SC_ROW_TILE(4) break;
+            case 3: SC_ROW_TILE(3) break;
+            default: SC_ROW_TILE(2) break;
+        }
+#else
+    for (; r + 4 <= rows; r += 4) SC_ROW_TILE(4)
+    for (; r + 3 <= rows; r += 3) SC_ROW_TILE(3)
+    for (; r + 2 <= rows; r += 2) SC_ROW_TILE(2)
+#endif
+#undef SC_ROW_TILE
     for (; r < rows; r++) {
         const SC_T *a = A + (long)r * lda;
         for (int p = p0; p < p1; p += 4) {

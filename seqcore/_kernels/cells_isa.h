@@ -88,9 +88,13 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 }
 
 /* Vector width for the matrix products: 16 floats where AVX-512 has 32 registers for them
- * (tiles of 4 rows x 4 panels: 16 accumulators fed by 4 loads of U and 4 broadcasts per k;
- * measured 3-6% faster than 4 rows x 1 panel at B = 64, H = 512, and 2-7% faster than 8 rows x
- * 2 panels on the per-step and projection shapes of bench/kernels.py), 8 elsewhere (4 rows x
+ * (tiles of up to 6 rows x 4 panels: 24 accumulators fed by 4 loads of U and 6 broadcasts per
+ * k, rows split evenly (SC_TILE_ROWS_FOR); 4 rows x 4 panels measured 3-6% faster than 4 rows
+ * x 1 panel at B = 64, H = 512, and 2-7% faster than 8 rows x 2 panels on the per-step and
+ * projection shapes of bench/kernels.py (Zen 4); 6 rows x 4 panels then 6-15% faster than
+ * 4 x 4 on the projection and per-step shapes (Sapphire Rapids, 1 thread, C harness: rows x K
+ * x N = 512 x 256 x 1024 146 -> 157 GFLOP/s, 16 x 256 x 768 150 -> 159, 6400 x 1024 x 4096
+ * 120 -> 138; 12 x 2, 8 x 3, 6 x 3 slower than 4 x 4), 8 elsewhere (4 rows x
  * 1 panel, within AVX2's 16 registers). SC_FUSED_ROWS: rows of the fused LSTM step's tiles
  * (4 gates x 16 units per row: 16 accumulators at 4 rows of 16-float vectors, 2 rows of 8-double
  * ones; one row within AVX2's registers). */
@@ -99,7 +103,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #define SC_VEC sc_v16f
 #define SC_VL 16
 #define SC_TILE_PANELS 4
-#define SC_TILE_ROWS 4
+#define SC_TILE_ROWS 6
 #define SC_FUSED_ROWS 4
 #define SC_LSTM_TILES_FULL sc_lstm_tiles_v16  /* cells.h: full panels' tiles in registers */
 #else
