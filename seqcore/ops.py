@@ -276,16 +276,22 @@ def lengths_to_mask(lengths, T):
     return np.arange(T)[:, None] < lengths[None, :]
 
 
-# Rows of a chunk's projection: few on one thread while W fits in the core's L2 cache (the
-# pre-activations are then still in cache when the steps read them), many otherwise (each
-# chunk reads W again, from L3, and with threads each chunk costs two team starts). Measured
-# (LSTM, float32, 1 thread, ms per call, chunk steps -> time): (100, 16, 256, 256) W 1 MiB:
-# 2 -> 19.3, 16 -> 20.7; (100, 64, 256, 256): 1 -> 73.6, 4 -> 77.5; but with W 4 MiB,
-# (50, 64, 512, 512): 2 -> 156, 8 -> 149; 2 threads, (100, 16, 256, 256): 2 -> 13.1,
-# 16 -> 13.0, 32 -> 12.6.
+# Rows of a chunk's projection: on one thread while W fits in the core's L2 cache, as many as
+# keep the chunk's pre-activations within a quarter of that cache (they are then still in
+# cache when the steps read them, and the projection gets enough rows to run at speed); many
+# otherwise (each chunk reads W again, from L3, and with threads each chunk costs two team
+# starts). Measured (LSTM, float32, 1 thread, chunk steps -> time): on Zen 3 (512 KiB L2,
+# a quarter: 32 rows at width 4H = 1024), (100, 16, 256, 256) W 1 MiB: 2 -> 19.3 ms, 16 -> 20.7;
+# (100, 64, 256, 256): 1 -> 73.6, 4 -> 77.5; but with W 4 MiB, (50, 64, 512, 512): 2 -> 156,
+# 8 -> 149; 2 threads, (100, 16, 256, 256): 2 -> 13.1, 16 -> 13.0, 32 -> 12.6. On Sapphire
+# Rapids (2 MiB L2, a quarter: 128 rows at 1024), time against 2 steps, paired in one process:
+# (100, 16, 256, 256) 8 steps 0.946, 16 0.922, 100 0.999; (100, 16, 128, 128) 16 steps (the
+# quarter) 0.937; GRU (100, 16, 256, 256) 8 steps 0.971; (100, 64, 256, 256) 2 steps 0.974
+# against 1, 32 steps 1.108.
 _CHUNK_ROWS = 512
-_CHUNK_ROWS_CACHED = 32
 _CACHED_WEIGHT_BYTES = 1 << 20
+_CHUNK_L2_SHARE = 4
+_L2_UNREPORTED_BYTES = 512 << 10       # where the system does not say (the Zen 3 above)
 
 
 def _chunk_steps(B, width, T, I, itemsize, training=False):
@@ -297,7 +303,11 @@ def _chunk_steps(B, width, T, I, itemsize, training=False):
               and I * width * itemsize <= _CACHED_WEIGHT_BYTES)
     if training and not cached:
         return max(1, T)
-    rows = _CHUNK_ROWS_CACHED if cached else _CHUNK_ROWS
+    if cached:
+        l2 = runtime.l2_cache_bytes() or _L2_UNREPORTED_BYTES
+        rows = l2 // _CHUNK_L2_SHARE // (max(1, width) * itemsize)
+    else:
+        rows = _CHUNK_ROWS
     steps = min(rows // max(1, B), _CHUNK_ELEMENTS // max(1, B * width))
     return max(1, min(T, steps))
 

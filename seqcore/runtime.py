@@ -4,9 +4,11 @@ One number governs both thread pools we use: the thread count of our BLAS. The k
 it at each call and pass it to their OpenMP loops, so `set_num_threads(n)` and threadpoolctl
 limits on our BLAS (e.g. `threadpool_limits(1)`) steer OpenMP and BLAS together.
 """
+import functools
 import operator
 import platform
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -84,6 +86,25 @@ class blas_single_threaded:
         return False
 
 
+_CACHE_SYSFS = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+@functools.lru_cache(maxsize=None)
+def l2_cache_bytes():
+    """Size of one core's L2 cache in bytes, as Linux reports it (sysfs), or 0 where the
+    system does not say. The kernels' inference chunks are sized from it (ops._chunk_steps)."""
+    try:
+        for index in sorted(_CACHE_SYSFS.glob("index*")):
+            if ((index / "level").read_text().strip() == "2"
+                    and (index / "type").read_text().strip() in ("Unified", "Data")):
+                size = (index / "size").read_text().strip()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def config():
     """A dict of version, BLAS, thread and SIMD facts."""
     from . import __version__
@@ -97,6 +118,7 @@ def config():
         "num_threads": get_num_threads(),
         "openmp_max_threads": cpu.openmp_max_threads(),
         "simd": cpu.simd_level(),
+        "l2_cache_bytes": l2_cache_bytes(),
     }
 
 
@@ -112,5 +134,7 @@ def show_config(file=None):
         f"threads:   {c['num_threads']} (seqcore.set_num_threads governs OpenMP and BLAS together; "
         f"OpenMP runtime default {c['openmp_max_threads']})",
         f"SIMD path: {c['simd']}",
+        f"L2 cache:  {c['l2_cache_bytes'] >> 10} KiB per core" if c["l2_cache_bytes"]
+        else "L2 cache:  not reported by the system",
     ]
     print("\n".join(lines), file=file)

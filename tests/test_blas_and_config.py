@@ -158,6 +158,62 @@ def test_steps_are_split_over_the_threads_by_size(call_shape, split):
     assert seen == [(2, 2 if split else 1)]
 
 
+
+def _fake_cache(root, *levels):
+    """A sysfs cache directory with one index per (level, type, size)."""
+    for i, (level, kind, size) in enumerate(levels):
+        d = root / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return root
+
+
+@pytest.mark.parametrize("levels, expected", [
+    ([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"),
+      (3, "Unified", "105M")], 2 << 20),
+    ([(1, "Data", "32K"), (2, "Unified", "512K")], 512 << 10),
+    ([(2, "Unified", "1M")], 1 << 20),
+    ([(1, "Data", "32K")], 0),                          # no L2 reported
+    ([(2, "Unified", "lots")], 0),                      # unreadable size
+    ([], 0),
+])
+def test_l2_cache_size_is_read_from_sysfs(tmp_path, monkeypatch, levels, expected):
+    from seqcore import runtime
+    monkeypatch.setattr(runtime, "_CACHE_SYSFS", _fake_cache(tmp_path, *levels))
+    runtime.l2_cache_bytes.cache_clear()
+    try:
+        assert runtime.l2_cache_bytes() == expected
+    finally:
+        runtime.l2_cache_bytes.cache_clear()
+    assert isinstance(runtime.l2_cache_bytes(), int) and runtime.l2_cache_bytes() >= 0
+
+
+@pytest.mark.parametrize("l2, threads, shape, steps", [
+    (512 << 10, 1, (16, 1024, 100, 256, 4), 2),     # a quarter of 512 KiB: 32 rows of 4 KiB
+    (2 << 20, 1, (16, 1024, 100, 256, 4), 8),       # of 2 MiB: 128 rows
+    (2 << 20, 1, (16, 512, 100, 128, 4), 16),
+    (2 << 20, 1, (16, 1024, 100, 64, 8), 4),        # float64 rows take twice the room
+    (2 << 20, 1, (1, 1024, 100, 128, 4), 100),      # never past T
+    (2 << 20, 1, (300, 1024, 100, 256, 4), 1),      # at least one step
+    (0, 1, (16, 1024, 100, 256, 4), 2),             # L2 not reported: as 512 KiB
+    (2 << 20, 2, (16, 1024, 100, 256, 4), 32),      # two threads: 512 rows, whatever the L2
+    (2 << 20, 1, (16, 4096, 100, 512, 4), 16),      # W 8 MiB: 512 rows, capped by 2^20 values
+])
+def test_inference_chunks_are_sized_by_the_l2_cache(monkeypatch, l2, threads, shape, steps):
+    """ops._chunk_steps: on one thread, with W within _CACHED_WEIGHT_BYTES, a chunk's
+    pre-activations fill a quarter of the core's L2; otherwise 512 rows."""
+    from seqcore import ops, runtime
+    monkeypatch.setattr(runtime, "l2_cache_bytes", lambda: l2)
+    before = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(threads)
+        assert ops._chunk_steps(*shape) == steps
+    finally:
+        seqcore.set_num_threads(before)
+
+
 def _kernel_row(shape, mode, seqcore_ms, ort_ms, torch_ms, share):
     ort = None if ort_ms is None else ort_ms / seqcore_ms
     return dict(cell="lstm", mode=mode, shape=list(shape), threads=1, seqcore_ms=seqcore_ms,
