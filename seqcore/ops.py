@@ -252,7 +252,7 @@ def _packed_workspace(I, H, gates, dtype):
     G*H*16*(ceil(H/16) + ceil(I/16)); one size serves both."""
     forward = gates * -(-H // 16) * 16 * (H + I)
     backward = gates * H * 16 * (-(-H // 16) + -(-I // 16))
-    return _pool.empty(max(forward, backward), dtype)
+    return _pool.empty_aligned(max(forward, backward), dtype)
 
 
 def _inference_weights(prepacked, I, H, gates, dtype):

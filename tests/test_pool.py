@@ -39,6 +39,25 @@ def test_pooled_arrays_are_ordinary_arrays():
     assert pool.empty(300_000, np.float32).shape == (300_000,)
 
 
+
+def test_aligned_arrays_start_on_a_cache_line_whatever_their_size():
+    """pool.empty_aligned: the packed weights' workspace, streamed with 64-byte loads."""
+    held = []                          # kept alive, so that each array gets fresh memory
+    for n in [1, 3, 16, 17, 1000, 4097, 73_728, 300_000]:
+        for dtype in (np.float32, np.float64):
+            a = pool.empty_aligned(n, dtype)
+            assert a.shape == (n,) and a.dtype == dtype
+            assert a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0
+            a[...] = n
+            held.append(a)
+    assert all(np.all(a == a.size) for a in held)      # no two of them overlap
+    big = pool.empty_aligned(BIG, np.float32)              # pooled: aligned as well
+    assert big.shape == BIG and big.ctypes.data % 64 == 0
+    assert pool.empty_aligned((3, np.int64(5)), np.float32).shape == (3, 5)
+    assert pool.empty_aligned(np.int64(7), np.float64).shape == (7,)
+    for I, H, G in [(64, 128, 3), (5, 7, 4), (1, 1, 1)]:
+        assert ops._packed_workspace(I, H, G, np.float32).ctypes.data % 64 == 0
+
 def test_training_results_survive_later_calls():
     """A cache (and outputs) kept by the caller are not overwritten by the next calls."""
     rng = np.random.default_rng(0)

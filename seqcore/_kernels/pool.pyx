@@ -12,6 +12,7 @@ NumPy's views of views keep that Lease as their base. The block returns to the f
 when the Lease is freed, i.e. when no array anywhere still refers to its memory, so recycled
 memory can never alias an array someone holds.
 """
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cython.parallel cimport parallel
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free
@@ -152,11 +153,20 @@ cdef class Lease:
             self.ptr = NULL
 
 
+
+cdef tuple _as_shape(shape):
+    """A shape argument (an int, a tuple, or any integer or sequence of them) as a tuple; an
+    int without np.ndim, which alone costs ~0.7 us."""
+    if isinstance(shape, tuple):
+        return shape
+    if isinstance(shape, int):
+        return (shape,)
+    return (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+
 def empty(shape, dtype):
     """An uninitialized C-contiguous array; pooled memory when it is large."""
     dtype = np.dtype(dtype)
-    shape = tuple(shape) if isinstance(shape, tuple) else (
-        (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape))
+    shape = _as_shape(shape)
     cdef size_t n = dtype.itemsize
     for s in shape:
         n *= <size_t>s
@@ -174,6 +184,27 @@ def empty(shape, dtype):
             _populate(lease.ptr, got)
     return np.frombuffer(lease, dtype=dtype, count=int(n // dtype.itemsize)).reshape(shape)
 
+
+
+def empty_aligned(shape, dtype):
+    """empty(), its data 64-byte aligned also when it is small (pooled blocks always are): for
+    arrays the kernels stream with 64-byte vector loads, the packed weights, where a load that
+    straddles two cache lines costs two. Sapphire Rapids, a GRU streaming step (64 -> 128, one
+    thread), 16 steppers in one process: 3.8-3.9 us a step with the packed weights on a line
+    boundary, 5.5-5.9 us on the other three 16-byte offsets that np.empty gives."""
+    dtype = np.dtype(dtype)
+    cdef size_t n = dtype.itemsize
+    shape = _as_shape(shape)
+    for s in shape:
+        n *= <size_t>s
+    if n >= MIN_BYTES:
+        return empty(shape, dtype)
+    raw = np.empty(n + 64, np.uint8)
+    cdef Py_buffer view
+    PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)    # its address, without a memoryview
+    cdef size_t skip = (64 - (<uintptr_t>view.buf & 63)) & 63
+    PyBuffer_Release(&view)
+    return raw[skip:skip + n].view(dtype).reshape(shape)
 
 def zeros(shape, dtype):
     """empty() filled with zeros."""
