@@ -20,8 +20,9 @@ from rnn_cases import (TOLERANCE, VARIANTS, backward, finite_difference_check, f
 
 # (T, B, I, H): single step, single row, hidden 1, sizes off the SIMD width, blocks that split;
 # the row tiles of the products and the LSTM step, of up to 6 rows sized at run time (B = 7:
-# 4 + 3, 9: 5 + 4, 14: 5 + 5 + 4, 15: 5 + 5 + 5, 18: 6 + 6 + 6), 2-row and single-row tiles
-# (B = 2, 1)
+# 4 + 3, 9: 5 + 4, 14: 5 + 5 + 4, 15: 5 + 5 + 5, 18: 6 + 6 + 6), the GRU step's of up to 8
+# on AVX-512 (7, 9: 5 + 4, 10: 5 + 5, 14: 7 + 7, 15: 8 + 7, 18: 6 + 6 + 6), 2-row and
+# single-row tiles (B = 2, 1)
 SHAPES = [(1, 1, 1, 1), (1, 3, 5, 7), (5, 1, 4, 17), (9, 4, 3, 33), (6, 7, 13, 16),
           (4, 2, 5, 65), (3, 9, 2, 130), (2, 15, 6, 40), (2, 10, 3, 273),
           (30, 9, 4, 20), (40, 14, 3, 9), (3, 18, 5, 48)]

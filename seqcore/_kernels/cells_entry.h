@@ -427,13 +427,19 @@ static void SC_ENTRY(sc_gru_forward_step)(
         const SC_T *rmask, SC_T *Hp_next, SC_T *H_next, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
     SC_CLAIMED_UNITS_BEGIN(cl, s, H, SC_BLOCK_UNITS)
-        for (int g = 0; g < 3; g++) {
-            SC_FILL_TAIL(active, rows, AH, 3 * H, bh, g * H);
-            SC_RECURRENT_SET(active, H, Hp, Upk, g, AH, 3 * H, g * H, bh);
+        /* the fused panels first (where this CPU's variant has them), the rest below */
+        int jf = SC_BEST(sc_gru_forward_fused)(rows, active, j0, j1, H, Hp, Upk, bh, AX, h,
+                                               valid, y, An_store, rmask, Hp_next, H_next);
+        if (jf < j1) {
+            int j0 = jf;                     /* the units left, for the macros' j0 */
+            for (int g = 0; g < 3; g++) {
+                SC_FILL_TAIL(active, rows, AH, 3 * H, bh, g * H);
+                SC_RECURRENT_SET(active, H, Hp, Upk, g, AH, 3 * H, g * H, bh);
+            }
+            SC_BEST(sc_gru_forward_block)(rows, j0, j1, H, AX, AH, h, valid, y, An_store);
+            SC_NEXT_STATE(rows, H, h, rmask, Hp_next);
+            SC_NEXT_STATE(rows, H, h, NULL, H_next);
         }
-        SC_BEST(sc_gru_forward_block)(rows, j0, j1, H, AX, AH, h, valid, y, An_store);
-        SC_NEXT_STATE(rows, H, h, rmask, Hp_next);
-        SC_NEXT_STATE(rows, H, h, NULL, H_next);
     SC_CLAIMED_UNITS_END
 }
 

@@ -733,3 +733,43 @@ static void SC_NAME(sc_lstm_forward_item)(
     for (; r < rows; r++)                    /* masked rows past the last valid one */
         SC_NAME(sc_lstm_row_outputs)(0, j0, n, H, r, c, h, y, c_store, rmask, Hp_next);
 }
+
+/* ====================== GRU (reset_after) forward step, fused ====================== */
+
+/* Units [j0, j1) of one GRU step (reset_after; j0 a multiple of 16) for every row, as far as
+ * this variant fuses them: where SC_GRU_TILES_FULL is defined (float32 on AVX-512), each full
+ * panel of 16 units gets its recurrent product (packed U, gate by gate: sc_pack_panels) and
+ * its pointwise pass in register tiles (cells.h sc_gru_tiles_v16) for the rows below
+ * `active`, and the rows from `active` on (masked) only their outputs. Returns the first unit
+ * not done (j0 where the variant fuses nothing, or from an edge panel on), which the caller
+ * then takes through AH and sc_gru_forward_block. Arguments as sc_gru_forward_block and the
+ * entry's sc_gru_forward_step. */
+static int SC_NAME(sc_gru_forward_fused)(
+        int rows, int active, int j0, int j1, int H, const SC_T *Hp, const SC_T *Upk,
+        const SC_T *bh, SC_T *AX, SC_T *h, const unsigned char *valid, SC_T *y,
+        SC_T *An_store, const SC_T *rmask, SC_T *Hp_next, SC_T *H_next) {
+#ifdef SC_GRU_TILES_FULL
+    const long gs = (long)((H + 15) / 16) * H * 16;      /* from one gate's panels to the next */
+    for (; j0 + 16 <= j1; j0 += 16) {
+        SC_GRU_TILES_FULL(active, j0, H, Hp, Upk + (long)j0 * H, gs, bh, AX, h, valid, y,
+                          An_store, rmask, Hp_next, H_next);
+        for (int b = active; b < rows; b++) {           /* masked rows past the last valid */
+            long o = (long)b * H + j0;
+            if (An_store) {
+                if (bh) memcpy(An_store + o, bh + 2 * H + j0, 16 * sizeof(SC_T));
+                else memset(An_store + o, 0, 16 * sizeof(SC_T));
+            }
+            if (y) memset(y + o, 0, 16 * sizeof(SC_T));
+            if (Hp_next && rmask)
+                for (int j = 0; j < 16; j++) Hp_next[o + j] = h[o + j] * rmask[o + j];
+            else if (Hp_next)
+                memcpy(Hp_next + o, h + o, 16 * sizeof(SC_T));
+            if (H_next) memcpy(H_next + o, h + o, 16 * sizeof(SC_T));
+        }
+    }
+#else
+    (void)rows; (void)active; (void)j1; (void)H; (void)Hp; (void)Upk; (void)bh; (void)AX;
+    (void)h; (void)valid; (void)y; (void)An_store; (void)rmask; (void)Hp_next; (void)H_next;
+#endif
+    return j0;
+}
