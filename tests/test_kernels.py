@@ -136,6 +136,17 @@ def test_training_products_by_blas_or_packed(variant, blas, threads, shape, opti
                                                 scale=0.1, **options))
 
 
+
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+def test_wide_layers_products_in_blocks_of_k_and_single_panels(variant):
+    """H = 600 at two threads: the backward step's recurrent gradient takes items of one panel
+    of 16 units (their columns of U^T pass SC_GRAD_TALL_BYTES), and its products, like the
+    input gradient, run over K = G*H > SC_K_BLOCK in blocks of k (cells_impl.h); the 38
+    panels of a product leave 2 past the last whole group of 4."""
+    with num_threads(2):
+        compare_with_reference(make_problem(variant, 2, 3, 5, 600, dtype=np.float32, mask=True,
+                                            dropout=True, scale=0.05))
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("mask,reverse,dropout,initial,bias",
                          list(itertools.product([False, True], repeat=5)))

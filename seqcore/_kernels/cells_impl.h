@@ -327,7 +327,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                                        int ldz, int zc, int H, const SC_T *init,
                                        int from_init) {
     const int W = 16, NV = 16 / SC_VL;    /* panel width in units and in vectors */
-    enum { PT = SC_TILE_PANELS, TV = SC_TILE_PANELS * 16 / SC_VL };
+    enum { PT = SC_TILE_PANELS };
 #define SC_ZROW(r, p) (Z + (long)(r) * ldz + zc + (p) * W)
 #define SC_PANEL(p) (Upk + (long)(p) * ps)
 #define SC_UNITS(p) (H - (p) * W < W ? H - (p) * W : W)     /* units of panel p that exist */
@@ -358,59 +358,72 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                     memcpy(SC_ZROW(r + i, p), zbuf[i], (size_t)nu * sizeof(SC_T));
         }
 #endif
-    /* R rows x PT panels per register tile: a whole tile of existing units is read and written
-     * in place; an edge tile goes through zbuf so that nothing past the last unit is touched */
-#define SC_ROW_TILE(R)                                                                        \
-        for (int p = p0; p < p1; p += PT) {                                                  \
-            SC_T zbuf[R][PT * 16];                                                           \
-            SC_VEC acc[R][TV];                                                               \
-            const SC_T *u[PT], *a[R];                                                        \
-            for (int q = 0; q < PT; q++) u[q] = SC_PANEL(p + q < p1 ? p + q : p);            \
-            int whole = p + PT <= p1 && (p + PT) * W <= H;                                   \
+    /* R rows x PTN panels per register tile, over panels [pa, pb): a whole tile of existing
+     * units is read and written in place; an edge tile goes through zbuf so that nothing past
+     * the last unit is touched. Tiles of PT panels take the panels in whole groups of PT,
+     * one-panel tiles the rest (pw below): a PT-panel tile over fewer panels would multiply
+     * repeats of its first panel and throw them away (4x the work for the one-panel items of
+     * a backward step's recurrent gradient at H = 1024, sc_recurrent_grad's tall case). */
+#define SC_ROW_TILE(R, PTN, pa, pb)                                                          \
+        for (int p = (pa); p < (pb); p += (PTN)) {                                           \
+            enum { TVN = (PTN) * 16 / SC_VL };                                               \
+            SC_T zbuf[R][(PTN) * 16];                                                        \
+            SC_VEC acc[R][TVN];                                                              \
+            const SC_T *u[PTN], *a[R];                                                       \
+            for (int q = 0; q < (PTN); q++) u[q] = SC_PANEL(p + q < (pb) ? p + q : p);       \
+            int whole = p + (PTN) <= (pb) && (p + (PTN)) * W <= H;                           \
             for (int i = 0; i < (R); i++) {                                                  \
                 const SC_T *src = SC_START(r + i, p);                                        \
                 a[i] = A + (long)(r + i) * lda;                                              \
                 if (!whole && src) {                                                         \
                     memset(zbuf[i], 0, sizeof zbuf[i]);                                      \
-                    for (int q = 0; q < PT && p + q < p1; q++)                               \
+                    for (int q = 0; q < (PTN) && p + q < (pb); q++)                          \
                         memcpy(zbuf[i] + q * W, SC_START(r + i, p + q),                      \
                                (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
                     src = zbuf[i];                                                           \
                 }                                                                            \
-                for (int v = 0; v < TV; v++)                                                 \
+                for (int v = 0; v < TVN; v++)                                                \
                     acc[i][v] = src ? SC_LOADV(src + v * SC_VL) : (SC_VEC){0};               \
             }                                                                                \
             for (int k = 0; k < K; k++)                                                      \
-                for (int q = 0; q < PT; q++)                                                 \
+                for (int q = 0; q < (PTN); q++)                                              \
                     for (int v = 0; v < NV; v++) {                                           \
                         SC_VEC uv = SC_LOADV(u[q] + (long)k * ks + v * SC_VL);               \
                         for (int i = 0; i < (R); i++) acc[i][q * NV + v] += a[i][k] * uv;    \
                     }                                                                        \
             for (int i = 0; i < (R); i++) {                                                  \
                 SC_T *dst = whole ? SC_ZROW(r + i, p) : zbuf[i];                             \
-                for (int v = 0; v < TV; v++) SC_STOREV(dst + v * SC_VL, acc[i][v]);          \
+                for (int v = 0; v < TVN; v++) SC_STOREV(dst + v * SC_VL, acc[i][v]);         \
                 if (!whole)                                                                  \
-                    for (int q = 0; q < PT && p + q < p1; q++)                               \
+                    for (int q = 0; q < (PTN) && p + q < (pb); q++)                          \
                         memcpy(SC_ZROW(r + i, p + q), zbuf[i] + q * W,                       \
                                (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
             }                                                                                \
         }
+    const int pw = p0 + (p1 - p0) / PT * PT;         /* panels [p0, pw) in groups of PT */
+#if SC_TILE_PANELS > 1
+#define SC_ROW_TILES(R) SC_ROW_TILE(R, PT, p0, pw) SC_ROW_TILE(R, 1, pw, p1)
+#else
+#define SC_ROW_TILES(R) SC_ROW_TILE(R, PT, p0, p1)
+#endif
 #if SC_TILE_ROWS > 4
     /* up to 6 rows a tile, the rows split as evenly as SC_TILE_ROWS_FOR splits them (8: 4 + 4,
      * 16: 6 + 5 + 5): a tile of 2 rows left over from 6 + 2 ran at 8 rows 10% slower than 4 + 4 */
     for (int R; rows - r >= 2; r += R)
         switch (R = SC_TILE_ROWS_FOR(rows - r)) {
-            case 6: SC_ROW_TILE(6) break;
-            case 5: SC_ROW_TILE(5) break;
-            case 4: SC_ROW_TILE(4) break;
-            case 3: SC_ROW_TILE(3) break;
-            default: SC_ROW_TILE(2) break;
+            case 6: SC_ROW_TILES(6) break;
+            case 5: SC_ROW_TILES(5) break;
+            case 4: SC_ROW_TILES(4) break;
+            case 3: SC_ROW_TILES(3) break;
+            default: SC_ROW_TILES(2) break;
         }
 #else
-    for (; r + 4 <= rows; r += 4) SC_ROW_TILE(4)
-    for (; r + 3 <= rows; r += 3) SC_ROW_TILE(3)
-    for (; r + 2 <= rows; r += 2) SC_ROW_TILE(2)
+    for (; r + 4 <= rows; r += 4) SC_ROW_TILES(4)
+    for (; r + 3 <= rows; r += 3) SC_ROW_TILES(3)
+    for (; r + 2 <= rows; r += 2) SC_ROW_TILES(2)
 #endif
+    (void)pw;
+#undef SC_ROW_TILES
 #undef SC_ROW_TILE
     for (; r < rows; r++) {
         const SC_T *a = A + (long)r * lda;
@@ -445,15 +458,21 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #undef SC_START
 }
 
-/* The same product over blocks of SC_ROW_BLOCK rows x SC_PANEL_BLOCK panels: a block's piece
- * of packed U (K x 256 units) is reused by every row tile of the block while it is still in
- * cache, and the block's rows of A stay in cache across its panel blocks, instead of every
- * tile streaming all of U and every panel streaming all of A. Measured alone (bench of this
- * function, 1 thread, GFLOP/s): the backward step's dZ U^T (rows 128, K 4096, H 1024) 82 -> 106;
- * an input projection (rows 1600, K 256, H 1024) 99 -> 106.5; per-step products at B = 16..64
- * unchanged at 110-112. Blocking k as well (256-1024) measured no better. */
+/* The same product over blocks of SC_ROW_BLOCK rows x SC_PANEL_BLOCK panels x SC_K_BLOCK
+ * values of k: a block's piece of packed U (up to 1024 x 256 units, 1 MiB in float32) is
+ * reused by every row tile of the block while it is still in cache, and the block's rows of A
+ * stay in cache across its panel blocks, instead of every tile streaming all of U and every
+ * panel streaming all of A. Measured alone (bench of this function, 1 thread, GFLOP/s): the
+ * backward step's dZ U^T (rows 128, K 4096, H 1024) 82 -> 106; an input projection (rows 1600,
+ * K 256, H 1024) 99 -> 106.5; per-step products at B = 16..64 unchanged at 110-112 (Zen 4,
+ * 1 MiB L2, where blocking k as well measured no better). On Sapphire Rapids (2 MiB L2) the
+ * K = 4096 product ran at 73 GFLOP/s unblocked (its 4 MiB of U per panel block from L3), 152
+ * with k in blocks of 1024, 143 of 512, 109 of 2048; products of K <= 1024 are one block. */
 #define SC_ROW_BLOCK 256
 #define SC_PANEL_BLOCK 16
+#ifndef SC_K_BLOCK
+#define SC_K_BLOCK 1024
+#endif
 static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
                                         const SC_T *Upk, long ps, int ks, int p0, int p1, SC_T *Z,
                                         int ldz, int zc, int H, const SC_T *init,
@@ -461,9 +480,13 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
     for (int r0 = 0; r0 < rows; r0 += SC_ROW_BLOCK) {
         int rn = rows - r0 < SC_ROW_BLOCK ? rows - r0 : SC_ROW_BLOCK;
         for (int pb = p0; pb < p1; pb += SC_PANEL_BLOCK)
-            SC_NAME(sc_gemm_acc_block)(rn, K, A + (long)r0 * lda, lda, Upk, ps, ks, pb,
-                                       pb + SC_PANEL_BLOCK < p1 ? pb + SC_PANEL_BLOCK : p1,
-                                       Z + (long)r0 * ldz, ldz, zc, H, init, from_init);
+            for (int k0 = 0; k0 < K; k0 += SC_K_BLOCK)    /* later blocks add to the sums */
+                SC_NAME(sc_gemm_acc_block)(rn, K - k0 < SC_K_BLOCK ? K - k0 : SC_K_BLOCK,
+                                           A + (long)r0 * lda + k0, lda, Upk + (long)k0 * ks,
+                                           ps, ks, pb,
+                                           pb + SC_PANEL_BLOCK < p1 ? pb + SC_PANEL_BLOCK : p1,
+                                           Z + (long)r0 * ldz, ldz, zc, H, init,
+                                           k0 == 0 && from_init);
     }
 }
 
