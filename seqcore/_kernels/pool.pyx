@@ -153,7 +153,6 @@ cdef class Lease:
             self.ptr = NULL
 
 
-
 cdef tuple _as_shape(shape):
     """A shape argument (an int, a tuple, or any integer or sequence of them) as a tuple; an
     int without np.ndim, which alone costs ~0.7 us."""
@@ -162,6 +161,7 @@ cdef tuple _as_shape(shape):
     if isinstance(shape, int):
         return (shape,)
     return (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+
 
 def empty(shape, dtype):
     """An uninitialized C-contiguous array; pooled memory when it is large."""
@@ -185,7 +185,6 @@ def empty(shape, dtype):
     return np.frombuffer(lease, dtype=dtype, count=int(n // dtype.itemsize)).reshape(shape)
 
 
-
 def empty_aligned(shape, dtype):
     """empty(), its data 64-byte aligned also when it is small (pooled blocks always are): for
     arrays the kernels stream with 64-byte vector loads, the packed weights, where a load that
@@ -205,6 +204,7 @@ def empty_aligned(shape, dtype):
     cdef size_t skip = (64 - (<uintptr_t>view.buf & 63)) & 63
     PyBuffer_Release(&view)
     return raw[skip:skip + n].view(dtype).reshape(shape)
+
 
 def zeros(shape, dtype):
     """empty() filled with zeros."""
