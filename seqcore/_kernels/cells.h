@@ -49,7 +49,10 @@
  * independent chains, fewer than about 10 of which do not hide the multiply-add latency.
  * 6 or fewer come back as is: the callers decide whether 1 or 2 rows take a tile (the AVX2
  * products take 2; the AVX2 LSTM step gives both to its 8-chain one-row tile). */
-#define SC_TILE_ROWS_FOR(n) ((n) <= 6 ? (n) : ((n) + ((n) + 5) / 6 - 1) / (((n) + 5) / 6))
+#define SC_TILE_ROWS_FOR(n) SC_TILE_ROWS_UPTO(n, 6)
+/* the same for tiles of up to m rows: ceil(n / tiles) rows, tiles = ceil(n / m) */
+#define SC_TILE_ROWS_UPTO(n, m)                                                              \
+    ((n) <= (m) ? (n) : ((n) + ((n) + (m) - 1) / (m) - 1) / (((n) + (m) - 1) / (m)))
 
 /* ---- activations, applied to arrays: out[j] = act(x[j]) for j < n (out may equal x). ----
  *
@@ -430,9 +433,8 @@ static void sc_gru_tiles_v16(int active, int j0, int H, const float *Hp, const f
                              float *H_next) {
 #define SC_TILE(R) sc_gru_tile##R##_v16(r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store, \
                                         rmask, Hp_next, H_next)
-    for (int r = 0, R, n; r < active; r += R) {
-        n = active - r;
-        R = n <= 8 ? n : (n + (n + 7) / 8 - 1) / ((n + 7) / 8);
+    for (int r = 0, R; r < active; r += R) {
+        R = SC_TILE_ROWS_UPTO(active - r, 8);
         if (R == 8) SC_TILE(8);
         else if (R == 7) SC_TILE(7);
         else SC_TILE_OF_ROWS(R, SC_TILE);

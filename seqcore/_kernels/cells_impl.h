@@ -400,8 +400,8 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                                (size_t)SC_UNITS(p + q) * sizeof(SC_T));                      \
             }                                                                                \
         }
-    const int pw = p0 + (p1 - p0) / PT * PT;         /* panels [p0, pw) in groups of PT */
 #if SC_TILE_PANELS > 1
+    const int pw = p0 + (p1 - p0) / PT * PT;         /* panels [p0, pw) in groups of PT */
 #define SC_ROW_TILES(R) SC_ROW_TILE(R, PT, p0, pw) SC_ROW_TILE(R, 1, pw, p1)
 #else
 #define SC_ROW_TILES(R) SC_ROW_TILE(R, PT, p0, p1)
@@ -422,7 +422,6 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
     for (; r + 3 <= rows; r += 3) SC_ROW_TILES(3)
     for (; r + 2 <= rows; r += 2) SC_ROW_TILES(2)
 #endif
-    (void)pw;
 #undef SC_ROW_TILES
 #undef SC_ROW_TILE
     for (; r < rows; r++) {
@@ -773,23 +772,24 @@ static int SC_NAME(sc_gru_forward_fused)(
         SC_T *An_store, const SC_T *rmask, SC_T *Hp_next, SC_T *H_next) {
 #ifdef SC_GRU_TILES_FULL
     const long gs = (long)((H + 15) / 16) * H * 16;      /* from one gate's panels to the next */
-    for (; j0 + 16 <= j1; j0 += 16) {
+    const int first = j0;
+    for (; j0 + 16 <= j1; j0 += 16)
         SC_GRU_TILES_FULL(active, j0, H, Hp, Upk + (long)j0 * H, gs, bh, AX, h, valid, y,
                           An_store, rmask, Hp_next, H_next);
-        for (int b = active; b < rows; b++) {           /* masked rows past the last valid */
-            long o = (long)b * H + j0;
-            if (An_store) {
-                if (bh) memcpy(An_store + o, bh + 2 * H + j0, 16 * sizeof(SC_T));
-                else memset(An_store + o, 0, 16 * sizeof(SC_T));
-            }
-            if (y) memset(y + o, 0, 16 * sizeof(SC_T));
-            if (Hp_next && rmask)
-                for (int j = 0; j < 16; j++) Hp_next[o + j] = h[o + j] * rmask[o + j];
-            else if (Hp_next)
-                memcpy(Hp_next + o, h + o, 16 * sizeof(SC_T));
-            if (H_next) memcpy(H_next + o, h + o, 16 * sizeof(SC_T));
-        }
+    /* the masked rows past the last valid one, units [first, j0): what the unfused path
+     * leaves there (An: the recurrent bias's n block; y zero; the states passed on) */
+    long o = (long)active * H;
+    for (int b = active; b < rows; b++) {
+        SC_T *an = An_store ? An_store + (long)b * H : NULL;
+        if (bh) SC_COPY_UNITS(an, bh + 2 * H, first, j0);
+        else SC_ZERO_UNITS(an, first, j0);
+        SC_ZERO_UNITS(y ? y + (long)b * H : NULL, first, j0);
     }
+    if (Hp_next)
+        SC_NAME(sc_masked_state_block)(rows - active, first, j0, H, h + o,
+                                       rmask ? rmask + o : NULL, Hp_next + o);
+    if (H_next)
+        SC_NAME(sc_masked_state_block)(rows - active, first, j0, H, h + o, NULL, H_next + o);
 #else
     (void)rows; (void)active; (void)j1; (void)H; (void)Hp; (void)Upk; (void)bh; (void)AX;
     (void)h; (void)valid; (void)y; (void)An_store; (void)rmask; (void)Hp_next; (void)H_next;
