@@ -4,6 +4,7 @@ distribution): glorot_uniform, orthogonal, uniform (Embedding's default), zeros,
 Each is a function (shape, rng, dtype) -> array; `get(name)` looks one up by name.
 """
 import numpy as np
+import threadpoolctl
 
 __all__ = ["glorot_uniform", "orthogonal", "uniform", "zeros", "ones", "get"]
 
@@ -27,7 +28,12 @@ def orthogonal(shape, rng, dtype):
     matrix's QR decomposition, signs fixed by R's diagonal so that Q is uniformly distributed."""
     rows, cols = int(np.prod(shape[:-1])), shape[-1]
     a = rng.standard_normal((max(rows, cols), min(rows, cols)))
-    q, r = np.linalg.qr(a)
+    # NumPy's BLAS on one thread: on several, its idle threads keep spinning for ~0.1 s after
+    # the QR and take a core from the first kernel call (2 threads, a layer built and then
+    # trained at once, LSTM (100, 64, 512, 512): the first forward 166-172 ms against 110-115
+    # after a pause). One thread was as fast as two for these QRs (2048 x 512: 111 / 122-157 ms).
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        q, r = np.linalg.qr(a)
     q *= np.sign(np.diag(r))
     if rows < cols:
         q = q.T

@@ -65,6 +65,28 @@ def test_set_num_threads_controls_blas_and_threadpoolctl_sees_it():
     assert seqcore.get_num_threads() == before
 
 
+def test_orthogonal_initializer_runs_numpys_qr_on_one_thread(monkeypatch):
+    """NumPy's BLAS threads spin for ~0.1 s after a call; an initializer's QR on several would
+    leave them spinning into the first kernel call after a layer is built."""
+    from threadpoolctl import threadpool_info
+
+    from seqcore import initializers
+    counts_before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    seen = []
+    qr = np.linalg.qr
+
+    def recording_qr(a):
+        seen.append([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"])
+        return qr(a)
+
+    monkeypatch.setattr(np.linalg, "qr", recording_qr)
+    q = initializers.orthogonal((8, 32), np.random.default_rng(0), np.float64)
+    np.testing.assert_allclose(q @ q.T, np.eye(8), atol=1e-12)
+    assert seen and all(n == 1 for n in seen[0]), seen
+    assert [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas"] == counts_before
+
+
 @pytest.mark.parametrize("bad,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError)])
 def test_set_num_threads_rejects_bad_values(bad, exc):
     with pytest.raises(exc, match="set_num_threads"):
