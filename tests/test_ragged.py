@@ -214,3 +214,39 @@ def test_ragged_outputs_handed_on_by_every_thread(cell, reverse, monkeypatch):
                     np.testing.assert_allclose(out, want, rtol=0, atol=tol * np.abs(want).max())
     finally:
         seqcore.set_num_threads(before)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("split", [True, False])
+def test_batch_first_outputs_handed_on_when_steps_are_split(cell, split, monkeypatch):
+    """A batch-first caller's rows in their own order (no mask, or a mask needing no reorder)
+    are handed on into batch-major memory when the steps are split over threads (ops._outputs),
+    and written time-major when they are not: the reference's outputs either way, training and
+    inference, forward and reverse, float32 and float64."""
+    import seqcore
+
+    monkeypatch.setattr(ops, "_STEP_SPLIT", split)
+    rng = np.random.default_rng(13)
+    T, B, I, H = 6, 5, 4, 48
+    W, U, b = weights(rng, cell, I, H)
+    lengths = np.array([6, 6, 4, 2, 0])         # longest first: no reorder
+    xb = rng.standard_normal((B, T, I))
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(2)
+    try:
+        for mask in (None, np.arange(T)[:, None] < lengths[None, :]):
+            for reverse in (False, True):
+                want = getattr(reference, f"{cell}_forward")(xb.transpose(1, 0, 2), W, U, b,
+                                                             mask=mask, reverse=reverse)[0]
+                for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+                    xs = xb.astype(dtype).transpose(1, 0, 2)          # batch-major (T, B, I)
+                    for training in (True, False):
+                        out = getattr(ops, f"{cell}_forward")(
+                            xs, W.astype(dtype), U.astype(dtype), b.astype(dtype), mask=mask,
+                            reverse=reverse, training=training)[0]
+                        assert out.dtype == dtype
+                        assert (out.swapaxes(0, 1) if split else out).flags.c_contiguous
+                        np.testing.assert_allclose(out, want, rtol=0,
+                                                   atol=tol * np.abs(want).max())
+    finally:
+        seqcore.set_num_threads(before)
