@@ -75,3 +75,37 @@ def test_training_results_survive_later_calls():
     again = ops.lstm_backward(np.ones_like(y1), None, None, cache1)
     for want, got in zip(g_copy, [a for a in again if a is not None]):
         np.testing.assert_array_equal(got, want)
+
+
+def test_backward_writes_every_weight_gradient_into_reused_memory():
+    """The weight gradients come from the pool uninitialized (ops._weight_gradients): a backward
+    call must write all of them. The blocks they will reuse are filled with NaN first; the
+    gradients must still be the reference's, for every cell (the GRU's reset-before dU is
+    written in two column blocks), whole and ragged batches."""
+    from seqcore import reference
+
+    rng = np.random.default_rng(4)
+    T, B = 3, 2
+    cases = [("lstm", 4, {}), ("gru", 3, {"reset_after": True}),
+             ("gru", 3, {"reset_after": False}), ("rnn", 1, {})]
+    for cell, G, extra in cases:
+        I = H = 256 if G > 1 else 512    # dW, dU: 1.5-2 MiB each in float64, pooled
+        x = rng.standard_normal((T, B, I))
+        dy = rng.standard_normal((T, B, H))
+        W = rng.standard_normal((I, G * H)) * 0.05
+        U = rng.standard_normal((H, G * H)) * 0.05
+        b = rng.standard_normal((2, G * H) if extra.get("reset_after") else G * H) * 0.1
+        for mask in (None, np.array([[1, 1], [1, 0], [0, 0]], bool)):
+            out = getattr(ops, f"{cell}_forward")(x, W, U, b, mask=mask, training=True, **extra)
+            ref = getattr(reference, f"{cell}_forward")(x, W, U, b, mask=mask, **extra)
+            ops.release_memory()
+            blocks = [pool.empty((I, G * H), np.float64) for _ in range(2)]
+            for block in blocks:               # the blocks dW and dU will take: all NaN
+                block.fill(np.nan)
+            del blocks, block
+            gc.collect()
+            finals = [None] * (2 if cell == "lstm" else 1)
+            got = getattr(ops, f"{cell}_backward")(dy, *finals, out[-1])
+            want = getattr(reference, f"{cell}_backward")(dy, *finals, ref[-1])
+            for g, w in zip(got[1:3], want[1:3]):
+                np.testing.assert_allclose(g, w, rtol=0, atol=1e-10 * np.abs(w).max())
