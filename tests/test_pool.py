@@ -2,6 +2,7 @@
 import gc
 
 import numpy as np
+import pytest
 
 from seqcore import ops
 from seqcore._kernels import pool
@@ -77,12 +78,16 @@ def test_training_results_survive_later_calls():
         np.testing.assert_array_equal(got, want)
 
 
-def test_backward_writes_every_weight_gradient_into_reused_memory():
+@pytest.mark.parametrize("blas", ["0", "1"])
+def test_backward_writes_every_weight_gradient_into_reused_memory(blas, monkeypatch):
     """The weight gradients come from the pool uninitialized (ops._weight_gradients): a backward
     call must write all of them. The blocks they will reuse are filled with NaN first; the
     gradients must still be the reference's, for every cell (the GRU's reset-before dU is
-    written in two column blocks), whole and ragged batches."""
+    written in two column blocks), whole and ragged batches, through the packed products and
+    through BLAS (SEQCORE_BLAS_PRODUCTS=1: beta 0, C not read)."""
     from seqcore import reference
+
+    monkeypatch.setenv("SEQCORE_BLAS_PRODUCTS", blas)
 
     rng = np.random.default_rng(4)
     T, B = 3, 2
