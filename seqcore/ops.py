@@ -253,16 +253,17 @@ def _thread_counts(call_shape):
     return n_threads, max(1, min(step_threads, H // 16))   # threads own blocks of >= 16 units
 
 
-def _weight_gradients(I, H, gates, dtype):
-    """dW (I, gates*H) and dU (H, gates*H) for a backward call over at least one step and row,
-    uninitialized: the scans write every value of both (scan.pxd weight_gradient: each row of
-    the product from zero, zeros where no row counts, BLAS with beta 0), so the zero fill that
-    the empty-call path needs would be a wasted pass (LSTM training step (100, 1, 128, 256),
-    paired: 0.96-0.97x the time without it at 1 thread, 0.97x at 2; (100, 16, 256, 256)
-    0.99x; the GRU's at (100, 1, 128, 256) 0.996x). The biases' gradients and dX stay
-    zero-filled: sums are added into the first, and a ragged batch's finished rows of the
-    second are left alone."""
-    return _pool.empty((I, gates * H), dtype), _pool.empty((H, gates * H), dtype)
+def _weight_gradients(I, H, gates, dtype, written):
+    """dW (I, gates*H) and dU (H, gates*H) of a backward call: zeros, or, when the scans will
+    write them (written: a call over at least one step and row), uninitialized: the scans
+    write every value of both (scan.pxd weight_gradient: each row of the product from zero,
+    zeros where no row counts, BLAS with beta 0), so the zero fill that the empty call needs
+    would be a wasted pass (LSTM training step (100, 1, 128, 256), paired: 0.96-0.97x the
+    time without it at 1 thread, 0.97x at 2; (100, 16, 256, 256) 0.99x; the GRU's at
+    (100, 1, 128, 256) 0.996x). The biases' gradients and dX stay zero-filled: sums are added
+    into the first, and a ragged batch's finished rows of the second are left alone."""
+    make = _pool.empty if written else _pool.zeros
+    return make((I, gates * H), dtype), make((H, gates * H), dtype)
 
 
 def _packed_workspace(I, H, gates, dtype):
@@ -438,10 +439,10 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     a = cache
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     dX = _pool.zeros((T, B, I), dtype)
+    dW, dU = _weight_gradients(I, H, 4, dtype, written=T > 0 and B > 0)
     db = None if a["bias"] is None else _pool.zeros(4 * H, dtype)
     if T == 0 or B == 0:
-        return dX, _pool.zeros((I, 4 * H), dtype), _pool.zeros((H, 4 * H), dtype), db, dh, dc
-    dW, dU = _weight_gradients(I, H, 4, dtype)
+        return dX, dW, dU, db, dh, dc
     _run(_lstm.backward, (T, B, 4, H), dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
          a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
          a["XD"], _pool.empty((T, B, 4 * H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
@@ -506,12 +507,12 @@ def gru_backward(d_outputs, d_h_n, cache):
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     reset_after = a["reset_after"]
     dX = _pool.zeros((T, B, I), dtype)
+    dW, dU = _weight_gradients(I, H, 3, dtype, written=T > 0 and B > 0)
     db = None
     if a["bias"] is not None:
         db = _pool.zeros((2, 3 * H) if reset_after else (3 * H,), dtype)
     if T == 0 or B == 0:
-        return dX, _pool.zeros((I, 3 * H), dtype), _pool.zeros((H, 3 * H), dtype), db, dh
-    dW, dU = _weight_gradients(I, H, 3, dtype)
+        return dX, dW, dU, db, dh
     db_x, db_h = (None, None) if db is None else ((db[0], db[1]) if reset_after else (db, None))
     dAH = _pool.empty((T, B, 3 * H), dtype) if reset_after else None
     _run(_gru.backward, (T, B, 3, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
@@ -574,10 +575,10 @@ def rnn_backward(d_outputs, d_h_n, cache):
     a = cache
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     dX = _pool.zeros((T, B, I), dtype)
+    dW, dU = _weight_gradients(I, H, 1, dtype, written=T > 0 and B > 0)
     db = None if a["bias"] is None else _pool.zeros(H, dtype)
     if T == 0 or B == 0:
-        return dX, _pool.zeros((I, H), dtype), _pool.zeros((H, H), dtype), db, dh
-    dW, dU = _weight_gradients(I, H, 1, dtype)
+        return dX, dW, dU, db, dh
     _run(_rnn.backward, (T, B, 1, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
          a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"], a["XD"],
          _pool.empty((T, B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
