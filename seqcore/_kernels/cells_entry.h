@@ -195,8 +195,8 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
                                 const unsigned char *mask, int rows_per_step) {
     int P = (N + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS, M = M1 + M2;
     long steps = mask ? K / rows_per_step : 1;
-    SC_T *At = malloc((size_t)M * SC_TN_CHUNK * sizeof(SC_T));
-    SC_T *Bpk = malloc((size_t)P * SC_PANEL_UNITS * SC_TN_CHUNK * sizeof(SC_T));
+    SC_T *At = sc_malloc64((size_t)M * SC_TN_CHUNK * sizeof(SC_T));
+    SC_T *Bpk = sc_malloc64((size_t)P * SC_PANEL_UNITS * SC_TN_CHUNK * sizeof(SC_T));
     if (!At || !Bpk) {
         free(At);
         free(Bpk);
