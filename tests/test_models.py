@@ -69,6 +69,29 @@ def test_save_and_load_round_trip_bit_identically(tmp_path):
     assert not list(tmp_path.glob(".seqcore-*"))          # the temporary file is gone
 
 
+def test_weights_start_on_64_byte_lines_after_build_training_and_loading(tmp_path):
+    # the small calls' products read a layer's weights where they lie, with 64-byte vector
+    # loads (ops.aligned_copy); small arrays and pooled large ones (LSTM(256)'s U, 1 MiB) alike
+    model = sc.Sequential([sc.Embedding(9, 4, mask_zero=True, seed=0),
+                           sc.Bidirectional(sc.LSTM(256, return_sequences=True, seed=1)),
+                           sc.GRU(5, seed=2), sc.Dense(2, seed=3)])
+    model.build((None, 7))
+
+    def offsets(m):
+        return {w.ctypes.data % 64 for w in m.weights}
+
+    assert offsets(model) == {0}
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 9, (16, 7)), rng.integers(0, 2, 16)
+    model.compile(losses.SparseCategoricalCrossentropy(from_logits=True), "adam")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, seed=0)
+    assert offsets(model) == {0}
+    model.save(tmp_path / "a.seqcore")
+    loaded = sc.load_model(tmp_path / "a.seqcore")
+    assert offsets(loaded) == {0}
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
 def test_bidirectional_model_round_trips(tmp_path):
     model = sc.Sequential([sc.Bidirectional(sc.LSTM(3, return_sequences=True, seed=0), "ave"),
                            sc.Bidirectional(sc.GRU(2, reset_after=False, seed=1)),

@@ -9,7 +9,7 @@ matrix product: the recurrences run in seqcore.ops.
 """
 import numpy as np
 
-from ..ops import bool_mask, lengths_to_mask
+from ..ops import aligned_copy, bool_mask, lengths_to_mask
 
 __all__ = ["Layer", "sequence_mask"]
 
@@ -60,7 +60,7 @@ class Layer:
 
     # ---- building
     def add_weight(self, name, value):
-        self._weights.append(np.ascontiguousarray(value, dtype=self.dtype))
+        self._weights.append(aligned_copy(value, self.dtype))
         self._weight_names.append(name)
 
     def build(self, input_shape):
