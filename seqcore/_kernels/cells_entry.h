@@ -313,9 +313,10 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
 
 /* A round of claims (cells.h sc_claims) over blocks of `width` units (a multiple of 16): the
  * body sees each claimed run of blocks as units [j0, j1). cl NULL: each thread its fixed share
- * in one run. The LSTM's steps claim 16 units at a time (a fused forward item; the pointwise
- * backward); the other steps and the backward's recurrent products SC_BLOCK_UNITS (4 panels:
- * the register tiles stay whole; H = 256 makes 4 blocks a step). */
+ * in one run. The LSTM's forward steps claim 16 units at a time (a fused item); the other
+ * steps and the backward's recurrent products SC_BLOCK_UNITS (4 panels: the register tiles stay
+ * whole; H = 256 makes 4 blocks a step); the backward's pointwise passes blocks of rows
+ * (SC_CLAIMED_ROWS_BEGIN). */
 #define SC_BLOCK_UNITS 64
 #define SC_CLAIMED_UNITS_BEGIN(cl, round, H, width)                                          \
     {                                                                                       \
@@ -324,6 +325,26 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
         for (int b_, e_; (b_ = sc_claim(&me_, nb_, &e_)) >= 0;) {                           \
             int j0 = b_ * (width), j1 = e_ * (width) < (H) ? e_ * (width) : (H);
 #define SC_CLAIMED_UNITS_END                                                                \
+        }                                                                                   \
+    }
+
+/* A round of claims for a pointwise pass, whose items can be any blocks of rows x units: with
+ * SC_ROW_ITEMS_MIN rows or more, blocks of SC_ROW_ITEM whole rows, so that each thread reads
+ * and writes every block (a row's 4H pre-activations, its H states) from start to end, runs
+ * that the hardware prefetchers follow; fewer rows, blocks of SC_BLOCK_UNITS units of every
+ * row (a batch of 1 still shares the pass). The body sees rows [r0, r1) and units [j0, j1). */
+#define SC_ROW_ITEM 4
+#define SC_ROW_ITEMS_MIN 16
+#define SC_CLAIMED_ROWS_BEGIN(cl, round, rows, H)                                            \
+    {                                                                                       \
+        sc_claimer me_ = sc_claims_begin((cl), (round));                                    \
+        int by_rows_ = (rows) >= SC_ROW_ITEMS_MIN;                                          \
+        int width_ = by_rows_ ? SC_ROW_ITEM : SC_BLOCK_UNITS, n_ = by_rows_ ? (rows) : (H); \
+        for (int b_, e_; (b_ = sc_claim(&me_, (n_ + width_ - 1) / width_, &e_)) >= 0;) {  \
+            int lo_ = b_ * width_, hi_ = e_ * width_ < n_ ? e_ * width_ : n_;               \
+            int r0 = by_rows_ ? lo_ : 0, r1 = by_rows_ ? hi_ : (rows);                      \
+            int j0 = by_rows_ ? 0 : lo_, j1 = by_rows_ ? (H) : hi_;
+#define SC_CLAIMED_ROWS_END                                                                 \
         }                                                                                   \
     }
 
@@ -404,9 +425,12 @@ static void SC_ENTRY(sc_lstm_backward_step)(
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dc, SC_T *dZ,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_PANEL_UNITS)
-        SC_BEST(sc_lstm_backward_block)(rows, j0, j1, H, A, C, Cp, valid, dy, dh, dc, dZ);
-    SC_CLAIMED_UNITS_END
+    SC_CLAIMED_ROWS_BEGIN(cl, 2 * s, rows, H)
+        SC_BEST(sc_lstm_backward_block)(r1 - r0, j0, j1, H, A + (long)r0 * 4 * H,
+                                        C + (long)r0 * H, Cp + (long)r0 * H, valid + r0,
+                                        dy + (long)r0 * H, dh + (long)r0 * H,
+                                        dc + (long)r0 * H, dZ + (long)r0 * 4 * H);
+    SC_CLAIMED_ROWS_END
     sc_team_barrier(cl);
     /* Zt = Xt W + Hp U + b  =>  dHp = dZt U^T */
     SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, 4 * H, dZ, 4 * H, UpkT, rmask, valid,
@@ -449,9 +473,12 @@ static void SC_ENTRY(sc_gru_backward_step)(
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
         const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_BLOCK_UNITS)
-        SC_BEST(sc_gru_backward_block)(rows, j0, j1, H, A, An, Hin, valid, dy, dh, dAX, dAH);
-    SC_CLAIMED_UNITS_END
+    SC_CLAIMED_ROWS_BEGIN(cl, 2 * s, rows, H)
+        SC_BEST(sc_gru_backward_block)(r1 - r0, j0, j1, H, A + (long)r0 * 3 * H,
+                                       An + (long)r0 * H, Hin + (long)r0 * H, valid + r0,
+                                       dy + (long)r0 * H, dh + (long)r0 * H,
+                                       dAX + (long)r0 * 3 * H, dAH + (long)r0 * 3 * H);
+    SC_CLAIMED_ROWS_END
     sc_team_barrier(cl);
     /* AH = Hp U + bh  =>  dHp = dAH U^T */
     SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, 3 * H, dAH, 3 * H, UpkT, rmask, valid,
@@ -489,9 +516,11 @@ static void SC_ENTRY(sc_gru1_backward_step)(
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, const SC_T *UpkT,
         const SC_T *rmask, SC_T *dRH, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 3 * s, H, SC_BLOCK_UNITS)
-        SC_BEST(sc_gru1_backward_a_block)(rows, j0, j1, H, A, Hin, valid, dy, dh, dAX);
-    SC_CLAIMED_UNITS_END
+    SC_CLAIMED_ROWS_BEGIN(cl, 3 * s, rows, H)
+        SC_BEST(sc_gru1_backward_a_block)(r1 - r0, j0, j1, H, A + (long)r0 * 3 * H,
+                                          Hin + (long)r0 * H, valid + r0, dy + (long)r0 * H,
+                                          dh + (long)r0 * H, dAX + (long)r0 * 3 * H);
+    SC_CLAIMED_ROWS_END
     sc_team_barrier(cl);
     /* AN = RH U_n  =>  dRH = dAN U_n^T */
     SC_CLAIMED_UNITS_BEGIN(cl, 3 * s + 1, H, SC_BLOCK_UNITS)
@@ -525,9 +554,11 @@ static void SC_ENTRY(sc_rnn_backward_step)(
         const SC_T *dy, SC_T *dh, SC_T *dA, int relu, const SC_T *UpkT, const SC_T *rmask,
         SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
-    SC_CLAIMED_UNITS_BEGIN(cl, 2 * s, H, SC_BLOCK_UNITS)
-        SC_BEST(sc_rnn_backward_block)(rows, j0, j1, H, Hact, valid, dy, dh, dA, relu);
-    SC_CLAIMED_UNITS_END
+    SC_CLAIMED_ROWS_BEGIN(cl, 2 * s, rows, H)
+        SC_BEST(sc_rnn_backward_block)(r1 - r0, j0, j1, H, Hact + (long)r0 * H, valid + r0,
+                                       dy + (long)r0 * H, dh + (long)r0 * H,
+                                       dA + (long)r0 * H, relu);
+    SC_CLAIMED_ROWS_END
     sc_team_barrier(cl);
     /* At = Xt W + Hp U + b  =>  dHp = dAt U^T */
     SC_ENTRY(sc_recurrent_grad)(cl, 2 * s + 1, active, H, H, dA, H, UpkT, rmask, valid, dHp,
