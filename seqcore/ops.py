@@ -319,21 +319,34 @@ def lengths_to_mask(lengths, T):
 # (100, 16, 256, 256) 8 steps 0.946, 16 0.922, 100 0.999; (100, 16, 128, 128) 16 steps (the
 # quarter) 0.937; GRU (100, 16, 256, 256) 8 steps 0.971; (100, 64, 256, 256) 2 steps 0.974
 # against 1, 32 steps 1.108.
+# Where W and U together pass _LARGE_WEIGHT_BYTES, every chunk's projection streams W between
+# steps that stream U, and each evicts the other from the shared cache (at (50, 128, 1024,
+# 1024) on Sapphire Rapids both the projection and the steps took more samples with chunks of
+# 2 steps than of 25: 8% and 4%): chunks are then _LARGE_CHUNK_ROWS rows, whatever the
+# pre-activations take (at most that many rows of 4H values: 32 MiB at H = 1024 in float32,
+# the size of the weights themselves). Paired in one process, 2048 rows against 512 or the
+# 4 MiB cap: LSTM (50, 128, 1024, 1024) 0.94-0.96x the time at 1 thread, 0.94-0.98x at 2; GRU
+# 0.95 / 0.97x; LSTM (100, 32, 1024, 1024) 0.91x; (50, 64, 768, 768) (18 MiB) 0.95x; but
+# (100, 64, 512, 512) (8 MiB; GRU 6 MiB) 1.03-1.05x, where 512 rows stay.
 _CHUNK_ROWS = 512
 _CACHED_WEIGHT_BYTES = 1 << 20
 _CHUNK_L2_SHARE = 4
 _L2_UNREPORTED_BYTES = 512 << 10       # where the system does not say (the Zen 3 above)
+_LARGE_WEIGHT_BYTES = 16 << 20
+_LARGE_CHUNK_ROWS = 2048
 
 
-def _chunk_steps(B, width, T, I, itemsize, training=False):
-    """Steps per chunk of a call: width pre-activations per row, W (I, width). Training keeps
-    every step's pre-activations anyway and takes chunks only in the cached case (LSTM
-    training, 1 thread, (100, 1, 128, 256): 5.67 -> 5.34 ms; (100, 16, 256, 256) unchanged;
-    with 2 threads chunks of 512 rows were 0.6-2.3% slower than one projection)."""
+def _chunk_steps(B, width, T, I, H, itemsize, training=False):
+    """Steps per chunk of a call: width pre-activations per row, W (I, width), U (H, width).
+    Training keeps every step's pre-activations anyway and takes chunks only in the cached case
+    (LSTM training, 1 thread, (100, 1, 128, 256): 5.67 -> 5.34 ms; (100, 16, 256, 256)
+    unchanged; with 2 threads chunks of 512 rows were 0.6-2.3% slower than one projection)."""
     cached = (runtime.get_num_threads() == 1
               and I * width * itemsize <= _CACHED_WEIGHT_BYTES)
     if training and not cached:
         return max(1, T)
+    if not cached and (I + H) * width * itemsize > _LARGE_WEIGHT_BYTES:
+        return max(1, min(T, _LARGE_CHUNK_ROWS // max(1, B)))
     if cached:
         l2 = runtime.l2_cache_bytes() or _L2_UNREPORTED_BYTES
         rows = l2 // _CHUNK_L2_SHARE // (max(1, width) * itemsize)
@@ -378,7 +391,7 @@ def _outputs(a, gates, return_sequences=True):
 
 def _inference_workspace(a, width):
     """Chunked pre-activations, masked-input chunk (if input dropout) and the two Hp buffers."""
-    chunk = _chunk_steps(a["B"], width, a["T"], a["I"], np.dtype(a["dtype"]).itemsize)
+    chunk = _chunk_steps(a["B"], width, a["T"], a["I"], a["H"], np.dtype(a["dtype"]).itemsize)
     Z = _pool.empty((chunk, a["B"], width), a["dtype"])
     XD = None if a["input_mask"] is None else _pool.empty((chunk, a["B"], a["I"]), a["dtype"])
     return Z, XD, _pool.empty((2, a["B"], a["H"]), a["dtype"])
@@ -433,7 +446,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     C = _pool.empty((T, B, H), dtype)
     HP = _pool.empty((T, B, H), dtype)
     XD = None if a["input_mask"] is None else _pool.empty((T, B, I), dtype)
-    chunk = _chunk_steps(B, 4 * H, T, I, np.dtype(dtype).itemsize, training=True)
+    chunk = _chunk_steps(B, 4 * H, T, I, H, np.dtype(dtype).itemsize, training=True)
     _run(_lstm.forward_training, (T, B, 4, H), *args, Y, Z, C, HP, XD,
          _packed_workspace(I, H, 4, dtype), chunk, *handing_on)
     cache = dict(a, kernel_module=_lstm, c0=c0, Z=Z, C=C, HP=HP, XD=XD)

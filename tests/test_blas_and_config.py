@@ -213,19 +213,28 @@ def test_l2_cache_size_is_read_from_sysfs(tmp_path, monkeypatch, levels, expecte
 
 
 @pytest.mark.parametrize("l2, threads, shape, steps", [
-    (512 << 10, 1, (16, 1024, 100, 256, 4), 2),     # a quarter of 512 KiB: 32 rows of 4 KiB
-    (2 << 20, 1, (16, 1024, 100, 256, 4), 8),       # of 2 MiB: 128 rows
-    (2 << 20, 1, (16, 512, 100, 128, 4), 16),
-    (2 << 20, 1, (16, 1024, 100, 64, 8), 4),        # float64 rows take twice the room
-    (2 << 20, 1, (1, 1024, 100, 128, 4), 100),      # never past T
-    (2 << 20, 1, (300, 1024, 100, 256, 4), 1),      # at least one step
-    (0, 1, (16, 1024, 100, 256, 4), 2),             # L2 not reported: as 512 KiB
-    (2 << 20, 2, (16, 1024, 100, 256, 4), 32),      # two threads: 512 rows, whatever the L2
-    (2 << 20, 1, (16, 4096, 100, 512, 4), 16),      # W 8 MiB: 512 rows, capped by 2^20 values
+    # shape: B, width (G*H), T, I, H, itemsize
+    (512 << 10, 1, (16, 1024, 100, 256, 256, 4), 2),   # a quarter of 512 KiB: 32 rows of 4 KiB
+    (2 << 20, 1, (16, 1024, 100, 256, 256, 4), 8),     # of 2 MiB: 128 rows
+    (2 << 20, 1, (16, 512, 100, 128, 128, 4), 16),
+    (2 << 20, 1, (16, 1024, 100, 64, 256, 8), 4),      # float64 rows take twice the room
+    (2 << 20, 1, (1, 1024, 100, 128, 256, 4), 100),    # never past T
+    (2 << 20, 1, (300, 1024, 100, 256, 256, 4), 1),    # at least one step
+    (0, 1, (16, 1024, 100, 256, 256, 4), 2),           # L2 not reported: as 512 KiB
+    (2 << 20, 2, (16, 1024, 100, 256, 256, 4), 32),    # two threads: 512 rows, whatever the L2
+    (2 << 20, 1, (16, 3072, 100, 128, 1024, 4), 21),   # W and U 13 MiB: 512 rows, capped by
+                                                       # 2^20 values
+    (2 << 20, 1, (16, 4096, 100, 512, 1024, 4), 100),  # 24 MiB: 2048 rows, never past T
+    (2 << 20, 1, (64, 2048, 100, 512, 512, 8), 8),     # W and U 16 MiB: not past the bound
+    (2 << 20, 1, (128, 4096, 50, 1024, 1024, 4), 16),  # W and U 32 MiB: 2048 rows, no cap
+    (2 << 20, 2, (64, 3072, 50, 768, 768, 4), 32),     # 18 MiB, two threads
+    (2 << 20, 1, (1, 4096, 10000, 1024, 1024, 4), 2048),
+    (2 << 20, 1, (4096, 4096, 50, 1024, 1024, 4), 1),  # at least one step
 ])
 def test_inference_chunks_are_sized_by_the_l2_cache(monkeypatch, l2, threads, shape, steps):
     """ops._chunk_steps: on one thread, with W within _CACHED_WEIGHT_BYTES, a chunk's
-    pre-activations fill a quarter of the core's L2; otherwise 512 rows."""
+    pre-activations fill a quarter of the core's L2; otherwise 512 rows, or 2048 when W and U
+    pass _LARGE_WEIGHT_BYTES."""
     from seqcore import ops, runtime
     monkeypatch.setattr(runtime, "l2_cache_bytes", lambda: l2)
     before = seqcore.get_num_threads()

@@ -135,7 +135,7 @@ def test_inference_never_reads_the_inputs_of_finished_rows(variant):
     lengths = np.array([20, 1, 3, 20, 0, 7, 2, 1, 1, 5, 1, 2, 20, 1, 1, 4])
     mask = np.arange(T)[:, None] < lengths[None, :]
     options = dict(mask=mask, reset_after=reset_after) if cell == "gru" else dict(mask=mask)
-    chunk = ops._chunk_steps(B, G * H, T, I, x.itemsize)
+    chunk = ops._chunk_steps(B, G * H, T, I, H, x.itemsize)
     assert chunk * B * G * H * x.itemsize >= pool.MIN_BYTES
     ops.release_memory()
     poison = pool.empty((chunk, B, G * H), x.dtype)
