@@ -74,12 +74,14 @@ def test_kernel_matches_reference(variant, options, shape, dtype):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("B,H", [(16, 520), (70, 40)])
+@pytest.mark.parametrize("B,H", [(16, 520), (70, 40), (40, 700)])
 def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, B, H,
                                                               monkeypatch):
     """Every step split over the threads (forced: H = 40 alone would run serial) and the GEMMs
     around the loop by rows or columns; H = 40 leaves the second thread a block narrower than a
-    panel."""
+    panel. H = 520 (LSTM) and 700 (GRU too) make the backward's recurrent gradient "tall"
+    (cells_entry.h sc_recurrent_grad): one-panel items at B = 16, one block of rows per thread
+    at B = 40 (masked rows: the active rows change from step to step)."""
     monkeypatch.setattr(ops, "_STEP_SPLIT", True)
     with num_threads(threads):
         for dtype in (np.float32, np.float64):

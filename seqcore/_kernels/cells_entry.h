@@ -390,6 +390,14 @@ static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int
  * (100, 64, 512, 512), where the columns are 512 KiB, 0.994, no gain: hence the threshold. */
 #define SC_GRAD_ROWS 8
 #define SC_GRAD_TALL_BYTES (512 * 1024)
+/* A tall case's one-panel items each read every row of dA (rows x K) again, from L3 once dA
+ * passes the L2 (2 MiB at B = 128, K = 4096): with SC_GRAD_SPLIT_ROWS or more rows per thread,
+ * the items are instead one block of rows per thread over every unit, so that each thread
+ * reads its rows of dA once (they stay in its L2) and streams U^T once. Traffic per step:
+ * panel items H / 16 x rows x K values, row blocks threads x K x H, the less from 16 rows a
+ * thread. Training step, 2 threads, paired: LSTM (50, 128, 1024, 1024) 0.935x the time, GRU
+ * 0.933x; LSTM (100, 32, 1024, 1024) 0.983x. */
+#define SC_GRAD_SPLIT_ROWS 16
 
 /* dh += (dA U^T) * rmask for rows below `active` (sc_recurrent_grad_part), items claimed at
  * round s; a claim of every item is one call over every row and unit. */
@@ -398,7 +406,10 @@ static void SC_ENTRY(sc_recurrent_grad)(sc_claims *cl, int s, int active, int H,
                                         const SC_T *rmask, const unsigned char *valid,
                                         SC_T *dHp, SC_T *dh) {
     int tall = active > 0 && (long)K * SC_BLOCK_UNITS * sizeof(SC_T) > SC_GRAD_TALL_BYTES;
-    int rows_per = tall ? active : SC_GRAD_ROWS, width = tall ? SC_PANEL_UNITS : SC_BLOCK_UNITS;
+    int nt = omp_get_num_threads();
+    int by_rows = tall && nt > 1 && active >= SC_GRAD_SPLIT_ROWS * nt;
+    int rows_per = by_rows ? (active + nt - 1) / nt : tall ? active : SC_GRAD_ROWS;
+    int width = by_rows ? H : tall ? SC_PANEL_UNITS : SC_BLOCK_UNITS;
     int row_blocks = (active + rows_per - 1) / rows_per;
     int n = row_blocks * ((H + width - 1) / width);
     sc_claimer me = sc_claims_begin(cl, s);
