@@ -253,16 +253,16 @@ def _thread_counts(call_shape):
     return n_threads, max(1, min(step_threads, H // 16))   # threads own blocks of >= 16 units
 
 
-def _weight_gradients(I, H, gates, dtype, written):
-    """dW (I, gates*H) and dU (H, gates*H) of a backward call: zeros, or, when the scans will
-    write them (written: a call over at least one step and row), uninitialized: the scans
-    write every value of both (scan.pxd weight_gradient: each row of the product from zero,
+def _weight_gradients(T, B, I, H, gates, dtype):
+    """dW (I, gates*H) and dU (H, gates*H) of a backward call of T steps and B rows: zeros, or,
+    when the scans will write them (a call over at least one step and row), uninitialized: the
+    scans write every value of both (scan.pxd weight_gradient: each row of the product from zero,
     zeros where no row counts, BLAS with beta 0), so the zero fill that the empty call needs
     would be a wasted pass (LSTM training step (100, 1, 128, 256), paired: 0.96-0.97x the
     time without it at 1 thread, 0.97x at 2; (100, 16, 256, 256) 0.99x; the GRU's at
     (100, 1, 128, 256) 0.996x). The biases' gradients and dX stay zero-filled: sums are added
     into the first, and a ragged batch's finished rows of the second are left alone."""
-    make = _pool.empty if written else _pool.zeros
+    make = _pool.empty if T > 0 and B > 0 else _pool.zeros
     return make((I, gates * H), dtype), make((H, gates * H), dtype)
 
 
@@ -345,11 +345,11 @@ def _chunk_steps(B, width, T, I, H, itemsize, training=False):
               and I * width * itemsize <= _CACHED_WEIGHT_BYTES)
     if training and not cached:
         return max(1, T)
-    if not cached and (I + H) * width * itemsize > _LARGE_WEIGHT_BYTES:
-        return max(1, min(T, _LARGE_CHUNK_ROWS // max(1, B)))
     if cached:
         l2 = runtime.l2_cache_bytes() or _L2_UNREPORTED_BYTES
         rows = l2 // _CHUNK_L2_SHARE // (max(1, width) * itemsize)
+    elif (I + H) * width * itemsize > _LARGE_WEIGHT_BYTES:
+        return max(1, min(T, _LARGE_CHUNK_ROWS // max(1, B)))
     else:
         rows = _CHUNK_ROWS
     steps = min(rows // max(1, B), _CHUNK_ELEMENTS // max(1, B * width))
@@ -463,7 +463,7 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     a = cache
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     dX = _pool.zeros((T, B, I), dtype)
-    dW, dU = _weight_gradients(I, H, 4, dtype, written=T > 0 and B > 0)
+    dW, dU = _weight_gradients(T, B, I, H, 4, dtype)
     db = None if a["bias"] is None else _pool.zeros(4 * H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh, dc
@@ -531,7 +531,7 @@ def gru_backward(d_outputs, d_h_n, cache):
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     reset_after = a["reset_after"]
     dX = _pool.zeros((T, B, I), dtype)
-    dW, dU = _weight_gradients(I, H, 3, dtype, written=T > 0 and B > 0)
+    dW, dU = _weight_gradients(T, B, I, H, 3, dtype)
     db = None
     if a["bias"] is not None:
         db = _pool.zeros((2, 3 * H) if reset_after else (3 * H,), dtype)
@@ -599,7 +599,7 @@ def rnn_backward(d_outputs, d_h_n, cache):
     a = cache
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     dX = _pool.zeros((T, B, I), dtype)
-    dW, dU = _weight_gradients(I, H, 1, dtype, written=T > 0 and B > 0)
+    dW, dU = _weight_gradients(T, B, I, H, 1, dtype)
     db = None if a["bias"] is None else _pool.zeros(H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh
