@@ -250,3 +250,59 @@ def test_batch_first_outputs_handed_on_when_steps_are_split(cell, split, monkeyp
                                                    atol=tol * np.abs(want).max())
     finally:
         seqcore.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("variant", ["lstm", "gru", "gru_reset_before", "rnn"])
+def test_chunks_of_a_ragged_batch_by_rows_match_the_reference(variant, reverse, threads,
+                                                              monkeypatch):
+    """A ragged batch whose rows mostly finish early: the scans take chunks by valid rows
+    (scan.pxd chunk_steps), the inference scans of the cells that never read a finished row's
+    pre-activations lay them out compact (project_steps), and the valid rows of many steps go
+    into one product through a row map (project_valid), in groups of VALID_ROWS_GROUP (2048)
+    when there are more. With chunks of 2 full steps (a chunk of the tail then spans up to 32
+    steps of one row) and with one chunk for all the steps (2694 valid rows), inference with
+    and without input dropout (whose masked inputs then lie compact too) and a training step
+    give the reference's outputs, final states and gradients."""
+    import seqcore
+
+    cell = "gru" if variant.startswith("gru") else variant
+    reset_after = variant != "gru_reset_before"
+    rng = np.random.default_rng(14)
+    T, B, I, H = 400, 16, 3, 5
+    W, U, b = weights(rng, cell, I, H, reset_after)
+    lengths = np.array([400, 395, 1, 2, 350, 0, 3, 400, 7, 360, 1, 380, 390, 4, 399, 2])
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    x = rng.standard_normal((T, B, I))
+    dy = rng.standard_normal((T, B, H))
+    input_mask = (rng.random((B, I)) < 0.8) / 0.8
+    options = dict(mask=mask, reverse=reverse)
+    if cell == "gru":
+        options["reset_after"] = reset_after
+    n_states = 2 if cell == "lstm" else 1
+    forward, backward = getattr(ops, f"{cell}_forward"), getattr(ops, f"{cell}_backward")
+    ref_forward = getattr(reference, f"{cell}_forward")
+    ref_backward = getattr(reference, f"{cell}_backward")
+    before = seqcore.get_num_threads()
+    seqcore.set_num_threads(threads)
+    try:
+        for steps in (2, T):
+            monkeypatch.setattr(ops, "_chunk_steps", lambda *args, **kwargs: steps)
+            for dropout in (None, input_mask):
+                want = ref_forward(x, W, U, b, input_mask=dropout, **options)
+                got = forward(x, W, U, b, input_mask=dropout, training=False, **options)
+                for g, w in zip(got[:-1], want[:-1]):
+                    np.testing.assert_allclose(g, w, rtol=0,
+                                               atol=1e-10 * max(1.0, np.abs(w).max()))
+            out, *finals, cache = forward(x, W, U, b, input_mask=input_mask, **options)
+            grads = backward(dy, *[None] * n_states, cache)
+            want_out, *want_finals, want_cache = ref_forward(x, W, U, b, input_mask=input_mask,
+                                                             **options)
+            want_grads = ref_backward(dy, *[None] * n_states, want_cache)
+            for g, w in zip([out, *finals, *grads], [want_out, *want_finals, *want_grads]):
+                if w is not None:
+                    np.testing.assert_allclose(g, w, rtol=0,
+                                               atol=1e-10 * max(1.0, np.abs(w).max()))
+    finally:
+        seqcore.set_num_threads(before)

@@ -30,9 +30,9 @@ cdef extern from "cells.h" nogil:
     void sc_fill_columns_f32(int, float*, int, const float*, int, int)
     void sc_fill_columns_f64(int, double*, int, const double*, int, int)
     void sc_project_packed_f32(int, int, int, const float*, int, const float*, int, int, int,
-                               const float*, int, float*, int)
+                               const float*, int, float*, int, const int*, const int*)
     void sc_project_packed_f64(int, int, int, const double*, int, const double*, int, int, int,
-                               const double*, int, double*, int)
+                               const double*, int, double*, int, const int*, const int*)
     void sc_project_own_units_f32(int, int, const float*, int, const float*, int, int, int, int,
                                   const float*, float*, int)
     void sc_project_own_units_f64(int, int, const double*, int, const double*, int, int, int,
@@ -124,11 +124,14 @@ cdef inline void fill_columns(int rows, floating* X, int ld, const floating* bia
 
 cdef inline void project_packed(int n_threads, int rows, int K, const floating* X, int ldx,
                                 const floating* Mpk, int ldm, int G, int H, const floating* bias, int init,
-                                floating* Z, int ldz) noexcept nogil:
+                                floating* Z, int ldz, const int* xrows=NULL,
+                                const int* zrows=NULL) noexcept nogil:
     if floating is float:
-        sc_project_packed_f32(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz)
+        sc_project_packed_f32(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz,
+                              xrows, zrows)
     else:
-        sc_project_packed_f64(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz)
+        sc_project_packed_f64(n_threads, rows, K, X, ldx, Mpk, ldm, G, H, bias, init, Z, ldz,
+                              xrows, zrows)
 
 
 cdef inline void project_own_units(int rows, int K, const floating* X, int ldx,

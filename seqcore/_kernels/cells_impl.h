@@ -321,14 +321,18 @@ static inline void SC_NAME(sc_pad16)(SC_T *dst, const SC_T *src, int n) {
  * us and 31 -> 17 us for K 256 x 1024 units); single rows take 4 panels at a time so that 8
  * independent multiply-add chains hide the latency.
  * from_init: the sums start from init[zc + j] (a bias row; 0 when init is NULL) instead of
- * Z's current values, so a product with a bias needs no pass that writes the bias first. */
+ * Z's current values, so a product with a bias needs no pass that writes the bias first.
+ * arows, zrows: NULL, or the product's row r is row arows[r] of A, row zrows[r] of Z (the
+ * valid rows of several steps of a ragged batch in one product, whose register tiles then run
+ * across the steps; scan.pxd project_valid). */
 static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                                        const SC_T *Upk, long ps, int ks, int p0, int p1, SC_T *Z,
-                                       int ldz, int zc, int H, const SC_T *init,
-                                       int from_init) {
+                                       int ldz, int zc, int H, const SC_T *init, int from_init,
+                                       const int *arows, const int *zrows) {
     const int W = 16, NV = 16 / SC_VL;    /* panel width in units and in vectors */
     enum { PT = SC_TILE_PANELS };
-#define SC_ZROW(r, p) (Z + (long)(r) * ldz + zc + (p) * W)
+#define SC_AROW(r) (A + (long)(arows ? arows[r] : (r)) * lda)
+#define SC_ZROW(r, p) (Z + (long)(zrows ? zrows[r] : (r)) * ldz + zc + (p) * W)
 #define SC_PANEL(p) (Upk + (long)(p) * ps)
 #define SC_UNITS(p) (H - (p) * W < W ? H - (p) * W : W)     /* units of panel p that exist */
     /* where the sums of row r, panel p start: Z itself, the init row, or NULL for zero */
@@ -344,7 +348,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
             SC_T *out_[6], zbuf[6][16];
             const int nu = SC_UNITS(p);
             for (int i = 0; i < R; i++) {
-                a_[i] = A + (long)(r + i) * lda;
+                a_[i] = SC_AROW(r + i);
                 start_[i] = SC_START(r + i, p);
                 out_[i] = SC_ZROW(r + i, p);
                 if (nu < W) {
@@ -374,7 +378,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
             int whole = p + (PTN) <= (pb) && (p + (PTN)) * W <= H;                           \
             for (int i = 0; i < (R); i++) {                                                  \
                 const SC_T *src = SC_START(r + i, p);                                        \
-                a[i] = A + (long)(r + i) * lda;                                              \
+                a[i] = SC_AROW(r + i);                                                       \
                 if (!whole && src) {                                                         \
                     memset(zbuf[i], 0, sizeof zbuf[i]);                                      \
                     for (int q = 0; q < (PTN) && p + q < (pb); q++)                          \
@@ -425,7 +429,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #undef SC_ROW_TILES
 #undef SC_ROW_TILE
     for (; r < rows; r++) {
-        const SC_T *a = A + (long)r * lda;
+        const SC_T *a = SC_AROW(r);
         for (int p = p0; p < p1; p += 4) {
             int np = p1 - p < 4 ? p1 - p : 4;
             SC_T buf[4][16];
@@ -451,6 +455,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
             }
         }
     }
+#undef SC_AROW
 #undef SC_ZROW
 #undef SC_PANEL
 #undef SC_UNITS
@@ -474,18 +479,20 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #endif
 static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
                                         const SC_T *Upk, long ps, int ks, int p0, int p1, SC_T *Z,
-                                        int ldz, int zc, int H, const SC_T *init,
-                                        int from_init) {
+                                        int ldz, int zc, int H, const SC_T *init, int from_init,
+                                        const int *arows, const int *zrows) {
     for (int r0 = 0; r0 < rows; r0 += SC_ROW_BLOCK) {
         int rn = rows - r0 < SC_ROW_BLOCK ? rows - r0 : SC_ROW_BLOCK;
+        long a0 = arows ? 0 : r0, z0 = zrows ? 0 : r0;      /* where rows are not mapped */
         for (int pb = p0; pb < p1; pb += SC_PANEL_BLOCK)
             for (int k0 = 0; k0 < K; k0 += SC_K_BLOCK)    /* later blocks add to the sums */
                 SC_NAME(sc_gemm_acc_block)(rn, K - k0 < SC_K_BLOCK ? K - k0 : SC_K_BLOCK,
-                                           A + (long)r0 * lda + k0, lda, Upk + (long)k0 * ks,
+                                           A + a0 * lda + k0, lda, Upk + (long)k0 * ks,
                                            ps, ks, pb,
                                            pb + SC_PANEL_BLOCK < p1 ? pb + SC_PANEL_BLOCK : p1,
-                                           Z + (long)r0 * ldz, ldz, zc, H, init,
-                                           k0 == 0 && from_init);
+                                           Z + z0 * ldz, ldz, zc, H, init, k0 == 0 && from_init,
+                                           arows ? arows + r0 : NULL,
+                                           zrows ? zrows + r0 : NULL);
     }
 }
 
@@ -576,18 +583,18 @@ static void SC_NAME(sc_lstm_tile_update)(
     }
 }
 
-/* Units [16p, 16p + 16) (those below H) of one LSTM step for every row: rows below `active`
- * get Z += Hp U for the four gates of those units (U packed by sc_pack_panels, interleaved,
- * or, when ldu > 0, U (H, 4H) itself with row stride ldu, H a multiple of 16; Z
- * (rows, 4H) holds Xt W + b on entry), then the state update; rows from `active` on are
- * masked (sc_active_rows) and only get their outputs. Arguments as sc_lstm_tile_update;
+/* Units [16p, 16p + 16) (those below H) of one LSTM step for the rows below `active`: Z += Hp U
+ * for the four gates of those units (U packed by sc_pack_panels, interleaved, or, when
+ * ldu > 0, U (H, 4H) itself with row stride ldu, H a multiple of 16; Z (rows, 4H) holds
+ * Xt W + b on entry), then the state update (the masked rows from `active` on: the entry's
+ * sc_lstm_forward_step). Arguments as sc_lstm_tile_update;
  * keep_act: training (backward reads the activations from Z). Register tiles of
  * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
  * a full panel goes through it instead (cells.h sc_lstm_tiles_v16); where SC_GEMM_TILE_FULL
  * is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time, a full panel's update then in
  * registers (SC_LSTM_UPDATE_FULL, below). */
 static void SC_NAME(sc_lstm_forward_item)(
-        int rows, int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
+        int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
         int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
         const SC_T *rmask, SC_T *Hp_next) {
     enum { NV = 16 / SC_VL };
@@ -752,8 +759,6 @@ static void SC_NAME(sc_lstm_forward_item)(
 #undef SC_UPDATE_FULL_TILE
 #undef SC_LSTM_GATE_BLOCKS
 #undef SC_PREFETCH_UNITS
-    for (; r < rows; r++)                    /* masked rows past the last valid one */
-        SC_NAME(sc_lstm_row_outputs)(0, j0, n, H, r, c, h, y, c_store, rmask, Hp_next);
 }
 
 /* ====================== GRU (reset_after) forward step, fused ====================== */

@@ -16,9 +16,10 @@ from libc.stdint cimport int64_t
 
 from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (PACK_AUTO, PACK_READY, entering_state, handed_on, input_gradient,
-                    next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t, project_steps,
-                    step_outputs, time_index, weight_gradient)
+from .scan cimport (PACK_AUTO, PACK_READY, chunk_steps, entering_state, handed_on,
+                    input_gradient, next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t,
+                    project_steps, skip_finished_rows, step_outputs, step_rows, time_index,
+                    weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -43,6 +44,7 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0], s, t
     cdef int s0, n, t0
+    cdef bint by_rows
     cdef floating* b = opt_vec(bias)
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
@@ -60,8 +62,9 @@ def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1]
                            &ldu, &ldw, PACK_AUTO)
         entering_state(0, T, reverse, B, H, &h[0, 0], rmask, HP)
         s0 = 0
+        by_rows = skip_finished_rows(T, B, &mask[0, 0])
         while s0 < T:
-            n = min(chunk, T - s0)
+            n = chunk_steps(s0, T, chunk, B, &mask[0, 0], by_rows, reverse)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
             # the masked rows' pre-activations are never read (the steps and backward's
             # pointwise pass skip the rows past a step's last valid one): not zeroed
@@ -101,6 +104,9 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = Z.shape[0], s0, n, t0, s, t
+    cdef bint compact
+    cdef long zrow
+    cdef floating* z
     cdef floating* b = opt_vec(bias)
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
@@ -118,16 +124,19 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                            PACK_READY if prepacked else PACK_AUTO)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
         s0 = 0
+        compact = skip_finished_rows(T, B, &mask[0, 0])  # masked rows' Z is never read
         while s0 < T:
-            n = min(chunk, T - s0)
+            n = chunk_steps(s0, T, chunk, B, &mask[0, 0], compact, reverse)
             t0 = T - s0 - n if reverse else s0        # first time (in memory order) of the chunk
             project_steps(n_threads, n, B, I, 4, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw, b,
-                          &Z[0, 0, 0], &mask[t0, 0], <floating*>NULL, False)
+                          &Z[0, 0, 0], &mask[t0, 0], <floating*>NULL, False, compact, reverse)
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
+                zrow = 0
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
-                    lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, ldu, &Z[t - t0, 0, 0],
+                    z = &Z[0, 0, 0] + step_rows(compact, t, t0, B, &mask[0, 0], &zrow) * 4 * H
+                    lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, ldu, z,
                                       &c[0, 0], &h[0, 0], &mask[t, 0],
                                       step_outputs(Y, Yout, s, t), NULL, rmask,
                                       &Hp[(s + 1) % 2, 0, 0], &claims, s)

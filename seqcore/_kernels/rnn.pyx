@@ -16,9 +16,10 @@ from libc.stdint cimport int64_t
 
 from .cells cimport (masked_state, rnn_backward_step, rnn_forward_step, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (PACK_AUTO, PACK_READY, entering_state, handed_on, input_gradient,
-                    next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t, project_steps,
-                    step_outputs, time_index, weight_gradient)
+from .scan cimport (PACK_AUTO, PACK_READY, chunk_steps, entering_state, handed_on,
+                    input_gradient, next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t,
+                    project_steps, skip_finished_rows, step_outputs, step_rows, time_index,
+                    weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -83,6 +84,9 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     are then not read. Yout, y_rows, y_step as forward_training."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = A.shape[0], s0 = 0, n, t0, s, t
+    cdef bint compact
+    cdef long zrow
+    cdef floating* a
     cdef floating* dmask = opt(input_mask)
     cdef floating* rmask = opt(recurrent_mask)
     cdef int nt = step_threads
@@ -98,16 +102,20 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                            &Upk, &ldu, &ldw,
                            PACK_READY if prepacked else PACK_AUTO)
         masked_state(B, H, &h[0, 0], rmask, &Hp[0, 0, 0])
+        compact = skip_finished_rows(T, B, &mask[0, 0])
         while s0 < T:
-            n = min(chunk, T - s0)
+            n = chunk_steps(s0, T, chunk, B, &mask[0, 0], compact, reverse)
             t0 = T - s0 - n if reverse else s0
             project_steps(n_threads, n, B, I, 1, H, &x[t0, 0, 0], dmask, opt3(XD), Wpk, ldw,
-                          opt_vec(bias), &A[0, 0, 0], &mask[t0, 0], <floating*>NULL, False)
+                          opt_vec(bias), &A[0, 0, 0], &mask[t0, 0], <floating*>NULL, False,
+                          compact, reverse)
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
+                zrow = 0
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
-                    rnn_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, &A[t - t0, 0, 0], &h[0, 0],
+                    a = &A[0, 0, 0] + step_rows(compact, t, t0, B, &mask[0, 0], &zrow) * H
+                    rnn_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, a, &h[0, 0],
                                      &mask[t, 0], step_outputs(Y, Yout, s, t), relu, rmask,
                                      &Hp[(s + 1) % 2, 0, 0], &claims, s)
                     sc_team_barrier(&claims)

@@ -109,7 +109,7 @@ cdef inline bint blas_product(long rows, long K, long N) noexcept nogil:
 
 cdef inline bint skip_finished_rows(int steps, int B, const u8* mask) noexcept nogil:
     """Whether the rows past each step's last valid one (mask (steps, B); NULL: no mask) are an
-    eighth of the rows or more, so that products step by step over the rows before them beat
+    eighth of the rows or more, so that products of the rows before them (project_valid) beat
     one product over every row."""
     cdef long total = 0
     cdef int s
@@ -142,7 +142,8 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
                                const floating* x, const floating* dmask, floating* XD,
                                const floating* Wpk, int ldw, const floating* bias,
                                floating* out, const u8* mask,
-                               const floating* W=NULL, bint zero_skipped=True) noexcept nogil:
+                               const floating* W=NULL, bint zero_skipped=True,
+                               bint compact=False, bint reverse=False) noexcept nogil:
     """Input projection of `steps` consecutive steps: out (steps*B, G*H) = (x * dmask) @ W + bias
     with W packed by pack_panels (Wpk, ldw = 0) or in place (ldw: its row stride), input dropout
     applied into XD first when dmask is not NULL (XD is what backward's dW needs). Bias may be
@@ -156,23 +157,139 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
     never reads a masked row's pre-activations (the inference scans of the LSTM, the
     reset-after GRU and the simple RNN; the LSTM's training scan, whose steps and backward
     leave those rows alone), where zeroing half the pre-activations of a ragged batch cost
-    1.4% of the samples at (100, 32, 128, 256)."""
-    cdef int s
+    1.4% of the samples at (100, 32, 128, 256).
+    compact (an inference scan of such a cell, on a batch that skip_finished_rows skips): only
+    the projected rows are written, one after another in out (and XD), step by step in the
+    order the scan visits the steps (reverse: the last step first); chunk_steps and
+    step_rows say where each step's rows lie."""
+    cdef int s, a
+    cdef long r
+    if compact:
+        project_valid(n_threads, steps, B, mask, I, x, dmask, XD, Wpk, ldw, G, H, bias, out,
+                      True, reverse)
+        return
     if not skip_finished_rows(steps, B, mask):
         project_rows(n_threads, steps, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, W)
         return
-    # Step by step, each step's product on one thread, the threads taking steps in turn (one
-    # team for all of them) rather than sharing every step's small product (a team each):
-    # Zen 3, 2 threads, LSTM (100, 32, 128, 256), lengths 1..100, in one process: training
-    # forward 0.82-0.86x the time, inference 0.92-0.93x.
-    if n_threads > 1:
-        for s in prange(steps, num_threads=n_threads, schedule="dynamic"):
-            project_valid_rows(s, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, mask, W,
-                               zero_skipped)
+    if W != NULL and blas_product(B, I, <long>G * H):
+        # steps large enough for BLAS (blas_product: not on AVX-512), step by step, each
+        # step's product on one thread, the threads taking steps in turn (one team for all)
+        if n_threads > 1:
+            for s in prange(steps, num_threads=n_threads, schedule="dynamic"):
+                project_valid_rows(s, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, mask, W,
+                                   zero_skipped)
+        else:
+            for s in range(steps):
+                project_valid_rows(s, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, mask, W,
+                                   zero_skipped)
+        return
+    for s in range(steps):
+        r = <long>s * B
+        a = sc_active_rows(B, mask + r)
+        if a < B and zero_skipped:
+            memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
+        if a < B and XD != NULL:
+            memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
+    project_valid(n_threads, steps, B, mask, I, x, dmask, XD, Wpk, ldw, G, H, bias, out, False,
+                  False)
+
+
+cdef enum:
+    VALID_ROWS_GROUP = 2048     # rows of a ragged batch's steps per product of project_valid
+
+
+cdef inline void project_valid(int n_threads, int steps, int B, const u8* mask, int K,
+                               const floating* X, const floating* dmask, floating* XD,
+                               const floating* Mpk, int ldm, int G, int H,
+                               const floating* bias, floating* Z, bint compact,
+                               bint reverse) noexcept nogil:
+    """Z[r] = bias (or 0: NULL) + (X[r] * dmask) M for the rows r of each step up to its last
+    valid one (mask (steps, B)), X (steps*B, K), M packed (Mpk, ldm as project_packed), the
+    rows times the input dropout mask dmask (B, K) into XD first when dmask is not NULL. Z and
+    XD: (steps*B, G*H) and (steps*B, K), those rows alone written; or compact, only the
+    projected rows, one after another, step by step (reverse: from the last step). The rows of
+    consecutive steps go into products of up to VALID_ROWS_GROUP rows together (project_packed
+    through a row map), so that the register tiles run across steps and M is streamed once a
+    group: one product a step, of a few rows in a batch's tail, ran 4- and 3-row tiles for 7
+    rows and streamed M (512 KiB at I = 128, 4H = 1024) again for each. LSTM layer
+    (100, 32, 128, 256), lengths 1..100, paired in one process: inference 1 thread 0.974x the
+    time, 2 threads and training unchanged (0.98-1.03)."""
+    cdef int at[VALID_ROWS_GROUP]
+    cdef int v, s, i, a, n = 0
+    cdef long first = 0           # compact: the row of Z and XD where the group's rows go
+    cdef long dst
+    for v in range(steps):
+        s = steps - 1 - v if reverse and compact else v
+        a = sc_active_rows(B, mask + <long>s * B)
+        for i in range(a):
+            at[n] = s * B + i
+            if dmask != NULL:
+                dst = first + n if compact else at[n]
+                mask_inputs(1, 1, K, X + <long>at[n] * K, dmask + <long>i * K, XD + dst * K)
+            n += 1
+            if n == VALID_ROWS_GROUP:
+                project_group(n_threads, n, K, X, dmask, XD, Mpk, ldm, G, H, bias, Z, at,
+                              compact, first)
+                first += n
+                n = 0
+    if n > 0:
+        project_group(n_threads, n, K, X, dmask, XD, Mpk, ldm, G, H, bias, Z, at, compact,
+                      first)
+
+
+cdef inline void project_group(int n_threads, int n, int K, const floating* X,
+                               const floating* dmask, const floating* XD, const floating* Mpk,
+                               int ldm, int G, int H, const floating* bias, floating* Z,
+                               const int* at, bint compact, long first) noexcept nogil:
+    """project_valid's product of n rows, X's rows at[0:n] (or XD's, with input dropout): into
+    Z's rows first.. (compact) or at[0:n]."""
+    cdef const floating* src = XD if dmask != NULL else X
+    if not compact:
+        project_packed(n_threads, n, K, src, K, Mpk, ldm, G, H, bias, 1, Z, G * H, at, at)
+    elif dmask != NULL:                   # XD's rows lie as Z's: no map
+        project_packed(n_threads, n, K, src + first * K, K, Mpk, ldm, G, H, bias, 1,
+                       Z + first * G * H, G * H)
     else:
-        for s in range(steps):
-            project_valid_rows(s, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, mask, W,
-                               zero_skipped)
+        project_packed(n_threads, n, K, src, K, Mpk, ldm, G, H, bias, 1, Z + first * G * H,
+                       G * H, at)
+
+
+cdef inline int chunk_steps(int s0, int T, int chunk, int B, const u8* mask, bint by_rows,
+                            bint reverse) noexcept nogil:
+    """Steps in the chunk of a scan that starts at its s0-th step: `chunk` steps (or the T - s0
+    left); by_rows (a ragged batch whose projection skips finished rows, in a scan whose
+    pre-activations for it lie compact or in a (T, B, .) array), as many steps as keep their
+    rows up to each one's last valid row within chunk * B (at least one): chunks of a batch's
+    tail then take as many rows as at its head. Chunks of a fixed number of steps gave the
+    steps of 1 row (of B = 32) a product of 4 rows every 4 steps, each streaming W again and
+    pushing the recurrent weights out of the L2 cache, and in the (T, B) layout those rows lay
+    128 KiB apart (one L2 way): LSTM layer (100, 32, 128, 256) inference, 1 thread, one row of
+    100 steps and 31 of 10: 1.39x the time of full batches of the same sizes (the batch-size
+    curve, bench/workloads.py) -> 1.15-1.19x (with sc_lstm_forward_step's masked rows as whole
+    rows); lengths 1..100: the ragged call / (the full batch x the valid fraction) 1.22 ->
+    1.165 (1 thread), 1.25 -> 1.24 (2); training 1.19 -> 1.16, 1.30 -> 1.27."""
+    cdef int n = 0
+    cdef long rows = 0, a
+    if not by_rows:
+        return min(chunk, T - s0)
+    while s0 + n < T:
+        a = sc_active_rows(B, mask + <long>time_index(s0 + n, T, reverse) * B)
+        if n > 0 and rows + a > <long>chunk * B:
+            break
+        rows += a
+        n += 1
+    return n
+
+
+cdef inline long step_rows(bint compact, int t, int t0, int B, const u8* mask,
+                           long* next_row) noexcept nogil:
+    """Where the pre-activations of the step at time t of a chunk (first time t0) start, in rows:
+    (t - t0) * B; compact (project_steps), next_row, which then moves past the step's rows."""
+    cdef long r = next_row[0]
+    if not compact:
+        return <long>(t - t0) * B
+    next_row[0] = r + sc_active_rows(B, mask + <long>t * B)
+    return r
 
 
 cdef inline void project_valid_rows(int s, int B, int I, int G, int H, const floating* x,
@@ -310,17 +427,6 @@ cdef inline void mask_inputs(int T, int B, int I, const floating* x, const float
                 out[i] = xr[i] * dmask[b * I + i]
 
 
-cdef inline void input_gradient_step(int t, int B, int I, int N, const floating* dZ,
-                                     const floating* WpkT, floating* dX,
-                                     const u8* mask) noexcept nogil:
-    """input_gradient's step t of a ragged batch, on the calling thread: its rows up to the
-    last valid one."""
-    cdef int a = sc_active_rows(B, mask + <long>t * B)
-    if a > 0:
-        project_packed(1, a, N, dZ + <long>t * B * N, N, WpkT, 0, 1, I, <floating*>NULL, 1,
-                       dX + <long>t * B * I, I)
-
-
 cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
                                 const floating* WpkT, const floating* dmask, floating* dX,
                                 const u8* mask, const floating* W=NULL) noexcept nogil:
@@ -330,19 +436,16 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
     (mask (T, B)) have dZ = 0 and are left out when they are an eighth of the rows or more: dX
     must come zeroed."""
     cdef long r
-    cdef int i, t
+    cdef int i
     cdef bint skip = skip_finished_rows(T, B, mask)
     if not skip and W != NULL and blas_product(<long>T * B, N, I):
         gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0,
                      dX, I)
     elif not skip:
         project_packed(n_threads, T * B, N, dZ, N, WpkT, 0, 1, I, <floating*>NULL, 1, dX, I)
-    elif n_threads > 1:    # step by step, the threads taking steps in turn (as project_steps)
-        for t in prange(T, num_threads=n_threads, schedule="dynamic"):
-            input_gradient_step(t, B, I, N, dZ, WpkT, dX, mask)
     else:
-        for t in range(T):
-            input_gradient_step(t, B, I, N, dZ, WpkT, dX, mask)
+        project_valid(n_threads, T, B, mask, N, dZ, NULL, NULL, WpkT, 0, 1, I, NULL, dX, False,
+                      False)
     if dmask != NULL:
         for r in range(<long>T * B):
             for i in range(I):
