@@ -253,17 +253,18 @@ def _thread_counts(call_shape):
     return n_threads, max(1, min(step_threads, H // 16))   # threads own blocks of >= 16 units
 
 
-def _weight_gradients(T, B, I, H, gates, dtype):
-    """dW (I, gates*H) and dU (H, gates*H) of a backward call of T steps and B rows: zeros, or,
-    when the scans will write them (a call over at least one step and row), uninitialized: the
-    scans write every value of both (scan.pxd weight_gradient: each row of the product from zero,
-    zeros where no row counts, BLAS with beta 0), so the zero fill that the empty call needs
-    would be a wasted pass (LSTM training step (100, 1, 128, 256), paired: 0.96-0.97x the
-    time without it at 1 thread, 0.97x at 2; (100, 16, 256, 256) 0.99x; the GRU's at
-    (100, 1, 128, 256) 0.996x). The biases' gradients and dX stay zero-filled: sums are added
-    into the first, and a ragged batch's finished rows of the second are left alone."""
+def _written_gradients(T, B, I, H, gates, dtype):
+    """dX (T, B, I), dW (I, gates*H) and dU (H, gates*H) of a backward call of T steps and B
+    rows: zeros, or, when the scans will write them (a call over at least one step and row),
+    uninitialized: the scans write every value of all three (scan.pxd weight_gradient: each
+    row of the product from zero, zeros where no row counts, BLAS with beta 0; input_gradient:
+    every row, a ragged batch's finished rows zero), so the zero fill that the empty call needs
+    would be a wasted pass (LSTM training step (100, 1, 128, 256), paired, dW and dU: 0.96-0.97x
+    the time without it at 1 thread, 0.97x at 2; (100, 16, 256, 256) 0.99x; the GRU's at
+    (100, 1, 128, 256) 0.996x; dX's fill, 1.6 MB at (100, 32, 128, 256), within the noise).
+    The biases' gradients stay zero-filled: sums are added into them."""
     make = _pool.empty if T > 0 and B > 0 else _pool.zeros
-    return make((I, gates * H), dtype), make((H, gates * H), dtype)
+    return make((T, B, I), dtype), make((I, gates * H), dtype), make((H, gates * H), dtype)
 
 
 def _packed_workspace(I, H, gates, dtype):
@@ -462,8 +463,7 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     dY, (dh, dc) = _check_backward(cache, d_outputs, [d_h_n, d_c_n], ["d_h_n", "d_c_n"])
     a = cache
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
-    dX = _pool.zeros((T, B, I), dtype)
-    dW, dU = _weight_gradients(T, B, I, H, 4, dtype)
+    dX, dW, dU = _written_gradients(T, B, I, H, 4, dtype)
     db = None if a["bias"] is None else _pool.zeros(4 * H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh, dc
@@ -530,8 +530,7 @@ def gru_backward(d_outputs, d_h_n, cache):
     a = cache
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     reset_after = a["reset_after"]
-    dX = _pool.zeros((T, B, I), dtype)
-    dW, dU = _weight_gradients(T, B, I, H, 3, dtype)
+    dX, dW, dU = _written_gradients(T, B, I, H, 3, dtype)
     db = None
     if a["bias"] is not None:
         db = _pool.zeros((2, 3 * H) if reset_after else (3 * H,), dtype)
@@ -598,8 +597,7 @@ def rnn_backward(d_outputs, d_h_n, cache):
     dY, (dh,) = _check_backward(cache, d_outputs, [d_h_n], ["d_h_n"])
     a = cache
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
-    dX = _pool.zeros((T, B, I), dtype)
-    dW, dU = _weight_gradients(T, B, I, H, 1, dtype)
+    dX, dW, dU = _written_gradients(T, B, I, H, 1, dtype)
     db = None if a["bias"] is None else _pool.zeros(H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh

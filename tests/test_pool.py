@@ -114,3 +114,41 @@ def test_backward_writes_every_weight_gradient_into_reused_memory(blas, monkeypa
             want = getattr(reference, f"{cell}_backward")(dy, *finals, ref[-1])
             for g, w in zip(got[1:3], want[1:3]):
                 np.testing.assert_allclose(g, w, rtol=0, atol=1e-10 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "rnn"])
+def test_backward_writes_every_row_of_dx_into_reused_memory(cell):
+    """dX also comes from the pool uninitialized (ops._written_gradients): the input gradient
+    writes every row, a ragged batch's finished rows zero (scan.pxd input_gradient). The
+    blocks it will reuse are filled with NaN first; dX must still be the reference's, for a
+    whole batch and a ragged one (lengths spread from 0 to T, so that the finished rows are
+    left out of the product), without and with input dropout."""
+    from seqcore import reference
+
+    name = "gru" if cell.startswith("gru") else cell
+    extra = {"reset_after": cell == "gru"} if name == "gru" else {}
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[name]
+    rng = np.random.default_rng(6)
+    T, B, I, H = 64, 16, 130, 24          # dX (T, B, I): 1 MiB and more in float64, pooled
+    assert T * B * I * 8 >= pool.MIN_BYTES
+    x = rng.standard_normal((T, B, I))
+    dy = rng.standard_normal((T, B, H))
+    W = rng.standard_normal((I, G * H)) * 0.1
+    U = rng.standard_normal((H, G * H)) * 0.3
+    b = rng.standard_normal((2, G * H) if extra.get("reset_after") else G * H) * 0.1
+    lengths = np.linspace(0, T, B).round().astype(int)[::-1]
+    for mask in (None, np.arange(T)[:, None] < lengths[None, :]):
+        for input_mask in (None, (rng.random((B, I)) < 0.8) / 0.8):
+            options = dict(mask=mask, input_mask=input_mask, **extra)
+            out = getattr(ops, f"{name}_forward")(x, W, U, b, **options)
+            ref = getattr(reference, f"{name}_forward")(x, W, U, b, **options)
+            ops.release_memory()
+            blocks = [pool.empty((T, B, I), np.float64) for _ in range(2)]
+            for block in blocks:               # the blocks dX will take: all NaN
+                block.fill(np.nan)
+            del blocks, block
+            gc.collect()
+            got = getattr(ops, f"{name}_backward")(dy, *[None] * (len(out) - 2), out[-1])[0]
+            want = getattr(reference, f"{name}_backward")(dy, *[None] * (len(ref) - 2),
+                                                          ref[-1])[0]
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.abs(want).max())

@@ -151,10 +151,11 @@ def test_inference_never_reads_the_inputs_of_finished_rows(variant):
 @pytest.mark.parametrize("dropout", [False, True])
 def test_lstm_training_never_reads_the_pre_activations_of_finished_rows(dropout):
     """The LSTM's training scan leaves a finished row's pre-activations unwritten (lstm.pyx
-    forward_training: project_steps with zero_skipped False): neither its steps nor backward
-    read them. Z here is a pooled block filled with NaN beforehand: the outputs and every
-    gradient still match the reference, without and with input dropout (whose masked x the
-    scan still zeroes for those rows: a weight gradient by BLAS would read them)."""
+    forward_training: project_steps with zero_skipped False), and its backward scan their
+    gradients (scan.pxd backward_rows): nothing reads either. Z and dZ here are pooled blocks
+    filled with NaN beforehand: the outputs and every gradient still match the reference,
+    without and with input dropout (whose masked x the scan still zeroes for those rows: a
+    weight gradient by BLAS would read them)."""
     from seqcore._kernels import pool
 
     rng = np.random.default_rng(9)
@@ -176,6 +177,10 @@ def test_lstm_training_never_reads_the_pre_activations_of_finished_rows(dropout)
     results = []
     for lib in (ops, reference):
         out, h, c, cache = lib.lstm_forward(x, W, U, b, **options)
+        if lib is ops:
+            poison = pool.empty((T, B, 4 * H), x.dtype)
+            poison.fill(np.nan)
+            del poison                          # the next block of that size: dZ
         grads = lib.lstm_backward(dy, None, None, cache)
         results.append([out, h, c, *grads])
     for got, want in zip(*results):
