@@ -372,7 +372,9 @@ static void SC_ENTRY(sc_lstm_forward_step)(
             SC_BEST(sc_lstm_forward_item)(active, p, H, Hp, Upk, ldu, Z, c_store != NULL, c, h,
                                           valid, y, c_store, rmask, Hp_next);
     SC_CLAIMED_UNITS_END
-    int nt = omp_get_num_threads(), me = omp_get_thread_num(), masked = rows - active;
+    int masked = rows - active;
+    if (masked == 0) return;
+    int nt = omp_get_num_threads(), me = omp_get_thread_num();
     long r0 = active + (long)masked * me / nt, r1 = active + (long)masked * (me + 1) / nt;
     long o = r0 * H, n = (r1 - r0) * H;
     if (n == 0) return;

@@ -162,8 +162,7 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
     the projected rows are written, one after another in out (and XD), step by step in the
     order the scan visits the steps (reverse: the last step first); chunk_steps and
     step_rows say where each step's rows lie."""
-    cdef int s, a
-    cdef long r
+    cdef int s
     if compact:
         project_valid(n_threads, steps, B, mask, I, x, dmask, XD, Wpk, ldw, G, H, bias, out,
                       True, reverse)
@@ -183,15 +182,22 @@ cdef inline void project_steps(int n_threads, int steps, int B, int I, int G, in
                 project_valid_rows(s, B, I, G, H, x, dmask, XD, Wpk, ldw, bias, out, mask, W,
                                    zero_skipped)
         return
-    for s in range(steps):
-        r = <long>s * B
-        a = sc_active_rows(B, mask + r)
-        if a < B and zero_skipped:
-            memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
-        if a < B and XD != NULL:
-            memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
+    if zero_skipped:
+        zero_finished_rows(steps, B, mask, out, G * H)
+    if XD != NULL:
+        zero_finished_rows(steps, B, mask, XD, I)
     project_valid(n_threads, steps, B, mask, I, x, dmask, XD, Wpk, ldw, G, H, bias, out, False,
                   False)
+
+
+cdef inline void zero_finished_rows(int steps, int B, const u8* mask, floating* a,
+                                    int width) noexcept nogil:
+    """Rows of a (steps*B, width) past each step's last valid one (mask (steps, B)) = 0."""
+    cdef int s, n
+    for s in range(steps):
+        n = sc_active_rows(B, mask + <long>s * B)
+        if n < B:
+            memset(a + (<long>s * B + n) * width, 0, <size_t>(B - n) * width * sizeof(floating))
 
 
 cdef enum:
@@ -304,10 +310,10 @@ cdef inline void project_valid_rows(int s, int B, int I, int G, int H, const flo
     if a > 0:
         project_rows(1, 1, a, I, G, H, x + r * I, dmask,
                      XD + r * I if XD != NULL else NULL, Wpk, ldw, bias, out + r * G * H, W)
-    if a < B and zero_skipped:
-        memset(out + (r + a) * G * H, 0, <size_t>(B - a) * G * H * sizeof(floating))
-    if a < B and XD != NULL:
-        memset(XD + (r + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
+    if zero_skipped:
+        zero_finished_rows(1, B, mask + r, out + r * G * H, G * H)
+    if XD != NULL:
+        zero_finished_rows(1, B, mask + r, XD + r * I, I)
 
 
 cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
@@ -349,17 +355,12 @@ cdef inline void weight_gradient(int n_threads, int M1, const floating* A1, int 
     left out are then zeroed first: a backward scan may have left them unwritten,
     backward_rows)."""
     cdef bint skip = skip_finished_rows(K // rows_per_step, rows_per_step, mask)
-    cdef int t, a
-    cdef long r
     if ((not blas_product(K, M1 + M2, N) or skip)
             and gemm_tn(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K, B, ldb,
                         colsum, mask, rows_per_step) == 0):
         return
     if skip:
-        for t in range(K // rows_per_step):
-            a = sc_active_rows(rows_per_step, mask + <long>t * rows_per_step)
-            for r in range(<long>t * rows_per_step + a, <long>(t + 1) * rows_per_step):
-                memset(<floating*>B + r * ldb, 0, <size_t>N * sizeof(floating))
+        zero_finished_rows(K // rows_per_step, rows_per_step, mask, <floating*>B, ldb)
     gemm_threads(n_threads, True, False, M1, N, K, <floating>1, A1, lda1, B, ldb, <floating>0,
                  C1, ldc1)
     if M2 > 0:
@@ -457,7 +458,7 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
     (mask (T, B)) have dZ = 0 and are left out when they are an eighth of the rows or more
     (project_valid), their dX zeroed: every row of dX is written."""
     cdef long r
-    cdef int i, t, a
+    cdef int i
     cdef bint skip = skip_finished_rows(T, B, mask)
     if not skip and W != NULL and blas_product(<long>T * B, N, I):
         gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0,
@@ -465,10 +466,7 @@ cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const
     elif not skip:
         project_packed(n_threads, T * B, N, dZ, N, WpkT, 0, 1, I, <floating*>NULL, 1, dX, I)
     else:
-        for t in range(T):
-            a = sc_active_rows(B, mask + <long>t * B)
-            if a < B:
-                memset(dX + (<long>t * B + a) * I, 0, <size_t>(B - a) * I * sizeof(floating))
+        zero_finished_rows(T, B, mask, dX, I)
         project_valid(n_threads, T, B, mask, N, dZ, NULL, NULL, WpkT, 0, 1, I, NULL, dX, False,
                       False)
     if dmask != NULL:
