@@ -1,6 +1,7 @@
 """The kernels are compiled for AVX-512, AVX2+FMA and a baseline, and the best one this CPU runs
 is chosen at run time (_kernels/cells.h). A user's CPU may take a path this machine would not,
-so the kernel tests run again here with each lower path forced (SEQCORE_ISA lowers the choice,
+so the kernel tests and the ragged-batch tests (whose row-mapped products take each path's
+register tiles) run again here with each lower path forced (SEQCORE_ISA lowers the choice,
 never raises it)."""
 import os
 import subprocess
@@ -25,5 +26,6 @@ def test_kernel_suite_on_a_lower_instruction_set(isa):
         env=env, capture_output=True, text=True, check=True).stdout
     assert chosen.startswith(LEVELS[isa])
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                          str(HERE / "test_kernels.py")], env=env, capture_output=True, text=True)
+                          str(HERE / "test_kernels.py"), str(HERE / "test_ragged.py")],
+                         env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
