@@ -646,7 +646,16 @@ static inline unsigned int sc_get_fpu_mode(void) { return 0; }
  * and round parity: a round uses the counters of its parity and each thread resets its own
  * range's counter of the other parity for the next round, which no thread can be using then.
  * Which thread computes an item does not change its arithmetic: results stay bit for bit the
- * same. */
+ * same.
+ * A claim is a locked add, which waits for the thread's earlier stores to reach its cache (the
+ * state rows an item writes, which the other cores read at the previous step: a transfer from
+ * another core's cache each). With items of 16 units, each a few hundred nanoseconds at
+ * batch 1, that cost showed: perf put 5% of a 2-thread LSTM call at (100, 1, 128, 256) on the
+ * claims' `lock xadd`. So the first SC_OWN_QUARTERS quarters of each home range (rounded down) are its
+ * thread's own, taken without a claim; only the rest is claimed (by its thread first, then by
+ * any other), and a range seen exhausted is passed by without one. Paired in one process, that
+ * call: 0.945x the time (a fixed split without claims: 0.939x); (100, 16, 256, 256) unchanged. */
+#define SC_OWN_QUARTERS 3
 #define SC_MAX_TEAM 64
 typedef struct {
     struct { int next; char pad[60]; } range[2][SC_MAX_TEAM];   /* a cache line each */
@@ -684,7 +693,7 @@ typedef struct {
     sc_claims *cl;      /* NULL: no sharing, the thread takes its fixed share in order */
     int s;              /* the round */
     int range;          /* ranges tried so far, counting from the thread's own */
-    int taken;          /* without sharing: whether the share was taken */
+    int taken;          /* whether the thread's own share (all of its range unshared) was taken */
 } sc_claimer;
 
 /* The start of this thread's claims in round s: it resets its range's counter for round s + 1. */
@@ -695,8 +704,9 @@ static inline sc_claimer sc_claims_begin(sc_claims *cl, int s) {
 }
 
 /* The next items [lo, *hi) of [0, n) for this thread: returns lo, or -1 when none is left this
- * round. Shared, one item at a time; unshared, the whole fixed share at once (a single thread
- * then makes one call over everything, as cheap as no items at all). */
+ * round. Shared, its own share at once, then one claimed item at a time; unshared, the whole
+ * fixed share at once (a single thread then makes one call over everything, as cheap as no
+ * items at all). */
 static inline int sc_claim(sc_claimer *c, int n, int *hi) {
     int nt = omp_get_num_threads(), me = omp_get_thread_num();
     if (!c->cl) {
@@ -707,13 +717,19 @@ static inline int sc_claim(sc_claimer *c, int n, int *hi) {
     for (; c->range < nt; c->range++) {
         int r = (me + c->range) % nt;
         int lo = (int)((long)n * r / nt), end = (int)((long)n * (r + 1) / nt);
-        if (lo < end) {
-            int i = lo + __atomic_fetch_add(&c->cl->range[c->s & 1][r].next, 1,
-                                            __ATOMIC_RELAXED);
-            if (i < end) {
-                *hi = i + 1;
-                return i;
-            }
+        int own = (end - lo) * SC_OWN_QUARTERS / 4;   /* items [lo, lo + own): r's alone */
+        if (c->range == 0 && own > 0 && c->taken++ == 0) {
+            *hi = lo + own;
+            return lo;
+        }
+        int *next = &c->cl->range[c->s & 1][r].next;    /* claims counted from lo + own */
+        lo += own;
+        if (lo >= end || lo + __atomic_load_n(next, __ATOMIC_RELAXED) >= end)
+            continue;
+        int i = lo + __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+        if (i < end) {
+            *hi = i + 1;
+            return i;
         }
     }
     return -1;
