@@ -80,3 +80,22 @@ def alternating_rounds(timers, seconds, min_rounds):
             out[i].append(timers[i]())
         r += 1
     return out
+
+
+def warm_timer(fn):
+    """fn as a timer (as `timer`) whose timed call comes right after an untimed call of fn, so
+    that each timed call finds its buffers as a call of its own left them, whatever ran
+    before it: for the ratio of two calls that touch different memory. workloads.py's ragged
+    rows alternate three such calls (ragged, full batch, the batch-size curve's 27 calls);
+    timed by `timer`, the full batch ran right after the curve's last call, of its own shape
+    (its buffers warm), the ragged call after that curve in two rounds of three (its buffers
+    evicted): LSTM (100, 32, 128, 256) inference, 1 thread, ragged after the curve 14.6 ms,
+    after a ragged call 12.6; the full batch 24.1 and 24.6. Ragged / (full batch x valid
+    fraction), medians of rounds: 1.18-1.30 by single calls, 1.09-1.13 this way. With the
+    caches flushed before every call (a 64 MB read), both colder: 1.15-1.47 (two runs)."""
+    run = timer(fn)
+
+    def warm():
+        fn()
+        return run()
+    return warm

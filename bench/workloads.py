@@ -30,7 +30,10 @@
 Times are medians of interleaved blocks of repetitions after warm-up (kernels.time_group); ratios are
 peer / seqcore (> 1: seqcore is faster); the ratios of two seqcore calls (ragged / full batch,
 the curve's sum, dropout / none) are medians of the ratios of rounds in which the calls run
-in turn (timing.alternating_rounds), with their quartiles. The environment handling
+in turn (timing.alternating_rounds), with their quartiles; in the ragged rows' rounds each
+timed call (the ragged batch, the full batch, each of the curve's) comes right after an
+untimed call of its own (timing.warm_timer: otherwise the full batch found its buffers warm
+after the curve's last call and the ragged call found its own evicted). The environment handling
 (OPENBLAS_* unset) and the machine facts are those of bench/kernels.py.
 """
 import argparse
@@ -44,7 +47,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernels  # noqa: E402  (re-executes without OPENBLAS_* like kernels.py itself)
 from kernels import machine_facts, ort, time_group  # noqa: E402
-from timing import alternating_rounds, timer  # noqa: E402
+from timing import alternating_rounds, timer, warm_timer  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -160,8 +163,8 @@ def _batch_curve(layer, x, lengths, train):
     T = x.shape[1]
     active = (lengths[None, :] > np.arange(T)[:, None]).sum(axis=1)
     steps = {int(b): int((active == b).sum()) for b in np.unique(active) if b > 0}
-    runs = {b: timer(_seqcore_layers([layer], np.ascontiguousarray(x[:b]),
-                                     np.full(b, T, np.int64), train))
+    runs = {b: warm_timer(_seqcore_layers([layer], np.ascontiguousarray(x[:b]),
+                                          np.full(b, T, np.int64), train))
             for b in steps}
     return lambda: sum(run() * steps[b] / T for b, run in runs.items())
 
@@ -187,7 +190,7 @@ def ragged_rows(threads, budget):
         ragged = _seqcore_layers([layer], x, lengths, train)
         padded = _seqcore_layers([layer], x, full, train)
         ts, tt = time_group([ragged, _torch_packed_lstm(module, x, lengths, train)], budget)
-        r, f, c = alternating_rounds([timer(ragged), timer(padded),
+        r, f, c = alternating_rounds([warm_timer(ragged), warm_timer(padded),
                                       _batch_curve(layer, x, lengths, train)],
                                      2 * budget, ALTERNATING_ROUNDS)
         scaled, scaled_q = _round_ratios(r, f, fraction)
