@@ -651,10 +651,13 @@ static inline unsigned int sc_get_fpu_mode(void) { return 0; }
  * state rows an item writes, which the other cores read at the previous step: a transfer from
  * another core's cache each). With items of 16 units, each a few hundred nanoseconds at
  * batch 1, that cost showed: perf put 5% of a 2-thread LSTM call at (100, 1, 128, 256) on the
- * claims' `lock xadd`. So the first SC_OWN_QUARTERS quarters of each home range (rounded down) are its
- * thread's own, taken without a claim; only the rest is claimed (by its thread first, then by
- * any other), and a range seen exhausted is passed by without one. Paired in one process, that
- * call: 0.945x the time (a fixed split without claims: 0.939x); (100, 16, 256, 256) unchanged. */
+ * claims' `lock xadd`. So the first SC_OWN_QUARTERS quarters of each home range (rounded
+ * down) are its thread's own, taken without a claim; only the rest is claimed (by its thread
+ * first, then by any other), and a range seen exhausted is passed by without one. Paired in
+ * one process, that call: 0.945x the time (a fixed split without claims: 0.939x);
+ * (100, 16, 256, 256) unchanged. A slowed thread's last quarter still goes to the others (the
+ * busy-process case above was not measured again: with a busy process on this 2-core machine
+ * every setting's times varied 2x from run to run). */
 #define SC_OWN_QUARTERS 3
 #define SC_MAX_TEAM 64
 typedef struct {
