@@ -187,6 +187,49 @@ def test_lstm_training_never_reads_the_pre_activations_of_finished_rows(dropout)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
 
 
+@pytest.mark.parametrize("dropout", [False, True])
+@pytest.mark.parametrize("variant", ["gru", "gru_reset_before", "rnn"])
+def test_backward_never_reads_the_gradients_of_finished_rows(variant, dropout):
+    """The GRU's and the RNN's backward scans, as the LSTM's, leave a finished row's
+    pre-activation gradients unwritten (scan.pxd backward_rows), and nothing after them reads
+    those rows (weight_gradient, input_gradient). The backward's workspaces of (T, B, G*H)
+    here are pooled blocks filled with NaN beforehand: every gradient still matches the
+    reference, with and without input and recurrent dropout."""
+    from seqcore._kernels import pool
+
+    cell = "gru" if variant.startswith("gru") else variant
+    reset_after = variant != "gru_reset_before"
+    rng = np.random.default_rng(13)
+    T, B, I, H = 20, 16, 8, 512
+    x = rng.standard_normal((T, B, I))
+    W, U, b = weights(rng, cell, I, H, reset_after)
+    W, U = W * 0.1, U * 0.1
+    lengths = np.array([20, 1, 3, 20, 0, 7, 2, 1, 1, 5, 1, 2, 20, 1, 1, 4])
+    mask = np.arange(T)[:, None] < lengths[None, :]
+    options = dict(mask=mask)
+    if cell == "gru":
+        options["reset_after"] = reset_after
+    if dropout:
+        options["input_mask"] = (rng.random((B, I)) < 0.8) / 0.8
+        options["recurrent_mask"] = (rng.random((B, H)) < 0.8) / 0.8
+    shape = (T, B, GATES[cell] * H)
+    assert np.prod(shape) * x.itemsize >= pool.MIN_BYTES
+    dy, dh = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+    results = []
+    for lib in (ops, reference):
+        out, h, cache = getattr(lib, f"{cell}_forward")(x, W, U, b, **options)
+        if lib is ops:
+            ops.release_memory()                # the forward's idle blocks: gone
+            poisoned = [pool.empty(shape, x.dtype) for _ in range(2)]
+            for block in poisoned:
+                block.fill(np.nan)
+            del poisoned, block                 # the next two blocks of that size
+        grads = getattr(lib, f"{cell}_backward")(dy, dh, cache)
+        results.append([g for g in grads if g is not None])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_ragged_outputs_handed_on_by_every_thread(cell, reverse, monkeypatch):

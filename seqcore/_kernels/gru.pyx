@@ -21,10 +21,10 @@ from libc.stdint cimport int64_t
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      gru_forward_step, masked_state, sc_claims, sc_claims_reset,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (PACK_AUTO, PACK_READY, chunk_steps, entering_state, handed_on,
-                    input_gradient, next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t,
-                    project_steps, skip_finished_rows, step_outputs, step_rows, time_index,
-                    weight_gradient)
+from .scan cimport (PACK_AUTO, PACK_READY, backward_rows, chunk_steps, entering_state,
+                    handed_on, input_gradient, next_state, opt, opt3, opt_vec, pack_weights,
+                    pack_weights_t, project_steps, skip_finished_rows, step_outputs, step_rows,
+                    time_index, weight_gradient)
 
 
 cdef inline void recurrent_step(bint reset_after, int B, int H, const floating* Upk,
@@ -196,23 +196,27 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef int nt = step_threads
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
+    cdef bint skip
+    cdef int rows
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         WpkT = pack_weights_t(n_threads, I, H, 3, &U[0, 0], &W[0, 0], UpkT)
+        skip = skip_finished_rows(T, B, &mask[0, 0])
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
             for s in range(T - 1, -1, -1):
                 t = time_index(s, T, reverse)
                 dy = &dY[t, 0, 0]
+                rows = backward_rows(skip, B, &mask[t, 0])
                 if reset_after:
-                    gru_backward_step(B, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
+                    gru_backward_step(rows, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
                                       &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0],
                                       &dAH[t, 0, 0], UpkT, rmask, &dHp[0, 0], &claims, s)
                 else:
-                    gru1_backward_step(B, H, &AX[t, 0, 0], &HIN[t, 0, 0],
+                    gru1_backward_step(rows, H, &AX[t, 0, 0], &HIN[t, 0, 0],
                                        HPall + <long>t * B * H, &mask[t, 0], dy, &dh[0, 0],
                                        &dAX[t, 0, 0], UpkT, rmask, &dRH[0, 0], &dHp[0, 0],
                                        &claims, s)

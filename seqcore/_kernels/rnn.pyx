@@ -16,10 +16,10 @@ from libc.stdint cimport int64_t
 
 from .cells cimport (masked_state, rnn_backward_step, rnn_forward_step, sc_claims,
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
-from .scan cimport (PACK_AUTO, PACK_READY, chunk_steps, entering_state, handed_on,
-                    input_gradient, next_state, opt, opt3, opt_vec, pack_weights, pack_weights_t,
-                    project_steps, skip_finished_rows, step_outputs, step_rows, time_index,
-                    weight_gradient)
+from .scan cimport (PACK_AUTO, PACK_READY, backward_rows, chunk_steps, entering_state,
+                    handed_on, input_gradient, next_state, opt, opt3, opt_vec, pack_weights,
+                    pack_weights_t, project_steps, skip_finished_rows, step_outputs, step_rows,
+                    time_index, weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -147,19 +147,22 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef int nt = step_threads
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
+    cdef bint skip
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         WpkT = pack_weights_t(n_threads, I, H, 1, &U[0, 0], &W[0, 0], UpkT)
+        skip = skip_finished_rows(T, B, &mask[0, 0])
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
             for s in range(T - 1, -1, -1):
                 t = time_index(s, T, reverse)
                 dy = &dY[t, 0, 0]
-                rnn_backward_step(B, H, &A[t, 0, 0], &mask[t, 0], dy, &dh[0, 0],
-                                  &dA[t, 0, 0], relu, UpkT, rmask, &dHp[0, 0], &claims, s)
+                rnn_backward_step(backward_rows(skip, B, &mask[t, 0]), H, &A[t, 0, 0],
+                                  &mask[t, 0], dy, &dh[0, 0], &dA[t, 0, 0], relu, UpkT, rmask,
+                                  &dHp[0, 0], &claims, s)
                 sc_team_barrier(&claims)
             sc_ftz_exit(thread_mode)
         weight_gradient(n_threads, I, X, I, &dW[0, 0], H, H, &HP[0, 0, 0], H, &dU[0, 0], H, H,
