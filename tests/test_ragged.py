@@ -9,6 +9,11 @@ from seqcore import ops, reference
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
+def cell_of(variant):
+    """(cell, reset_after) of a test variant: "lstm", "gru", "gru_reset_before" or "rnn"."""
+    return ("gru" if variant.startswith("gru") else variant), variant != "gru_reset_before"
+
+
 def weights(rng, cell, I, H, reset_after=True):
     """W, U, b of a cell (b (2, 3H) for the GRU with reset_after) at a moderate scale."""
     G = GATES[cell]
@@ -51,8 +56,7 @@ def test_a_ragged_batch_gives_the_same_rows_in_any_order(cell):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("variant", ["lstm", "gru", "gru_reset_before", "rnn"])
 def test_ragged_batch_with_dropout_masks_matches_the_reference(variant, reverse):
-    cell = "gru" if variant.startswith("gru") else variant
-    reset_after = variant != "gru_reset_before"
+    cell, reset_after = cell_of(variant)
     rng = np.random.default_rng(11)
     T, B, I, H = 12, 7, 5, 18
     x = rng.standard_normal((T, B, I))
@@ -121,8 +125,7 @@ def test_inference_never_reads_the_inputs_of_finished_rows(variant):
     here is a pooled block filled with NaN beforehand: any read of those rows would show."""
     from seqcore._kernels import pool
 
-    cell = "gru" if variant.startswith("gru") else variant
-    reset_after = variant != "gru_reset_before"
+    cell, reset_after = cell_of(variant)
     G = GATES[cell]
     rng = np.random.default_rng(8)
     # I * G*H values of W pass ops._CACHED_WEIGHT_BYTES, so chunks are long and the
@@ -197,8 +200,7 @@ def test_backward_never_reads_the_gradients_of_finished_rows(variant, dropout):
     reference, with and without input and recurrent dropout."""
     from seqcore._kernels import pool
 
-    cell = "gru" if variant.startswith("gru") else variant
-    reset_after = variant != "gru_reset_before"
+    cell, reset_after = cell_of(variant)
     rng = np.random.default_rng(13)
     T, B, I, H = 20, 16, 8, 512
     x = rng.standard_normal((T, B, I))
@@ -315,8 +317,7 @@ def test_chunks_of_a_ragged_batch_by_rows_match_the_reference(variant, reverse, 
     give the reference's outputs, final states and gradients."""
     import seqcore
 
-    cell = "gru" if variant.startswith("gru") else variant
-    reset_after = variant != "gru_reset_before"
+    cell, reset_after = cell_of(variant)
     rng = np.random.default_rng(14)
     T, B, I, H = 400, 16, 3, 5
     W, U, b = weights(rng, cell, I, H, reset_after)
