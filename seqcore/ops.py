@@ -732,7 +732,13 @@ def packed_weights(cell, kernel, recurrent_kernel):
 # KiB) 0.40-0.75; at B = 4 with 96-128 KiB of weights 0.47-0.60 (so the rule is by weights, not
 # by rows); LSTM 64 -> 128 at B = 8 1.57. As for the calls' steps, a thread takes at least
 # _STEP_PARALLEL_UNITS units (H = 128: 2 threads at most).
-_STEPPER_SHARE_BYTES = 1 << 18
+# What a split saves is the reading of weights from beyond a core's L2, so with a larger L2 the
+# weights must be larger for it to pay: a third of the L2 where that is larger. Sapphire Rapids
+# (2 MiB L2), B = 1, same measure: LSTM 64 -> 128 (384 KiB) 0.95, 128 -> 128 (512 KiB) 1.01,
+# 64 -> 192 (768 KiB) 1.13, 128 -> 256 (1.5 MiB) 2.55; GRU 64 -> 128 (288 KiB) 0.84, 128 -> 192
+# (720 KiB) 0.97, 192 -> 192 (864 KiB) 1.04, 64 -> 256 (960 KiB) 1.27; RNN 256 -> 256 (512 KiB)
+# 0.91, 384 -> 384 (1.1 MiB) 1.27. On the Zen 3 (512 KiB L2) the bound stays 256 KiB.
+_STEPPER_SHARE_BYTES = max(1 << 18, runtime.l2_cache_bytes() // 3)
 _STEPPER_THREAD_UNITS = _STEP_PARALLEL_UNITS
 
 

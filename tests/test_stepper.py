@@ -4,7 +4,7 @@ masked steps and states, on one thread or shared by two."""
 import numpy as np
 import pytest
 
-from seqcore import ops, reference
+from seqcore import ops, reference, runtime
 from test_kernels import num_threads
 
 VARIANTS = {   # name: (cell, gates, Stepper options, forward options)
@@ -84,13 +84,17 @@ def test_a_step_shared_by_threads_gives_the_same_bits(variant, dtype, B, I, H):
 def test_steppers_share_their_steps_from_a_size_on():
     """Large weights: the step is shared by the threads of seqcore.set_num_threads (with the
     same results); small ones stay on the calling thread (the team would cost more than it
-    saves)."""
+    saves). The bound is 256 KiB, or a third of the core's L2 where that is more."""
+    assert ops._STEPPER_SHARE_BYTES == max(1 << 18, runtime.l2_cache_bytes() // 3)
     rng = np.random.default_rng(0)
-    W = rng.standard_normal((64, 512)).astype(np.float32)       # 384 KiB with U: shared
-    U = rng.standard_normal((128, 512)).astype(np.float32)      # (the RNN's 96 KiB: not)
+    H = 128
+    while (64 + H) * 4 * H * 4 < ops._STEPPER_SHARE_BYTES:     # the LSTM's W and U in bytes
+        H += 64
+    W = rng.standard_normal((64, 4 * H)).astype(np.float32)
+    U = rng.standard_normal((H, 4 * H)).astype(np.float32)
     big = ops.Stepper("lstm", W, U, None, 1)
-    small = ops.Stepper("rnn", W[:, :128], U[:, :128], None, 1)
-    assert big._max_threads == 2 and small._max_threads == 1
+    small = ops.Stepper("rnn", W[:, :128], U[:128, :128], None, 1)     # 96 KiB
+    assert big._max_threads >= 2 and small._max_threads == 1
     xs = rng.standard_normal((4, 1, 64)).astype(np.float32)
     with num_threads(2):
         shared = [big.step(x) for x in xs]
