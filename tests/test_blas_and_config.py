@@ -208,6 +208,7 @@ def test_l2_cache_size_is_read_from_sysfs(tmp_path, monkeypatch, levels, expecte
     try:
         assert runtime.l2_cache_bytes() == expected
     finally:
+        monkeypatch.undo()                  # the real sysfs again, before anything caches
         runtime.l2_cache_bytes.cache_clear()
     assert isinstance(runtime.l2_cache_bytes(), int) and runtime.l2_cache_bytes() >= 0
 
