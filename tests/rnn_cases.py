@@ -1,6 +1,7 @@
 """Shared test machinery: random problems for every cell variant, a uniform way to call
 forward/backward of any implementation module (seqcore.reference or seqcore.ops, which share
 signatures), and a central-difference gradient check."""
+import gc
 import itertools
 from dataclasses import dataclass, field
 
@@ -157,3 +158,18 @@ def finite_difference_check(impl, p, eps=1e-6):
         scale = max(np.max(np.abs(numeric)), 1e-12)
         worst[name] = np.max(np.abs(numeric - grad)) / scale
     return worst
+
+
+def poison_pool(shape, dtype, count=1):
+    """Free the pool's idle blocks, then leave `count` blocks of `shape` and `dtype` on its
+    free list filled with NaN: the next requests of that size get them, so a kernel that reads
+    pooled memory it did not write shows NaN in its results."""
+    from seqcore import ops
+    from seqcore._kernels import pool
+
+    ops.release_memory()
+    blocks = [pool.empty(shape, dtype) for _ in range(count)]
+    for block in blocks:
+        block.fill(np.nan)
+    del blocks, block
+    gc.collect()

@@ -6,6 +6,7 @@ import pytest
 
 from seqcore import ops
 from seqcore._kernels import pool
+from rnn_cases import poison_pool
 
 BIG = (512, 1024)          # 2 MiB of float32: pooled
 
@@ -103,12 +104,7 @@ def test_backward_writes_every_weight_gradient_into_reused_memory(blas, monkeypa
         for mask in (None, np.array([[1, 1], [1, 0], [0, 0]], bool)):
             out = getattr(ops, f"{cell}_forward")(x, W, U, b, mask=mask, training=True, **extra)
             ref = getattr(reference, f"{cell}_forward")(x, W, U, b, mask=mask, **extra)
-            ops.release_memory()
-            blocks = [pool.empty((I, G * H), np.float64) for _ in range(2)]
-            for block in blocks:               # the blocks dW and dU will take: all NaN
-                block.fill(np.nan)
-            del blocks, block
-            gc.collect()
+            poison_pool((I, G * H), np.float64, 2)     # the blocks dW and dU will take
             finals = [None] * (2 if cell == "lstm" else 1)
             got = getattr(ops, f"{cell}_backward")(dy, *finals, out[-1])
             want = getattr(reference, f"{cell}_backward")(dy, *finals, ref[-1])
@@ -142,12 +138,7 @@ def test_backward_writes_every_row_of_dx_into_reused_memory(cell):
             options = dict(mask=mask, input_mask=input_mask, **extra)
             out = getattr(ops, f"{name}_forward")(x, W, U, b, **options)
             ref = getattr(reference, f"{name}_forward")(x, W, U, b, **options)
-            ops.release_memory()
-            blocks = [pool.empty((T, B, I), np.float64) for _ in range(2)]
-            for block in blocks:               # the blocks dX will take: all NaN
-                block.fill(np.nan)
-            del blocks, block
-            gc.collect()
+            poison_pool((T, B, I), np.float64, 2)       # the blocks dX will take
             got = getattr(ops, f"{name}_backward")(dy, *[None] * (len(out) - 2), out[-1])[0]
             want = getattr(reference, f"{name}_backward")(dy, *[None] * (len(ref) - 2),
                                                           ref[-1])[0]

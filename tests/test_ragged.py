@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from seqcore import ops, reference
+from rnn_cases import poison_pool
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -140,10 +141,7 @@ def test_inference_never_reads_the_inputs_of_finished_rows(variant):
     options = dict(mask=mask, reset_after=reset_after) if cell == "gru" else dict(mask=mask)
     chunk = ops._chunk_steps(B, G * H, T, I, H, x.itemsize)
     assert chunk * B * G * H * x.itemsize >= pool.MIN_BYTES
-    ops.release_memory()
-    poison = pool.empty((chunk, B, G * H), x.dtype)
-    poison.fill(np.nan)
-    del poison                                  # its block is the next one of that size
+    poison_pool((chunk, B, G * H), x.dtype)     # the block the pre-activations will take
     forward = getattr(ops, f"{cell}_forward")
     out, *finals, _ = forward(x, W, U, b, training=False, **options)
     want, *want_finals, _ = getattr(reference, f"{cell}_forward")(x, W, U, b, **options)
@@ -172,18 +170,13 @@ def test_lstm_training_never_reads_the_pre_activations_of_finished_rows(dropout)
     if dropout:
         options["input_mask"] = (rng.random((B, I)) < 0.8) / 0.8
     assert T * B * 4 * H * x.itemsize >= pool.MIN_BYTES
-    ops.release_memory()
-    poison = pool.empty((T, B, 4 * H), x.dtype)
-    poison.fill(np.nan)
-    del poison                                  # its block is the next one of that size: Z
+    poison_pool((T, B, 4 * H), x.dtype)         # the block Z will take
     dy = rng.standard_normal((T, B, H))
     results = []
     for lib in (ops, reference):
         out, h, c, cache = lib.lstm_forward(x, W, U, b, **options)
         if lib is ops:
-            poison = pool.empty((T, B, 4 * H), x.dtype)
-            poison.fill(np.nan)
-            del poison                          # the next block of that size: dZ
+            poison_pool((T, B, 4 * H), x.dtype)  # the block dZ will take
         grads = lib.lstm_backward(dy, None, None, cache)
         results.append([out, h, c, *grads])
     for got, want in zip(*results):
@@ -221,11 +214,7 @@ def test_backward_never_reads_the_gradients_of_finished_rows(variant, dropout):
     for lib in (ops, reference):
         out, h, cache = getattr(lib, f"{cell}_forward")(x, W, U, b, **options)
         if lib is ops:
-            ops.release_memory()                # the forward's idle blocks: gone
-            poisoned = [pool.empty(shape, x.dtype) for _ in range(2)]
-            for block in poisoned:
-                block.fill(np.nan)
-            del poisoned, block                 # the next two blocks of that size
+            poison_pool(shape, x.dtype, 2)      # the blocks the gradients will take
         grads = getattr(lib, f"{cell}_backward")(dy, dh, cache)
         results.append([g for g in grads if g is not None])
     for got, want in zip(*results):
