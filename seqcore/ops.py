@@ -320,6 +320,14 @@ def lengths_to_mask(lengths, T):
 # (100, 16, 256, 256) 8 steps 0.946, 16 0.922, 100 0.999; (100, 16, 128, 128) 16 steps (the
 # quarter) 0.937; GRU (100, 16, 256, 256) 8 steps 0.971; (100, 64, 256, 256) 2 steps 0.974
 # against 1, 32 steps 1.108.
+# But where W and U together take from one to two times the L2 (both nearly fit), every small
+# chunk's projection evicts part of U and the steps part of W, each read again from L3: chunks
+# are then _CHUNK_ROWS rows. Sapphire Rapids, LSTM, 1 thread, paired against a quarter of L2:
+# (100, 16, 256, 256) (2 MiB) 0.951 (0.929-0.974) inference, 0.971 training (one projection);
+# (100, 32, 256, 256) 0.970; (100, 16, 192, 320) (2.5 MiB) 0.962-0.964; (100, 16, 128, 384)
+# (3 MiB) 0.976; outside that range small chunks stay: (100, 32, 64, 512) (4.5 MiB: U alone
+# fills L2) 512 rows 1.008, (100, 16, 256, 128) (0.75 MiB) 1.016, GRU (100, 16, 256, 256)
+# (1.5 MiB) 1.014, and the Zen 3 above (2 MiB, four times its L2).
 # Where W and U together pass _LARGE_WEIGHT_BYTES, every chunk's projection streams W between
 # steps that stream U, and each evicts the other from the shared cache (at (50, 128, 1024,
 # 1024) on Sapphire Rapids both the projection and the steps took more samples with chunks of
@@ -341,14 +349,16 @@ def _chunk_steps(B, width, T, I, H, itemsize, training=False):
     """Steps per chunk of a call: width pre-activations per row, W (I, width), U (H, width).
     Training keeps every step's pre-activations anyway and takes chunks only in the cached case
     (LSTM training, 1 thread, (100, 1, 128, 256): 5.67 -> 5.34 ms; (100, 16, 256, 256)
-    unchanged; with 2 threads chunks of 512 rows were 0.6-2.3% slower than one projection)."""
+    unchanged against one projection when it was cached; with 2 threads chunks of 512 rows
+    were 0.6-2.3% slower than one projection)."""
+    l2 = runtime.l2_cache_bytes()
     cached = (runtime.get_num_threads() == 1
-              and I * width * itemsize <= _CACHED_WEIGHT_BYTES)
+              and I * width * itemsize <= _CACHED_WEIGHT_BYTES
+              and not (l2 and l2 <= (I + H) * width * itemsize < 2 * l2))
     if training and not cached:
         return max(1, T)
     if cached:
-        l2 = runtime.l2_cache_bytes() or _L2_UNREPORTED_BYTES
-        rows = l2 // _CHUNK_L2_SHARE // (max(1, width) * itemsize)
+        rows = (l2 or _L2_UNREPORTED_BYTES) // _CHUNK_L2_SHARE // (max(1, width) * itemsize)
     elif (I + H) * width * itemsize > _LARGE_WEIGHT_BYTES:
         return max(1, min(T, _LARGE_CHUNK_ROWS // max(1, B)))
     else:

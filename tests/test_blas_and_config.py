@@ -216,9 +216,12 @@ def test_l2_cache_size_is_read_from_sysfs(tmp_path, monkeypatch, levels, expecte
 @pytest.mark.parametrize("l2, threads, shape, steps", [
     # shape: B, width (G*H), T, I, H, itemsize
     (512 << 10, 1, (16, 1024, 100, 256, 256, 4), 2),   # a quarter of 512 KiB: 32 rows of 4 KiB
-    (2 << 20, 1, (16, 1024, 100, 256, 256, 4), 8),     # of 2 MiB: 128 rows
+    (2 << 20, 1, (16, 1024, 100, 128, 256, 4), 8),     # of 2 MiB: 128 rows
     (2 << 20, 1, (16, 512, 100, 128, 128, 4), 16),
-    (2 << 20, 1, (16, 1024, 100, 64, 256, 8), 4),      # float64 rows take twice the room
+    (2 << 20, 1, (16, 512, 100, 128, 128, 8), 8),      # float64 rows take twice the room
+    (2 << 20, 1, (16, 1024, 100, 256, 256, 4), 32),    # W and U 2 MiB, from one to two L2s:
+    (2 << 20, 1, (16, 1280, 100, 192, 320, 4), 32),    # 512 rows (2.5 MiB)
+    (2 << 20, 1, (16, 2048, 100, 64, 512, 4), 4),      # 4.5 MiB, past two L2s: 64 rows
     (2 << 20, 1, (1, 1024, 100, 128, 256, 4), 100),    # never past T
     (2 << 20, 1, (300, 1024, 100, 256, 256, 4), 1),    # at least one step
     (0, 1, (16, 1024, 100, 256, 256, 4), 2),           # L2 not reported: as 512 KiB
@@ -233,9 +236,9 @@ def test_l2_cache_size_is_read_from_sysfs(tmp_path, monkeypatch, levels, expecte
     (2 << 20, 1, (4096, 4096, 50, 1024, 1024, 4), 1),  # at least one step
 ])
 def test_inference_chunks_are_sized_by_the_l2_cache(monkeypatch, l2, threads, shape, steps):
-    """ops._chunk_steps: on one thread, with W within _CACHED_WEIGHT_BYTES, a chunk's
-    pre-activations fill a quarter of the core's L2; otherwise 512 rows, or 2048 when W and U
-    pass _LARGE_WEIGHT_BYTES."""
+    """ops._chunk_steps: on one thread, with W within _CACHED_WEIGHT_BYTES and W and U not
+    between one and two times the L2, a chunk's pre-activations fill a quarter of the core's
+    L2; otherwise 512 rows, or 2048 when W and U pass _LARGE_WEIGHT_BYTES."""
     from seqcore import ops, runtime
     monkeypatch.setattr(runtime, "l2_cache_bytes", lambda: l2)
     before = seqcore.get_num_threads()
