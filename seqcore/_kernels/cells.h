@@ -190,14 +190,20 @@ typedef double sc_v8d __attribute__((vector_size(64)));
 #pragma GCC target("avx512f,avx512dq,fma")
 #define SC_V16(c) _mm512_set1_ps(c)
 
-/* exp(x) for x <= 0 (or NaN), clamped below at ln(FLT_MIN) as SC_V8_EXP. vmaxps returns its
- * second operand when one is NaN, so x goes second and NaN passes through. */
-static inline __m512 sc_exp_nonpos_v16(__m512 x) {
+/* x <= 0 (or NaN), clamped below at ln(FLT_MIN) as SC_V8_EXP, as n ln 2 + r with n an integer
+ * (into *n) and |r| <= ln(2)/2 (returned): exp's and expm1's range reduction. vmaxps returns
+ * its second operand when one is NaN, so x goes second and NaN passes through. */
+static inline __m512 sc_exp_reduce_v16(__m512 x, __m512 *n) {
     x = _mm512_max_ps(SC_V16(-87.3365447f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, SC_V16(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, SC_V16(0.693359375f), x);          /* ln 2 = hi + lo */
-    r = _mm512_fnmadd_ps(n, SC_V16(-2.12194440e-4f), r);
+    *n = _mm512_roundscale_ps(_mm512_mul_ps(x, SC_V16(1.44269504088896341f)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(*n, SC_V16(0.693359375f), x);         /* ln 2 = hi + lo */
+    return _mm512_fnmadd_ps(*n, SC_V16(-2.12194440e-4f), r);
+}
+
+/* exp(x) for x <= 0 (or NaN), clamped below at ln(FLT_MIN) */
+static inline __m512 sc_exp_nonpos_v16(__m512 x) {
+    __m512 n, r = sc_exp_reduce_v16(x, &n);
     return _mm512_scalef_ps(_mm512_fmadd_ps(r, SC_EXP_Q(_mm512, r), SC_V16(1.0f)), n);
 }
 
@@ -214,21 +220,18 @@ static inline __m512 sc_sigmoid_v16(__m512 x) {
     return _mm512_mask_mul_ps(s, neg, e, s);
 }
 
+/* tanh in one path, as the AVX2 code's sc_tanh_v8 (its comment says why it holds its accuracy):
+ * -m / (2 + m) with m = expm1(-2|x|), sign copied from x. Against the two-branch form (the exp
+ * formula, and an odd polynomial below |x| = 0.5 where it cancels, both computed and blended):
+ * 25 instructions instead of 34. */
 static inline __m512 sc_tanh_v16(__m512 x) {
-    __m512 a = _mm512_andnot_ps(SC_V16(-0.0f), x);                       /* |x| */
-    __m512 e = sc_exp_nonpos_v16(_mm512_mul_ps(a, SC_V16(-2.0f)));
-    __m512 big = _mm512_mul_ps(_mm512_sub_ps(SC_V16(1.0f), e),
-                               sc_recip_v16(_mm512_add_ps(SC_V16(1.0f), e)));
-    __m512 t2 = _mm512_mul_ps(a, a);
-    __m512 p = _mm512_fmadd_ps(t2, SC_V16(21844.0f / 6081075), SC_V16(-1382.0f / 155925));
-    p = _mm512_fmadd_ps(t2, p, SC_V16(62.0f / 2835));
-    p = _mm512_fmadd_ps(t2, p, SC_V16(-17.0f / 315));
-    p = _mm512_fmadd_ps(t2, p, SC_V16(2.0f / 15));
-    p = _mm512_fmadd_ps(t2, p, SC_V16(-1.0f / 3));
-    p = _mm512_fmadd_ps(t2, p, SC_V16(1.0f));
-    __m512 small = _mm512_mul_ps(a, p);
-    __mmask16 is_small = _mm512_cmp_ps_mask(a, SC_V16(0.5f), _CMP_LT_OQ);
-    __m512 t = _mm512_mask_blend_ps(is_small, big, small);
+    __m512 n, r = sc_exp_reduce_v16(_mm512_mul_ps(_mm512_andnot_ps(SC_V16(-0.0f), x),
+                                                  SC_V16(-2.0f)), &n);
+    __m512 s = _mm512_scalef_ps(SC_V16(1.0f), n);                         /* 2^n */
+    __m512 m = _mm512_fmadd_ps(s, _mm512_mul_ps(r, SC_EXP_Q(_mm512, r)),
+                               _mm512_sub_ps(s, SC_V16(1.0f)));
+    __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), m),
+                             sc_recip_v16(_mm512_add_ps(SC_V16(2.0f), m)));
     return _mm512_or_ps(t, _mm512_and_ps(x, SC_V16(-0.0f)));             /* sign of x */
 }
 
