@@ -249,6 +249,24 @@ def test_inference_chunks_are_sized_by_the_l2_cache(monkeypatch, l2, threads, sh
         seqcore.set_num_threads(before)
 
 
+@pytest.mark.parametrize("shape, steps", [
+    ((16, 1024, 100, 128, 256, 4), 8),      # W and U 1.5 MiB: chunks of a quarter of the L2
+    ((16, 1024, 100, 256, 256, 4), 100),    # 2 MiB, one to two L2s: one projection
+    ((16, 4096, 100, 512, 1024, 4), 100),   # W past _CACHED_WEIGHT_BYTES: one projection
+])
+def test_training_chunks_only_where_inference_takes_a_quarter_of_l2(monkeypatch, shape, steps):
+    """ops._chunk_steps(training=True): chunks of a quarter of the L2 on one thread where
+    inference takes them; otherwise the whole sequence's projection at once."""
+    from seqcore import ops, runtime
+    monkeypatch.setattr(runtime, "l2_cache_bytes", lambda: 2 << 20)
+    before = seqcore.get_num_threads()
+    try:
+        seqcore.set_num_threads(1)
+        assert ops._chunk_steps(*shape, training=True) == steps
+    finally:
+        seqcore.set_num_threads(before)
+
+
 def _kernel_row(shape, mode, seqcore_ms, ort_ms, torch_ms, share):
     ort = None if ort_ms is None else ort_ms / seqcore_ms
     return dict(cell="lstm", mode=mode, shape=list(shape), threads=1, seqcore_ms=seqcore_ms,
