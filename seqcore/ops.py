@@ -352,14 +352,15 @@ def _chunk_steps(B, width, T, I, H, itemsize, training=False):
     unchanged against one projection when it was cached; with 2 threads chunks of 512 rows
     were 0.6-2.3% slower than one projection)."""
     l2 = runtime.l2_cache_bytes()
+    weight_bytes = (I + H) * width * itemsize        # W and U together
     cached = (runtime.get_num_threads() == 1
               and I * width * itemsize <= _CACHED_WEIGHT_BYTES
-              and not (l2 and l2 <= (I + H) * width * itemsize < 2 * l2))
+              and not (l2 and l2 <= weight_bytes < 2 * l2))
     if training and not cached:
         return max(1, T)
     if cached:
         rows = (l2 or _L2_UNREPORTED_BYTES) // _CHUNK_L2_SHARE // (max(1, width) * itemsize)
-    elif (I + H) * width * itemsize > _LARGE_WEIGHT_BYTES:
+    elif weight_bytes > _LARGE_WEIGHT_BYTES:
         return max(1, min(T, _LARGE_CHUNK_ROWS // max(1, B)))
     else:
         rows = _CHUNK_ROWS

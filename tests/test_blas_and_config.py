@@ -239,12 +239,17 @@ def test_inference_chunks_are_sized_by_the_l2_cache(monkeypatch, l2, threads, sh
     """ops._chunk_steps: on one thread, with W within _CACHED_WEIGHT_BYTES and W and U not
     between one and two times the L2, a chunk's pre-activations fill a quarter of the core's
     L2; otherwise 512 rows, or 2048 when W and U pass _LARGE_WEIGHT_BYTES."""
+    assert _chunk_steps_with(monkeypatch, l2, threads, shape) == steps
+
+
+def _chunk_steps_with(monkeypatch, l2, threads, shape, training=False):
+    """ops._chunk_steps(*shape) with the L2 reported as l2 bytes and `threads` threads."""
     from seqcore import ops, runtime
     monkeypatch.setattr(runtime, "l2_cache_bytes", lambda: l2)
     before = seqcore.get_num_threads()
     try:
         seqcore.set_num_threads(threads)
-        assert ops._chunk_steps(*shape) == steps
+        return ops._chunk_steps(*shape, training=training)
     finally:
         seqcore.set_num_threads(before)
 
@@ -257,14 +262,7 @@ def test_inference_chunks_are_sized_by_the_l2_cache(monkeypatch, l2, threads, sh
 def test_training_chunks_only_where_inference_takes_a_quarter_of_l2(monkeypatch, shape, steps):
     """ops._chunk_steps(training=True): chunks of a quarter of the L2 on one thread where
     inference takes them; otherwise the whole sequence's projection at once."""
-    from seqcore import ops, runtime
-    monkeypatch.setattr(runtime, "l2_cache_bytes", lambda: 2 << 20)
-    before = seqcore.get_num_threads()
-    try:
-        seqcore.set_num_threads(1)
-        assert ops._chunk_steps(*shape, training=True) == steps
-    finally:
-        seqcore.set_num_threads(before)
+    assert _chunk_steps_with(monkeypatch, 2 << 20, 1, shape, training=True) == steps
 
 
 def _kernel_row(shape, mode, seqcore_ms, ort_ms, torch_ms, share):
