@@ -374,8 +374,11 @@ static inline __attribute__((always_inline)) void sc_gru_tile_v16(
         __builtin_prefetch(xz + 2 * H, 1, 3);
         __builtin_prefetch(h + b * H + j0, 1, 3);
     }
-    for (int k = 0; k < H; k++) {
-        const float *uk = u + k * 16;
+    /* uk steps by a pointer increment: as u + k * 16 with an int k, GCC 12 rebuilt the
+     * address each k from k (shift, sign extension, two adds: 10 instructions for 3
+     * multiply-adds at a batch of 1) */
+    const float *uk = u;
+    for (int k = 0; k < H; k++, uk += 16) {
         __m512 u0 = _mm512_loadu_ps(uk), u1 = _mm512_loadu_ps(uk + gs);
         __m512 u2 = _mm512_loadu_ps(uk + 2 * gs);
         for (int i = 0; i < R; i++) {
