@@ -87,9 +87,23 @@ def bool_mask(mask, shape, layout):
     return m.astype(bool, copy=False)
 
 
+# mask=None's all-valid (T, B) masks, read-only (the kernels only read masks), kept for the
+# next call of the same shape: np.ones in a loop of batch-1 calls took 2% of each call's time
+# (its fill, in an interpreter whose lines the kernel's weights had pushed out of cache)
+_ALL_VALID = {}
+_ALL_VALID_KEPT = 16
+
+
 def _mask(mask, T, B):
     if mask is None:
-        return np.ones((T, B), np.uint8)
+        ones = _ALL_VALID.get((T, B))
+        if ones is None:
+            if len(_ALL_VALID) >= _ALL_VALID_KEPT:
+                _ALL_VALID.clear()
+            ones = np.ones((T, B), np.uint8)
+            ones.flags.writeable = False
+            _ALL_VALID[T, B] = ones
+        return ones
     return np.ascontiguousarray(bool_mask(mask, (T, B), "(T, B)"), dtype=np.uint8)
 
 
@@ -438,6 +452,11 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     training, return_sequences = _check_mode(training, return_sequences)
     a = _check_forward("LSTM", 4, x, kernel, recurrent_kernel, bias, lambda H: (4 * H,),
                        [("h0", h0), ("c0", c0)], mask, input_mask, recurrent_mask, reverse)
+    return _lstm_run(a, training, return_sequences, _prepacked)
+
+
+def _lstm_run(a, training, return_sequences, prepacked):
+    """lstm_forward's work on its checked arguments (_check_forward's dict)."""
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     h, c = a["states"]
     if T == 0 or B == 0:
@@ -450,7 +469,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias, h0=None, c0=None, mask=None,
     if not training:
         Z, XD, Hp = _inference_workspace(a, 4 * H)
         _run(_lstm.forward_inference, (T, B, 4, H), *args, Y, Z, XD, Hp,
-             *_inference_weights(_prepacked, I, H, 4, dtype), *handing_on)
+             *_inference_weights(prepacked, I, H, 4, dtype), *handing_on)
         _, (h, c) = _caller_order(a, None, [h, c])
         return outputs, h, c, None
     c0 = c.copy()
@@ -501,9 +520,15 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     a = _check_forward("GRU", 3, x, kernel, recurrent_kernel, bias,
                        lambda H: (2, 3 * H) if reset_after else (3 * H,), [("h0", h0)], mask,
                        input_mask, recurrent_mask, reverse)
+    a["reset_after"] = reset_after
+    return _gru_run(a, training, return_sequences, _prepacked)
+
+
+def _gru_run(a, training, return_sequences, prepacked):
+    """gru_forward's work on its checked arguments (_check_forward's dict and reset_after)."""
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     (h,) = a["states"]
-    a["reset_after"] = reset_after
+    reset_after = a["reset_after"]
     if T == 0 or B == 0:
         outputs, (h,) = _empty_forward(a, training, return_sequences)
         return outputs, h, (dict(a, kernel_module=_gru) if training else None)
@@ -517,7 +542,7 @@ def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         AX, XD, Hp = _inference_workspace(a, 3 * H)
         _run(_gru.forward_inference, (T, B, 3, H), *args, Y, AX, XD, Hp, work_a, work_b,
-             *_inference_weights(_prepacked, I, H, 3, dtype), *handing_on)
+             *_inference_weights(prepacked, I, H, 3, dtype), *handing_on)
         _, (h,) = _caller_order(a, None, [h])
         return outputs, h, None
     AX = _pool.empty((T, B, 3 * H), dtype)
@@ -575,9 +600,14 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     training, return_sequences = _check_mode(training, return_sequences)
     a = _check_forward("SimpleRNN", 1, x, kernel, recurrent_kernel, bias, lambda H: (H,),
                        [("h0", h0)], mask, input_mask, recurrent_mask, reverse)
+    a["relu"] = activation == "relu"
+    return _rnn_run(a, training, return_sequences, _prepacked)
+
+
+def _rnn_run(a, training, return_sequences, prepacked):
+    """rnn_forward's work on its checked arguments (_check_forward's dict and relu)."""
     T, B, I, H, dtype = a["T"], a["B"], a["I"], a["H"], a["dtype"]
     (h,) = a["states"]
-    a["relu"] = activation == "relu"
     if T == 0 or B == 0:
         outputs, (h,) = _empty_forward(a, training, return_sequences)
         return outputs, h, (dict(a, kernel_module=_rnn) if training else None)
@@ -587,7 +617,7 @@ def rnn_forward(x, kernel, recurrent_kernel, bias, h0=None, mask=None, input_mas
     if not training:
         A, XD, Hp = _inference_workspace(a, H)
         _run(_rnn.forward_inference, (T, B, 1, H), *args, Y, A, XD, Hp,
-             *_inference_weights(_prepacked, I, H, 1, dtype), *handing_on)
+             *_inference_weights(prepacked, I, H, 1, dtype), *handing_on)
         _, (h,) = _caller_order(a, None, [h])
         return outputs, h, None
     A = _pool.empty((T, B, H), dtype)
@@ -696,6 +726,17 @@ class BoundLayer:
         self._options = ({"reset_after": bool(reset_after)} if cell == "gru" else
                          {"activation": activation} if cell == "rnn" else {})
         self._packed = _packed(W, U, I, H, _GATES[cell], self.dtype)
+        # the common call (no states, no mask) skips the *_forward functions' checks, which
+        # the weights passed here and which forward() makes of x: what their checked
+        # arguments would hold but x, the states, the mask and reverse. In a loop of batch-1
+        # calls, (100, 1, 128, 256), the Python around the kernel took ~12% of each call
+        # (its lines out of cache after the kernel's weights passed through it).
+        self._run = {"lstm": _lstm_run, "gru": _gru_run, "rnn": _rnn_run}[cell]
+        self._checked = dict(dtype=self.dtype, I=I, H=H, kernel=W, recurrent_kernel=U,
+                             bias=self._weights[2], input_mask=None, recurrent_mask=None,
+                             batch_major=False, order=None, inverse=None,
+                             reset_after=bool(reset_after), relu=activation == "relu")
+        self._n_states = 2 if cell == "lstm" else 1
 
     def forward(self, x, states=None, mask=None, reverse=False, return_sequences=True):
         """x (T, B, I), converted to the layer's dtype; states: the initial (h0,) or, for the
@@ -707,6 +748,15 @@ class BoundLayer:
         if x.ndim != 3 or x.shape[2] != I:
             raise ValueError(f"x: expected a time-major (T, B, {I}) array for this layer, got "
                              f"shape {x.shape}")
+        T, B = x.shape[:2]
+        if states is None and mask is None and T > 0 and B > 0:
+            shape = (B, self._checked["H"])   # x C-contiguous (_as_dtype): not batch-major
+            a = dict(self._checked, T=T, B=B, x=x, mask=_mask(None, T, B),
+                     reverse=_flag("reverse", reverse),
+                     states=[np.zeros(shape, self.dtype) for _ in range(self._n_states)])
+            *out, _ = self._run(a, False, _flag("return_sequences", return_sequences),
+                                self._packed)
+            return tuple(out)
         _, states = _cell_states(self.cell, states)
         *out, _ = self._forward(x, *self._weights, *states, mask,
                                 None, None, reverse, **self._options, training=False,
@@ -784,7 +834,7 @@ class Stepper:
         elif cell == "rnn":
             kind = "rnn_" + activation
         c = self.states[1] if cell == "lstm" else None
-        self._valid = mask[0]            # the kernel reads it at every step
+        self._valid = mask[0].copy()     # the kernel reads it at every step; step() writes it
         self._all_valid = True
         # threads for a step: 1, or up to one per _STEPPER_THREAD_UNITS units
         self._max_threads = (max(1, H // _STEPPER_THREAD_UNITS)

@@ -59,6 +59,32 @@ def test_bound_layer_equals_the_forward_call(variant, dtype, T, B, I, H):
                     np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_call_without_states_or_mask_equals_the_forward_call(variant, dtype):
+    """forward(x) alone takes a shorter way than calls with states or a mask (BoundLayer
+    fills in the checked arguments itself): the same outputs, bit for bit, in every option."""
+    cell, options, x, W, U, b, states = make(variant, dtype, 9, 3, 5, 20, seed=4)
+    zeros = [np.zeros_like(s) for s in states]
+    layer = ops.BoundLayer(cell, W, U, b, **options)
+    for reverse in (False, True):
+        for return_sequences in (True, False):
+            want = whole(cell, options, x, W, U, b, zeros, reverse=reverse,
+                         return_sequences=return_sequences)
+            got = layer.forward(x, reverse=reverse, return_sequences=return_sequences)
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                if w is None:
+                    assert g is None
+                else:
+                    assert g.dtype == dtype and g.flags.writeable
+                    np.testing.assert_array_equal(g, w)
+    with pytest.raises(TypeError, match="reverse"):
+        layer.forward(x, reverse="yes")
+    with pytest.raises(TypeError, match="return_sequences"):
+        layer.forward(x, return_sequences=None)
+
+
 def test_zero_states_by_default_and_empty_calls():
     cell, options, x, W, U, b, states = make("lstm", np.float32, 5, 2, 3, 8)
     layer = ops.BoundLayer(cell, W, U, b)
