@@ -61,10 +61,11 @@ def test_bound_layer_equals_the_forward_call(variant, dtype, T, B, I, H):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_the_call_without_states_or_mask_equals_the_forward_call(variant, dtype):
+@pytest.mark.parametrize("T, B, I, H", [(9, 3, 5, 20), (1, 1, 1, 1), (3, 17, 2, 33)])
+def test_the_call_without_states_or_mask_equals_the_forward_call(variant, dtype, T, B, I, H):
     """forward(x) alone takes a shorter way than calls with states or a mask (BoundLayer
     fills in the checked arguments itself): the same outputs, bit for bit, in every option."""
-    cell, options, x, W, U, b, states = make(variant, dtype, 9, 3, 5, 20, seed=4)
+    cell, options, x, W, U, b, states = make(variant, dtype, T, B, I, H, seed=4)
     zeros = [np.zeros_like(s) for s in states]
     layer = ops.BoundLayer(cell, W, U, b, **options)
     for reverse in (False, True):
