@@ -23,6 +23,8 @@
 - long: inference on one sequence of T = 10,000 steps (LSTM 64 -> 128) keeping only the last
   state: time, and peak memory in a fresh process (how far the resident set grew during the
   call: Linux's peak, VmHWM, reset just before it), seqcore vs torch.
+- ragged and bidir also report the peak memory of a first call in a fresh process (the
+  median over PROBES processes each, seqcore and torch taken in turns; workloads.py --probe).
 - memory: peak memory of one training step (LSTM, T 100, B 64, 512 -> 512) in a fresh
   process, seqcore vs torch (times: that first call's, the median over PROBES fresh processes
   each, taken in turns: one cold call is a single sample of this machine's noise).
@@ -175,21 +177,34 @@ def _round_ratios(num, den, scale=1.0):
     return float(median), [float(q1), float(q3)]
 
 
+RAGGED_SHAPE = (100, 32, 128, 256)          # T, B, I, H
+BIDIR_SHAPE = (100, 16, 128, 256)
+
+
+def _ragged_setup(mode):
+    """The ragged workload in `mode`: x (B, T, I), lengths, the seqcore layer (built) and the
+    torch module, and the two calls (seqcore, torch)."""
+    T, B, I, H = RAGGED_SHAPE
+    x = np.random.default_rng(2).standard_normal((B, T, I)).astype(np.float32)
+    lengths = _lengths(B, T)
+    train = mode == "train"
+    layer = sc.LSTM(H, return_sequences=True, seed=0)
+    layer.build((None, None, I))
+    module = torch.nn.LSTM(I, H, batch_first=True)
+    return (x, lengths, layer, _seqcore_layers([layer], x, lengths, train),
+            _torch_packed_lstm(module, x, lengths, train))
+
+
 def ragged_rows(threads, budget):
     rows = []
-    rng = np.random.default_rng(2)
-    B, T, I, H = 32, 100, 128, 256
-    x = rng.standard_normal((B, T, I)).astype(np.float32)
-    lengths = _lengths(B, T)
-    full = np.full(B, T, np.int64)
-    fraction = lengths.sum() / (B * T)
+    T, B, I, H = RAGGED_SHAPE
     for mode in ("infer", "train"):
         train = mode == "train"
-        layer = sc.LSTM(H, return_sequences=True, seed=0)
-        module = torch.nn.LSTM(I, H, batch_first=True)
-        ragged = _seqcore_layers([layer], x, lengths, train)
+        x, lengths, layer, ragged, torch_ragged = _ragged_setup(mode)
+        full = np.full(B, T, np.int64)
+        fraction = lengths.sum() / (B * T)
         padded = _seqcore_layers([layer], x, full, train)
-        ts, tt = time_group([ragged, _torch_packed_lstm(module, x, lengths, train)], budget)
+        ts, tt = time_group([ragged, torch_ragged], budget)
         r, f, c = alternating_rounds([warm_timer(ragged), warm_timer(padded),
                                       _batch_curve(layer, x, lengths, train)],
                                      2 * budget, ALTERNATING_ROUNDS)
@@ -203,7 +218,8 @@ def ragged_rows(threads, budget):
                          scaled_ratio=scaled, scaled_ratio_quartiles=scaled_q,
                          curve_ms=float(np.median(c)) * 1e3, curve_scaled=curve_scaled,
                          curve_scaled_quartiles=curve_scaled_q,
-                         curve_ratio=on_curve, curve_ratio_quartiles=on_curve_q))
+                         curve_ratio=on_curve, curve_ratio_quartiles=on_curve_q,
+                         **_workload_peaks("ragged", mode, threads)))
     return rows
 
 
@@ -224,23 +240,34 @@ def dropout_rows(threads, budget):
                  dropout_ratio=ratio, dropout_ratio_quartiles=quartiles)]
 
 
-def bidir_rows(threads, budget):
+def _bidir_setup(mode):
+    """The bidirectional workload in `mode`: x and the two calls (seqcore: the torch module
+    read by from_torch for inference, two Bidirectional(LSTM) layers, built, for training)."""
     from seqcore.interop import from_torch
-    rows = []
-    rng = np.random.default_rng(4)
-    B, T, I, H = 16, 100, 128, 256
-    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    T, B, I, H = BIDIR_SHAPE
+    x = np.random.default_rng(4).standard_normal((B, T, I)).astype(np.float32)
     lengths = _lengths(B, T)
     module = torch.nn.LSTM(I, H, num_layers=2, bidirectional=True, batch_first=True)
-    stack = from_torch(module)
-    layers = [sc.Bidirectional(sc.LSTM(H, return_sequences=True, seed=s)) for s in (0, 1)]
+    train = mode == "train"
+    if train:
+        layers = [sc.Bidirectional(sc.LSTM(H, return_sequences=True, seed=s)) for s in (0, 1)]
+        layers[0].build((None, None, I))
+        layers[1].build((None, None, 2 * H))
+        ours = _seqcore_layers(layers, x, lengths, True)
+    else:
+        stack = from_torch(module)
+        ours = lambda: stack(x, lengths=lengths)  # noqa: E731
+    return x, ours, _torch_packed_lstm(module, x, lengths, train)
+
+
+def bidir_rows(threads, budget):
+    rows = []
     for mode in ("infer", "train"):
-        train = mode == "train"
-        ours = (_seqcore_layers(layers, x, lengths, True) if train
-                else lambda: stack(x, lengths=lengths))
-        ts, tt = time_group([ours, _torch_packed_lstm(module, x, lengths, train)], budget)
-        rows.append(dict(workload="bidir", cell="lstm", mode=mode, shape=(T, B, I, H),
-                         threads=threads, seqcore_ms=ts * 1e3, torch_ms=tt * 1e3))
+        _, ours, theirs = _bidir_setup(mode)
+        ts, tt = time_group([ours, theirs], budget)
+        rows.append(dict(workload="bidir", cell="lstm", mode=mode, shape=BIDIR_SHAPE,
+                         threads=threads, seqcore_ms=ts * 1e3, torch_ms=tt * 1e3,
+                         **_workload_peaks("bidir", mode, threads)))
     return rows
 
 
@@ -299,6 +326,54 @@ def _probe(lib, task, threads):
 
 
 PROBES = 5          # first calls vary by 10-30% from process to process here
+
+
+def _peak_growth_mb(run):
+    """How far this process's resident set grows during run(), in MB (Linux: the peak,
+    VmHWM, restarted from the current size just before)."""
+    def status(key):                       # kB
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    run()
+    return (status("VmHWM") - before) / 1024
+
+
+def _calls(workload, mode):
+    """(seqcore call, torch call, the input's MB) of the ragged or bidir workload in mode."""
+    if workload == "ragged":
+        x, _, _, ours, theirs = _ragged_setup(mode)
+    else:
+        x, ours, theirs = _bidir_setup(mode)
+    return ours, theirs, x.nbytes / 2**20
+
+
+def probe(workload, mode, lib, threads):
+    """In a fresh process (workloads.py --probe): the peak growth of the first call of
+    workload's seqcore or torch call, printed with the input's MB."""
+    sc.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    ours, theirs, input_mb = _calls(workload, mode)
+    print(_peak_growth_mb(ours if lib == "seqcore" else theirs), input_mb)
+
+
+def _workload_peaks(workload, mode, threads):
+    """The peak memory fields of a workload row: seqcore's and torch's first call, each the
+    median over PROBES fresh processes taken in turns."""
+    peaks = {"seqcore": [], "torch": []}
+    for _ in range(PROBES):
+        for lib in peaks:
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--probe",
+                                  workload, mode, lib, str(threads)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            peaks[lib].append(float(out[-2]))
+            input_mb = float(out[-1])
+    return dict(seqcore_peak_mb=float(np.median(peaks["seqcore"])),
+                torch_peak_mb=float(np.median(peaks["torch"])), input_mb=input_mb)
 
 
 def _probes(task, threads):
@@ -400,7 +475,13 @@ def main(argv=None):
                         help="seconds of timing per library and row (default 1)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "workloads"))
+    parser.add_argument("--probe", nargs=4, metavar=("WORKLOAD", "MODE", "LIB", "THREADS"),
+                        help="(internal) print the peak memory of one first call")
     args = parser.parse_args(argv)
+    if args.probe:
+        workload, mode, lib, threads = args.probe
+        probe(workload, mode, lib, int(threads))
+        return
     facts = machine_facts()
     print(f"# seqcore {facts['seqcore']} vs torch {facts['torch']}, onnxruntime "
           f"{facts['onnxruntime'] or 'not installed'}; {facts['cores']} cores, SIMD "
