@@ -295,3 +295,22 @@ def test_embedding_mask_zero_and_lengths_both_hold():
     np.testing.assert_array_equal(emb.compute_mask(ids, lengths_mask),
                                   [[1, 1, 0, 1], [1, 1, 0, 0]])
     np.testing.assert_array_equal(emb.compute_mask(ids, None), ids != 0)
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_backward_runs_once_per_training_call_and_frees_the_cache(wrap):
+    """A recurrent layer (or Bidirectional) lets its forward's cache go as its backward ends,
+    as PyTorch frees a graph's buffers: a stack's backward then does not hold every layer's
+    caches at once. A second backward of the same call is a clear error; the next training
+    call works as before, with the same gradients for the same data."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 3))
+    inner = sc.LSTM(4, return_sequences=True, seed=0, dtype="float64")
+    layer = sc.Bidirectional(inner) if wrap else inner
+    d = rng.standard_normal(layer(x, training=True).shape)
+    dx = layer.backward(d)
+    assert layer._cache is None and inner._cache is None
+    with pytest.raises(RuntimeError, match="runs once"):
+        layer.backward(d)
+    layer(x, training=True)
+    np.testing.assert_array_equal(layer.backward(d), dx)

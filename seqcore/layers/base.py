@@ -101,7 +101,7 @@ class Layer:
     def _need_cache(self, cache):
         if cache is None:
             raise RuntimeError(f"{self.name}: backward() needs a preceding call with "
-                               "training=True")
+                               "training=True (and runs once per such call)")
         return cache
 
     # ---- weights

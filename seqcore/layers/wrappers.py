@@ -122,7 +122,11 @@ class Bidirectional(_Wrapper):
                         for y in (y_f, y_b))
         else:
             y_f, y_b = fin_f[0].copy(), fin_b[0].copy()
-        self._cache = dict(y_f=y_f, y_b=y_b, B=B, T=T, given_state=initial_state is not None)
+        # the outputs themselves only where backward needs them (merge_mode "mul")
+        mul = self.merge_mode == "mul"
+        self._cache = dict(y_f=y_f if mul else None, y_b=y_b if mul else None,
+                           y_shape=y_f.shape, B=B, T=T,
+                           given_state=initial_state is not None)
         out = self._merge(y_f, y_b)
         if self.return_state:
             return ([out] if self.merge_mode is not None else list(out)) + fin_f + fin_b
@@ -149,7 +153,7 @@ class Bidirectional(_Wrapper):
                                  "(merge_mode=None)")
             return d[0], d[1]
         d = np.asarray(d, dtype=self.dtype)
-        expected = c["y_f"].shape[:-1] + ((2 * H,) if mode == "concat" else (H,))
+        expected = c["y_shape"][:-1] + ((2 * H,) if mode == "concat" else (H,))
         if d.shape != expected:
             raise ValueError(f"{self.name}: d_out: expected shape {expected}, got {d.shape}")
         if mode == "concat":
@@ -165,6 +169,7 @@ class Bidirectional(_Wrapper):
         gradients..., backward state gradients...] (d_output itself a pair for merge_mode None).
         Returns dx, or (dx, initial-state gradients) when the call was given initial_state."""
         c = self._need_cache(self._cache)
+        self._cache = None            # one backward per call, as the wrapped layers'
         fw, bw = self.forward_layer, self.backward_layer
         n = len(fw.STATES)
         if self.return_state:
@@ -185,7 +190,11 @@ class Bidirectional(_Wrapper):
             d_outputs, d_finals = layer._direction_gradients(
                 d, d_states, c["B"], c["T"], self.return_sequences, self.time_major, False)
             dx_dir, d_init = layer._backward_tm(d_outputs, d_finals)
-            dx = dx_dir if dx is None else dx + dx_dir
+            if dx is None:
+                dx = dx_dir
+            else:                     # in place: a third (T, B, I) array is not needed
+                dx += dx_dir
+            del dx_dir
             d_initial += d_init
         dx = dx if self.time_major else np.ascontiguousarray(dx.transpose(1, 0, 2))
         return (dx, d_initial) if c["given_state"] else dx
