@@ -726,11 +726,11 @@ class BoundLayer:
         self._options = ({"reset_after": bool(reset_after)} if cell == "gru" else
                          {"activation": activation} if cell == "rnn" else {})
         self._packed = _packed(W, U, I, H, _GATES[cell], self.dtype)
-        # the common call (no states, no mask) skips the *_forward functions' checks, which
-        # the weights passed here and which forward() makes of x: what their checked
-        # arguments would hold but x, the states, the mask and reverse. In a loop of batch-1
-        # calls, (100, 1, 128, 256), the Python around the kernel took ~12% of each call
-        # (its lines out of cache after the kernel's weights passed through it).
+        # The common call (no states, no mask) skips the *_forward functions' checks: the
+        # weights were checked here, forward() checks x, and _checked holds what those
+        # functions' checked arguments would hold but x, the states, the mask and reverse.
+        # In a loop of batch-1 calls, (100, 1, 128, 256), the Python around the kernel took
+        # ~12% of each call (its lines out of cache after the kernel's weights passed).
         self._run = {"lstm": _lstm_run, "gru": _gru_run, "rnn": _rnn_run}[cell]
         self._checked = dict(dtype=self.dtype, I=I, H=H, kernel=W, recurrent_kernel=U,
                              bias=self._weights[2], input_mask=None, recurrent_mask=None,

@@ -314,3 +314,14 @@ def test_backward_runs_once_per_training_call_and_frees_the_cache(wrap):
         layer.backward(d)
     layer(x, training=True)
     np.testing.assert_array_equal(layer.backward(d), dx)
+
+
+def test_a_failed_backward_keeps_the_cache_for_a_corrected_call():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 5, 3))
+    layer = sc.Bidirectional(sc.GRU(4, return_sequences=True, seed=0, dtype="float64"))
+    y = layer(x, training=True)
+    with pytest.raises(ValueError, match="d_out"):
+        layer.backward(np.ones((2, 5, 3)))                 # wrong width: 2H = 8 expected
+    dx = layer.backward(np.ones_like(y))
+    assert dx.shape == x.shape and layer._cache is None

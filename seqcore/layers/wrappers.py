@@ -169,7 +169,6 @@ class Bidirectional(_Wrapper):
         gradients..., backward state gradients...] (d_output itself a pair for merge_mode None).
         Returns dx, or (dx, initial-state gradients) when the call was given initial_state."""
         c = self._need_cache(self._cache)
-        self._cache = None            # one backward per call, as the wrapped layers'
         fw, bw = self.forward_layer, self.backward_layer
         n = len(fw.STATES)
         if self.return_state:
@@ -196,6 +195,7 @@ class Bidirectional(_Wrapper):
                 dx += dx_dir
             del dx_dir
             d_initial += d_init
+        self._cache = None            # one backward per call, as the wrapped layers'
         dx = dx if self.time_major else np.ascontiguousarray(dx.transpose(1, 0, 2))
         return (dx, d_initial) if c["given_state"] else dx
 
