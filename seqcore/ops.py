@@ -727,16 +727,15 @@ class BoundLayer:
                          {"activation": activation} if cell == "rnn" else {})
         self._packed = _packed(W, U, I, H, _GATES[cell], self.dtype)
         # The common call (no states, no mask) skips the *_forward functions' checks: the
-        # weights were checked here, forward() checks x, and _checked holds what those
-        # functions' checked arguments would hold but x, the states, the mask and reverse.
-        # In a loop of batch-1 calls, (100, 1, 128, 256), the Python around the kernel took
-        # ~12% of each call (its lines out of cache after the kernel's weights passed).
+        # weights were checked here, forward() checks x, and _checked is _check_bound's
+        # checked arguments (over a (1, 1, I) input, no mask), of which each such call
+        # replaces x, T, B, the states, the mask and reverse. In a loop of batch-1 calls,
+        # (100, 1, 128, 256), the Python around the kernel took ~12% of each call (its lines
+        # out of cache after the kernel's weights passed).
         self._run = {"lstm": _lstm_run, "gru": _gru_run, "rnn": _rnn_run}[cell]
-        self._checked = dict(dtype=self.dtype, I=I, H=H, kernel=W, recurrent_kernel=U,
-                             bias=self._weights[2], input_mask=None, recurrent_mask=None,
-                             batch_major=False, order=None, inverse=None,
-                             reset_after=bool(reset_after), relu=activation == "relu")
-        self._n_states = 2 if cell == "lstm" else 1
+        self._checked = dict(a, bias=self._weights[2], reset_after=bool(reset_after),
+                             relu=activation == "relu")
+        self._n_states = len(a["states"])
 
     def forward(self, x, states=None, mask=None, reverse=False, return_sequences=True):
         """x (T, B, I), converted to the layer's dtype; states: the initial (h0,) or, for the
