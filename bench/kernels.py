@@ -23,7 +23,10 @@ thread count (tf_peer.py: its thread pools are fixed when it starts), its blocks
 with the others'. NumPy's SGEMM on a 1536^3 product gives the ceiling, measured in every row's
 rounds as one more library (a rate taken once at the start read 86.9 GFLOP/s at 2 threads in one
 run, 140 in the run before: one disturbed measurement skewed a whole column): seqcore's rate is
-also reported as a fraction of it. Mode "infer" is a forward pass
+also reported as a fraction of it, paired round by round as the speed-ups are (the median of
+the rounds' seqcore rate / SGEMM rate: divided as two medians over the whole row, the LSTM
+training row (50, 128, 1024, 1024) at 2 threads read 77% in one run and 92% in another of the
+same code, the same day). Mode "infer" is a forward pass
 with no gradient bookkeeping returning every step's output, seqcore's weights bound once as the
 torch module and the ORT session hold theirs (ops.BoundLayer; for T = 1, ops.Stepper);
 "train" is forward + backward with respect to inputs and weights. FLOPs: LSTM forward 2*T*B*(I+H)*4H, GRU 3H instead of 4H, a
@@ -380,7 +383,8 @@ def main(argv=None):
                         seqcore.set_num_threads(threads)
                         blocks = time_rounds(fns, args.budget, spinning=range(2, len(fns)),
                                              rounds=args.rounds, min_rounds=args.min_rounds)
-                    ceiling = 2 * SGEMM_N ** 3 / median_time(blocks.pop()) / 1e9
+                    sgemm_blocks = blocks.pop()
+                    ceiling = 2 * SGEMM_N ** 3 / median_time(sgemm_blocks) / 1e9
                     ours = blocks[0]
                     peers = {"torch": blocks[1], "ort": blocks[2] if peer else None,
                              "tf": blocks[-1] if facts["tensorflow"] else None}
@@ -389,6 +393,11 @@ def main(argv=None):
                     ratios = {name: None if blk is None else paired_ratio(blk, ours)
                               for name, blk in peers.items()}
                     f = flops(cell, mode, *shape)
+                    # seqcore's rate / SGEMM's, round by round as the speed-ups (a slow spell
+                    # of the machine hits both blocks of a round): the SGEMM time of a round
+                    # over seqcore's, times the FLOP ratio
+                    share = [f / (2 * SGEMM_N ** 3) * v
+                             for v in paired_ratio(sgemm_blocks, ours)]
                     row = dict(cell=cell, mode=mode, shape=shape, threads=threads,
                                rounds=len(ours),
                                seqcore_ms=ms["seqcore"], torch_ms=ms["torch"],
@@ -396,7 +405,8 @@ def main(argv=None):
                                seqcore_gflops=f / ms["seqcore"] / 1e6,
                                torch_gflops=f / ms["torch"] / 1e6,
                                sgemm_gflops=ceiling,
-                               ceiling_fraction=f / ms["seqcore"] / 1e6 / ceiling,
+                               ceiling_fraction=share[0],
+                               ceiling_fraction_range=share[1:],
                                **{key: None if r is None else r[0] for key, r in
                                   zip(SPEEDUP_KEYS, ratios.values())},
                                **{key + "_range": None if r is None else list(r[1:]) for
@@ -421,7 +431,8 @@ def main(argv=None):
                 + f"; unset: {facts['unset_env'] or 'nothing'}; NumPy SGEMM ceiling "
                 + ", ".join(f"{min(c):.1f}-{max(c):.1f} GFLOP/s ({t} thr.)"
                             for t, c in _ceilings_by_threads(rows).items())
-                + " (measured in each row's rounds; the % column divides by the row's own)"
+                + " (measured in each row's rounds; the % column pairs seqcore's rate with the"
+                " SGEMM rate round by round, as the speed-ups, and takes the median)"
                 + ". seqcore's inference rows run ops.BoundLayer (ops.Stepper for T = 1): weights"
                 " checked and packed once, as the torch module and the ORT session hold theirs;"
                 " each library is timed in blocks of calls with its own data in cache"

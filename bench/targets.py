@@ -112,6 +112,8 @@ def kernel_checks(rows, rates):
         name, ms, ratio, spread = fastest_peer(r)
         seen = f"{ratio:.2f}" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
         share = f"{100 * r['ceiling_fraction']:.0f}%"
+        if r.get("ceiling_fraction_range"):     # the rounds' lowest and highest
+            share += " ({:.0f}-{:.0f}%)".format(*(100 * v for v in r["ceiling_fraction_range"]))
         peer_share = r["ceiling_fraction"] * r["seqcore_ms"] / ms
         compute = f"{name} at {100 * peer_share:.0f}% of SGEMM, seqcore at best " \
                   f"{100 * best_share:.0f}%"
