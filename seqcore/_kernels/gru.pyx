@@ -23,8 +23,8 @@ from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
                      sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
 from .scan cimport (PACK_AUTO, PACK_READY, backward_rows, chunk_steps, entering_state,
                     handed_on, input_gradient, next_state, opt, opt3, opt_vec, pack_weights,
-                    pack_weights_t, project_steps, skip_finished_rows, step_outputs, step_rows,
-                    time_index, weight_gradient)
+                    pack_weights_t, project_steps, rows_left_out, skip_finished_rows,
+                    step_outputs, step_rows, time_index, weight_gradient)
 
 
 cdef inline void recurrent_step(bint reset_after, int B, int H, const floating* Upk,
@@ -196,7 +196,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef int nt = step_threads
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
-    cdef bint skip
+    cdef const u8* skipped
     cdef int rows
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
@@ -204,13 +204,13 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         WpkT = pack_weights_t(n_threads, I, H, 3, &U[0, 0], &W[0, 0], UpkT)
-        skip = skip_finished_rows(T, B, &mask[0, 0])
+        skipped = rows_left_out(T, B, &mask[0, 0])
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
             for s in range(T - 1, -1, -1):
                 t = time_index(s, T, reverse)
                 dy = &dY[t, 0, 0]
-                rows = backward_rows(skip, B, &mask[t, 0])
+                rows = backward_rows(skipped, B, &mask[t, 0])
                 if reset_after:
                     gru_backward_step(rows, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
                                       &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0],
@@ -226,18 +226,18 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
         # dW and the input bias from dAX; dU from dAH (and its bias) or from dAX's blocks
         weight_gradient(n_threads, I, X, I, &dW[0, 0], 3 * H, 0, <floating*>NULL, 0,
                         <floating*>NULL, 0, 3 * H, T * B, &dAX[0, 0, 0], 3 * H, opt_vec(db_x),
-                        &mask[0, 0], B)
+                        skipped, B)
         if reset_after:
             weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
                             <floating*>NULL, 0, 3 * H, T * B, &dAH[0, 0, 0], 3 * H,
-                            opt_vec(db_h), &mask[0, 0], B)
+                            opt_vec(db_h), skipped, B)
         else:
             weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
                             <floating*>NULL, 0, 2 * H, T * B, &dAX[0, 0, 0], 3 * H,
-                            <floating*>NULL, &mask[0, 0], B)
+                            <floating*>NULL, skipped, B)
             weight_gradient(n_threads, H, &STORE[0, 0, 0], H, &dU[0, 2 * H], 3 * H, 0,
                             <floating*>NULL, 0, <floating*>NULL, 0, H, T * B, &dAX[0, 0, 2 * H],
-                            3 * H, <floating*>NULL, &mask[0, 0], B)
+                            3 * H, <floating*>NULL, skipped, B)
         input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
-                       &mask[0, 0], &W[0, 0])
+                       skipped, &W[0, 0])
         sc_ftz_exit(mode)

@@ -18,8 +18,8 @@ from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_cla
                      sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
 from .scan cimport (PACK_AUTO, PACK_READY, backward_rows, chunk_steps, entering_state,
                     handed_on, input_gradient, next_state, opt, opt3, opt_vec, pack_weights,
-                    pack_weights_t, project_steps, skip_finished_rows, step_outputs, step_rows,
-                    time_index, weight_gradient)
+                    pack_weights_t, project_steps, rows_left_out, skip_finished_rows,
+                    step_outputs, step_rows, time_index, weight_gradient)
 
 
 def forward_training(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1] U,
@@ -172,21 +172,21 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef int nt = step_threads
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
-    cdef bint skip
+    cdef const u8* skipped
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
     with nogil:
         mode = sc_ftz_enter()
         sc_claims_reset(&claims)
         WpkT = pack_weights_t(n_threads, I, H, 4, &U[0, 0], &W[0, 0], UpkT)
-        skip = skip_finished_rows(T, B, &mask[0, 0])
+        skipped = rows_left_out(T, B, &mask[0, 0])
         with parallel(num_threads=nt):
             thread_mode = sc_ftz_enter()
             for s in range(T - 1, -1, -1):
                 t = time_index(s, T, reverse)
                 Cp = &C[time_index(s - 1, T, reverse), 0, 0] if s > 0 else &c0[0, 0]
                 dy = &dY[t, 0, 0]
-                lstm_backward_step(backward_rows(skip, B, &mask[t, 0]), H, &Z[t, 0, 0],
+                lstm_backward_step(backward_rows(skipped, B, &mask[t, 0]), H, &Z[t, 0, 0],
                                    &C[t, 0, 0], Cp, &mask[t, 0], dy,
                                    &dh[0, 0], &dc[0, 0], &dZ[t, 0, 0], UpkT, rmask, &dHp[0, 0],
                                    &claims, s)
@@ -194,7 +194,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, ::1] dc,
             sc_ftz_exit(thread_mode)
         # the weight and bias gradients over all steps at once, one pass over dZ
         weight_gradient(n_threads, I, X, I, &dW[0, 0], 4 * H, H, &HP[0, 0, 0], H, &dU[0, 0],
-                        4 * H, 4 * H, T * B, &dZ[0, 0, 0], 4 * H, opt_vec(db), &mask[0, 0], B)
+                        4 * H, 4 * H, T * B, &dZ[0, 0, 0], 4 * H, opt_vec(db), skipped, B)
         input_gradient(n_threads, T, B, I, 4 * H, &dZ[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
-                       &mask[0, 0], &W[0, 0])
+                       skipped, &W[0, 0])
         sc_ftz_exit(mode)

@@ -328,43 +328,50 @@ cdef inline void add_col_sums(long rows, int N, const floating* A, int lda,
             out[j] += row[j]
 
 
-cdef inline int backward_rows(bint skip, int B, const u8* step_mask) noexcept nogil:
-    """The rows a backward step works on: all B; or with skip (skip_finished_rows: the weight
-    and input gradients leave the rows past each step's last valid one out), those up to the
-    last valid one, the others' pre-activation gradients left unwritten (the LSTM's zero fill
+cdef inline const u8* rows_left_out(int T, int B, const u8* mask) noexcept nogil:
+    """What a backward scan passes as `skipped` to backward_rows, weight_gradient and
+    input_gradient: mask (T, B) when the rows past each step's last valid one are worth
+    leaving out (skip_finished_rows), else NULL. One decision for the three, since the steps
+    leave those rows' gradients unwritten and the products then must not read them."""
+    return mask if skip_finished_rows(T, B, mask) else NULL
+
+
+cdef inline int backward_rows(const u8* skipped, int B, const u8* step_mask) noexcept nogil:
+    """The rows a backward step works on: all B; or, when skipped is not NULL (rows_left_out:
+    the weight and input gradients leave the rows past each step's last valid one out), those
+    up to the last valid one, the others' pre-activation gradients left unwritten (the LSTM's zero fill
     of them, 4H values a row, was 3% of the samples of a ragged training step at
     (100, 32, 128, 256), lengths 1..100; with dX no longer zero-filled first, the step against
     the full batch x the valid fraction, fresh processes, medians of 3: 1.18 -> 1.15 at
     1 thread, 1.27 -> 1.23 at 2). The GRU's (both variants) and the RNN's backward steps
     likewise: a masked row's step leaves its dh alone and only zeroes its gradients, so
     leaving the rows out changes nothing else."""
-    return sc_active_rows(B, step_mask) if skip else B
+    return sc_active_rows(B, step_mask) if skipped != NULL else B
 
 
 cdef inline void weight_gradient(int n_threads, int M1, const floating* A1, int lda1,
                                  floating* C1, int ldc1, int M2, const floating* A2, int lda2,
                                  floating* C2, int ldc2, int N, int K, const floating* B,
-                                 int ldb, floating* colsum, const u8* mask,
+                                 int ldb, floating* colsum, const u8* skipped,
                                  int rows_per_step) noexcept nogil:
     """C1 (M1, N) = A1^T B and C2 (M2, N) = A2^T B (ld ldc1, ldc2) for A1 (K, M1), A2 (K, M2)
     and B (K, N): the weight gradients (K = T*B rows; M2 = 0 with A2 and C2 NULL for one), and
-    colsum (N) += B's column sums (the bias gradient; NULL: none). Large ones (blas_product) by
-    BLAS over every row, unless the rows past each step's last valid one (mask (T, B),
-    B = rows_per_step; their rows of B are zero) are worth leaving out (skip_finished_rows);
+    colsum (N) += B's column sums (the bias gradient; NULL: none). skipped: NULL, or the mask
+    (K / rows_per_step, rows_per_step) of a backward scan that left the rows past each step's
+    last valid one out (rows_left_out; their rows of B unwritten), which are then left out
+    here too. Large products (blas_product) by BLAS over every row, unless rows are left out;
     the others in one pass over B through the packed product (gemm_tn in cells_entry.h, which
     leaves those rows out), or by BLAS if gemm_tn's workspace cannot be allocated (B's rows
-    left out are then zeroed first: a backward scan may have left them unwritten,
-    backward_rows). Without skip, gemm_tn gets no mask: it then takes K's rows in runs of
+    left out are then zeroed first). Without rows left out, gemm_tn gets no mask: it then takes K's rows in runs of
     SC_TN_CHUNK rather than step by step, which at B = 1 transposed A one row at a time (one
     value per cache line of the transposed chunk: 3.4% of the samples of an LSTM training step
     at (100, 1, 128, 256), 1 thread)."""
-    cdef bint skip = skip_finished_rows(K // rows_per_step, rows_per_step, mask)
-    if ((not blas_product(K, M1 + M2, N) or skip)
+    if ((not blas_product(K, M1 + M2, N) or skipped != NULL)
             and gemm_tn(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K, B, ldb,
-                        colsum, mask if skip else NULL, rows_per_step) == 0):
+                        colsum, skipped, rows_per_step) == 0):
         return
-    if skip:
-        zero_finished_rows(K // rows_per_step, rows_per_step, mask, <floating*>B, ldb)
+    if skipped != NULL:
+        zero_finished_rows(K // rows_per_step, rows_per_step, skipped, <floating*>B, ldb)
     gemm_threads(n_threads, True, False, M1, N, K, <floating>1, A1, lda1, B, ldb, <floating>0,
                  C1, ldc1)
     if M2 > 0:
@@ -455,24 +462,25 @@ cdef inline void mask_inputs(int T, int B, int I, const floating* x, const float
 
 cdef inline void input_gradient(int n_threads, int T, int B, int I, int N, const floating* dZ,
                                 const floating* WpkT, const floating* dmask, floating* dX,
-                                const u8* mask, const floating* W=NULL) noexcept nogil:
+                                const u8* skipped, const floating* W=NULL) noexcept nogil:
     """dX(T*B, I) = dZ(T*B, N) @ W(I, N)^T, by BLAS from W itself when W is not NULL and
     blas_product says so, else by the packed kernels from W^T packed by pack_panels_t (WpkT);
-    times the input dropout mask (may be NULL). The rows past each step's last valid one
-    (mask (T, B)) have dZ = 0 and are left out when they are an eighth of the rows or more
-    (project_valid), their dX zeroed: every row of dX is written."""
+    times the input dropout mask (may be NULL). skipped: NULL, or the mask (T, B) of a backward
+    scan that left the rows past each step's last valid one out (rows_left_out; their dZ
+    unwritten): those rows are left out here too (project_valid), their dX zeroed. Every row
+    of dX is written."""
     cdef long r
     cdef int i
-    cdef bint skip = skip_finished_rows(T, B, mask)
+    cdef bint skip = skipped != NULL
     if not skip and W != NULL and blas_product(<long>T * B, N, I):
         gemm_threads(n_threads, False, True, T * B, I, N, <floating>1, dZ, N, W, N, <floating>0,
                      dX, I)
     elif not skip:
         project_packed(n_threads, T * B, N, dZ, N, WpkT, 0, 1, I, <floating*>NULL, 1, dX, I)
     else:
-        zero_finished_rows(T, B, mask, dX, I)
-        project_valid(n_threads, T, B, mask, N, dZ, NULL, NULL, WpkT, 0, 1, I, NULL, dX, False,
-                      False)
+        zero_finished_rows(T, B, skipped, dX, I)
+        project_valid(n_threads, T, B, skipped, N, dZ, NULL, NULL, WpkT, 0, 1, I, NULL, dX,
+                      False, False)
     if dmask != NULL:
         for r in range(<long>T * B):
             for i in range(I):
