@@ -23,11 +23,13 @@
 - long: inference on one sequence of T = 10,000 steps (LSTM 64 -> 128) keeping only the last
   state: time, and peak memory in a fresh process (how far the resident set grew during the
   call: Linux's peak, VmHWM, reset just before it), seqcore vs torch.
-- ragged and bidir also report the peak memory of a first call in a fresh process (the
-  median over PROBES processes each, seqcore and torch taken in turns; workloads.py --probe).
+- ragged and bidir also report the peak memory of a first call in a fresh process.
 - memory: peak memory of one training step (LSTM, T 100, B 64, 512 -> 512) in a fresh
-  process, seqcore vs torch (times: that first call's, the median over PROBES fresh processes
-  each, taken in turns: one cold call is a single sample of this machine's noise).
+  process, seqcore vs torch (times: that first call's: one cold call is a single sample of
+  this machine's noise).
+A first call in a fresh process (peak memory, and the memory row's times) is the median over
+PROBES processes each, seqcore and torch taken in turns, each process running
+`workloads.py --probe` on the very setup the timed rows use.
 
 Times are medians of interleaved blocks of repetitions after warm-up (kernels.time_group); ratios are
 peer / seqcore (> 1: seqcore is faster); the ratios of two seqcore calls (ragged / full batch,
@@ -43,7 +45,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -273,64 +274,42 @@ def bidir_rows(threads, budget):
 
 # ----------------------------------------------------------------------------------- memory
 
-_MEMORY_PROBE = textwrap.dedent("""
-    import sys, time
-    import numpy as np
-    lib, task, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    rng = np.random.default_rng(0)
-    if task == "long":
-        T, B, I, H = 10_000, 1, 64, 128
-    else:
-        T, B, I, H = 100, 64, 512, 512
-    x = rng.standard_normal((B, T, I)).astype(np.float32)
-    if lib == "seqcore":
-        import seqcore as sc
-        sc.set_num_threads(threads)
-        layer = sc.LSTM(H, return_sequences=task != "long", seed=0)
-        layer.build((None, None, I))
-        def run():
-            y = layer(x, training=task != "long")
-            if task != "long":
-                layer.backward(np.ones_like(y))
-    else:
-        import torch
-        torch.set_num_threads(threads)
-        module = torch.nn.LSTM(I, H, batch_first=True)
-        xt = torch.from_numpy(x)
-        def run():
-            if task == "long":
-                with torch.inference_mode():
-                    module(xt)
-            else:
-                xg = xt.clone().requires_grad_()
-                out, _ = module(xg)
-                out.sum().backward()
-    def status(key):                       # kB
-        for line in open("/proc/self/status"):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")                       # the peak (VmHWM) restarts from the current size
-    before = status("VmRSS")
-    t0 = time.perf_counter()
-    run()
-    seconds = time.perf_counter() - t0
-    print((status("VmHWM") - before) / 1024, seconds * 1e3, x.nbytes / 2**20)
-""")
+LONG_SHAPE = (10_000, 1, 64, 128)         # T, B, I, H
+MEMORY_SHAPE = (100, 64, 512, 512)
 
 
-def _probe(lib, task, threads):
-    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, lib, task, str(threads)],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return float(out[0]), float(out[1]), float(out[2])
+def _memory_setup(task):
+    """The long (inference, the last state only) or memory (a training step) workload: x
+    (B, T, I) and the two calls (seqcore, torch)."""
+    T, B, I, H = LONG_SHAPE if task == "long" else MEMORY_SHAPE
+    train = task != "long"
+    x = np.random.default_rng(0).standard_normal((B, T, I)).astype(np.float32)
+    layer = sc.LSTM(H, return_sequences=train, seed=0)
+    layer.build((None, None, I))
+    module = torch.nn.LSTM(I, H, batch_first=True)
+    xt = torch.from_numpy(x)
+
+    def ours():
+        y = layer(x, training=train)
+        if train:
+            layer.backward(np.ones_like(y))
+
+    def theirs():
+        if not train:
+            with torch.inference_mode():
+                module(xt)
+            return
+        out, _ = module(xt.clone().requires_grad_())
+        out.sum().backward()
+    return x, ours, theirs
 
 
 PROBES = 5          # first calls vary by 10-30% from process to process here
 
 
-def _peak_growth_mb(run):
+def _first_call(run):
     """How far this process's resident set grows during run(), in MB (Linux: the peak,
-    VmHWM, restarted from the current size just before)."""
+    VmHWM, restarted from the current size just before), and run()'s milliseconds."""
     def status(key):                       # kB
         with open("/proc/self/status") as f:
             for line in f:
@@ -339,72 +318,65 @@ def _peak_growth_mb(run):
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = status("VmRSS")
+    start = time.perf_counter()
     run()
-    return (status("VmHWM") - before) / 1024
+    ms = (time.perf_counter() - start) * 1e3
+    return (status("VmHWM") - before) / 1024, ms
 
 
 def _calls(workload, mode):
-    """(seqcore call, torch call, the input's MB) of the ragged or bidir workload in mode."""
+    """(seqcore call, torch call, the input's MB) of a workload that reports first calls
+    (ragged, bidir, long, memory) in mode."""
     if workload == "ragged":
         x, _, _, ours, theirs = _ragged_setup(mode)
-    else:
+    elif workload == "bidir":
         x, ours, theirs = _bidir_setup(mode)
+    else:
+        x, ours, theirs = _memory_setup(workload)
     return ours, theirs, x.nbytes / 2**20
 
 
 def probe(workload, mode, lib, threads):
-    """In a fresh process (workloads.py --probe): the peak growth of the first call of
-    workload's seqcore or torch call, printed with the input's MB."""
+    """In a fresh process (workloads.py --probe): the peak growth and the time of the first
+    call of workload's seqcore or torch call, printed with the input's MB."""
     sc.set_num_threads(threads)
     torch.set_num_threads(threads)
     ours, theirs, input_mb = _calls(workload, mode)
-    print(_peak_growth_mb(ours if lib == "seqcore" else theirs), input_mb)
+    print(*_first_call(ours if lib == "seqcore" else theirs), input_mb)
 
 
-def _workload_peaks(workload, mode, threads):
-    """The peak memory fields of a workload row: seqcore's and torch's first call, each the
-    median over PROBES fresh processes taken in turns."""
-    peaks = {"seqcore": [], "torch": []}
-    for _ in range(PROBES):
-        for lib in peaks:
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--probe",
-                                  workload, mode, lib, str(threads)],
-                                 capture_output=True, text=True, check=True).stdout.split()
-            peaks[lib].append(float(out[-2]))
-            input_mb = float(out[-1])
-    return dict(seqcore_peak_mb=float(np.median(peaks["seqcore"])),
-                torch_peak_mb=float(np.median(peaks["torch"])), input_mb=input_mb)
-
-
-def _probes(task, threads):
-    """(peak MB, first-call ms) of seqcore and of torch, each the median over PROBES fresh
-    processes taken in turns, and the input's MB."""
+def _first_calls(workload, mode, threads):
+    """{lib: (peak MB, ms)} of seqcore's and torch's first call, each the median over PROBES
+    fresh processes taken in turns, and the input's MB."""
     runs = {"seqcore": [], "torch": []}
     for _ in range(PROBES):
         for lib in runs:
-            runs[lib].append(_probe(lib, task, threads))
-    medians = {lib: [float(np.median(column)) for column in zip(*r)] for lib, r in runs.items()}
-    return medians["seqcore"][:2], medians["torch"][:2], runs["seqcore"][0][2]
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--probe",
+                                  workload, mode, lib, str(threads)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            runs[lib].append([float(v) for v in out[-3:]])
+    medians = {lib: tuple(float(np.median(column)) for column in list(zip(*r))[:2])
+               for lib, r in runs.items()}
+    return medians, runs["seqcore"][0][2]
+
+
+def _workload_peaks(workload, mode, threads):
+    """The peak memory fields of a ragged or bidir row (_first_calls)."""
+    medians, input_mb = _first_calls(workload, mode, threads)
+    return dict(seqcore_peak_mb=medians["seqcore"][0], torch_peak_mb=medians["torch"][0],
+                input_mb=input_mb)
 
 
 def memory_rows(threads, budget):
     """Peak memory from fresh processes; the long sequence is also timed here, in process
     (the memory row's times are those of a first call in a fresh process)."""
     rows = []
-    for task, shape, mode in (("long", (10_000, 1, 64, 128), "infer"),
-                              ("memory", (100, 64, 512, 512), "train")):
-        (ms, ts), (mt, tt), input_mb = _probes(task, threads)
+    for task, shape, mode in (("long", LONG_SHAPE, "infer"), ("memory", MEMORY_SHAPE, "train")):
+        medians, input_mb = _first_calls(task, mode, threads)
+        (ms, ts), (mt, tt) = medians["seqcore"], medians["torch"]
         if task == "long":
-            T, B, I, H = shape
-            x = np.random.default_rng(5).standard_normal((B, T, I)).astype(np.float32)
-            layer = sc.LSTM(H, seed=0)
-            module = torch.nn.LSTM(I, H, batch_first=True)
-            xt = torch.from_numpy(x)
-
-            def torch_run():
-                with torch.inference_mode():
-                    module(xt)
-            ts, tt = (t * 1e3 for t in time_group([lambda: layer(x), torch_run], budget))
+            _, ours, theirs = _memory_setup(task)
+            ts, tt = (t * 1e3 for t in time_group([ours, theirs], budget))
         rows.append(dict(workload=task, cell="lstm", mode=mode, shape=shape, threads=threads,
                          seqcore_ms=ts, torch_ms=tt, seqcore_peak_mb=ms, torch_peak_mb=mt,
                          input_mb=input_mb))

@@ -339,8 +339,8 @@ cdef inline const u8* rows_left_out(int T, int B, const u8* mask) noexcept nogil
 cdef inline int backward_rows(const u8* skipped, int B, const u8* step_mask) noexcept nogil:
     """The rows a backward step works on: all B; or, when skipped is not NULL (rows_left_out:
     the weight and input gradients leave the rows past each step's last valid one out), those
-    up to the last valid one, the others' pre-activation gradients left unwritten (the LSTM's zero fill
-    of them, 4H values a row, was 3% of the samples of a ragged training step at
+    up to the last valid one, the others' pre-activation gradients left unwritten (the LSTM's
+    zero fill of them, 4H values a row, was 3% of the samples of a ragged training step at
     (100, 32, 128, 256), lengths 1..100; with dX no longer zero-filled first, the step against
     the full batch x the valid fraction, fresh processes, medians of 3: 1.18 -> 1.15 at
     1 thread, 1.27 -> 1.23 at 2). The GRU's (both variants) and the RNN's backward steps
@@ -362,10 +362,10 @@ cdef inline void weight_gradient(int n_threads, int M1, const floating* A1, int 
     here too. Large products (blas_product) by BLAS over every row, unless rows are left out;
     the others in one pass over B through the packed product (gemm_tn in cells_entry.h, which
     leaves those rows out), or by BLAS if gemm_tn's workspace cannot be allocated (B's rows
-    left out are then zeroed first). Without rows left out, gemm_tn gets no mask: it then takes K's rows in runs of
-    SC_TN_CHUNK rather than step by step, which at B = 1 transposed A one row at a time (one
-    value per cache line of the transposed chunk: 3.4% of the samples of an LSTM training step
-    at (100, 1, 128, 256), 1 thread)."""
+    left out are then zeroed first). Without rows left out, gemm_tn gets no mask: it then
+    takes K's rows in runs of SC_TN_CHUNK rather than step by step, which at B = 1 transposed
+    A one row at a time (one value per cache line of the transposed chunk: 3.4% of the samples
+    of an LSTM training step at (100, 1, 128, 256), 1 thread)."""
     if ((not blas_product(K, M1 + M2, N) or skipped != NULL)
             and gemm_tn(n_threads, M1, A1, lda1, C1, ldc1, M2, A2, lda2, C2, ldc2, N, K, B, ldb,
                         colsum, skipped, rows_per_step) == 0):
