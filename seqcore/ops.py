@@ -573,10 +573,11 @@ def gru_backward(d_outputs, d_h_n, cache):
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh
     db_x, db_h = (None, None) if db is None else ((db[0], db[1]) if reset_after else (db, None))
-    dAH = _pool.empty((T, B, 3 * H), dtype) if reset_after else None
+    dAH, dAHn = ((_pool.empty((B, 3 * H), dtype), _pool.empty((T, B, H), dtype))
+                 if reset_after else (None, None))
     _run(_gru.backward, (T, B, 3, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
          a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"], a["HIN"],
-         a["HP"], a["STORE"], a["XD"], _pool.empty((T, B, 3 * H), dtype), dAH,
+         a["HP"], a["STORE"], a["XD"], _pool.empty((T, B, 3 * H), dtype), dAH, dAHn,
          _pool.empty((B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
          _packed_workspace(I, H, 3, dtype))
     dX, (dh,) = _caller_order(a, dX, [dh])

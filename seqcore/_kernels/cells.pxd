@@ -57,11 +57,11 @@ cdef extern from "cells.h" nogil:
                                  double*, double*, const u8*, double*, double*, const double*, double*, double*,
                                  sc_claims*, int)
     void sc_gru_backward_step_f32(int, int, const float*, const float*, const float*,
-                                  const u8*, const float*, float*, float*, float*, const float*,
-                                  const float*, float*, sc_claims*, int)
+                                  const u8*, const float*, float*, float*, float*, float*,
+                                  const float*, const float*, float*, sc_claims*, int)
     void sc_gru_backward_step_f64(int, int, const double*, const double*, const double*,
-                                  const u8*, const double*, double*, double*, double*, const double*,
-                                  const double*, double*, sc_claims*, int)
+                                  const u8*, const double*, double*, double*, double*, double*,
+                                  const double*, const double*, double*, sc_claims*, int)
     void sc_gru1_forward_step_f32(int, int, const float*, const float*, float*, float*,
                                   float*, float*, float*, const u8*, float*, const float*, float*, float*,
                                   sc_claims*, int)
@@ -185,13 +185,13 @@ cdef inline void gru_forward_step(int rows, int H, const floating* Hp,
 cdef inline void gru_backward_step(int rows, int H, const floating* A,
                                    const floating* An, const floating* Hin, const u8* valid,
                                    const floating* dy, floating* dh, floating* dAX, floating* dAH,
-                                   const floating* UpkT, const floating* rmask,
+                                   floating* dAHn, const floating* UpkT, const floating* rmask,
                                    floating* dHp, sc_claims* claims, int s) noexcept nogil:
     if floating is float:
-        sc_gru_backward_step_f32(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
+        sc_gru_backward_step_f32(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, dAHn, UpkT,
                                  rmask, dHp, claims, s)
     else:
-        sc_gru_backward_step_f64(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, UpkT,
+        sc_gru_backward_step_f64(rows, H, A, An, Hin, valid, dy, dh, dAX, dAH, dAHn, UpkT,
                                  rmask, dHp, claims, s)
 
 

@@ -498,17 +498,20 @@ static void SC_ENTRY(sc_gru_forward_step)(
     SC_CLAIMED_UNITS_END
 }
 
-/* Rounds 2s (pointwise) and 2s + 1 (dh's recurrent part), as sc_lstm_backward_step. */
+/* Rounds 2s (pointwise) and 2s + 1 (dh's recurrent part), as sc_lstm_backward_step. dAH
+ * (B, 3H): the step's gradients of Hp U + bh, read by the recurrent part within the step (a
+ * workspace the steps share); dAHn (B, H): their n block, kept (sc_gru_backward_block). */
 static void SC_ENTRY(sc_gru_backward_step)(
         int rows, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
         const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
-        const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
+        SC_T *dAHn, const SC_T *UpkT, const SC_T *rmask, SC_T *dHp, sc_claims *cl, int s) {
     int active = sc_active_rows(rows, valid);
     SC_CLAIMED_ROWS_BEGIN(cl, 2 * s, rows, H)
         SC_BEST(sc_gru_backward_block)(r1 - r0, j0, j1, H, A + (long)r0 * 3 * H,
                                        An + (long)r0 * H, Hin + (long)r0 * H, valid + r0,
                                        dy + (long)r0 * H, dh + (long)r0 * H,
-                                       dAX + (long)r0 * 3 * H, dAH + (long)r0 * 3 * H);
+                                       dAX + (long)r0 * 3 * H, dAH + (long)r0 * 3 * H,
+                                       dAHn + (long)r0 * H);
     SC_CLAIMED_ROWS_END
     sc_team_barrier(cl);
     /* AH = Hp U + bh  =>  dHp = dAH U^T */

@@ -87,10 +87,13 @@ static void SC_NAME(sc_gru_forward_block)(
 
 /* A: activations z, r, n (ld 3H); An: recurrent n pre-activation (ld H); Hin: state before
  * the step (ld H). Writes dAX (input pre-activation gradients) and dAH (gradients of Hp U + bh),
- * both ld 3H; dh becomes its direct part dHt * z for valid rows. */
+ * both ld 3H, and dAH's n block again in dAHn (ld H: what the weight gradient needs of dAH
+ * beyond dAX's z and r blocks, which dAH repeats); dh becomes its direct part dHt * z for
+ * valid rows. */
 static void SC_NAME(sc_gru_backward_block)(
         int rows, int j0, int j1, int H, const SC_T *A, const SC_T *An, const SC_T *Hin,
-        const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH) {
+        const unsigned char *valid, const SC_T *dy, SC_T *dh, SC_T *dAX, SC_T *dAH,
+        SC_T *dAHn) {
     for (int b = 0; b < rows; b++) {
         const SC_T *SC_R Zb = A + (long)b * 3 * H, *SC_R Rb = Zb + H, *SC_R Nb = Zb + 2 * H;
         const SC_T *SC_R Anb = An + (long)b * H, *SC_R hb = Hin + (long)b * H;
@@ -98,10 +101,12 @@ static void SC_NAME(sc_gru_backward_block)(
         SC_T *SC_R dhb = dh + (long)b * H;
         SC_T *SC_R dxz = dAX + (long)b * 3 * H, *SC_R dxr = dxz + H, *SC_R dxn = dxz + 2 * H;
         SC_T *SC_R dhz = dAH + (long)b * 3 * H, *SC_R dhr = dhz + H, *SC_R dhn = dhz + 2 * H;
+        SC_T *SC_R dnb = dAHn + (long)b * H;
         if (!valid[b]) {
             SC_ZERO_UNITS(dxz, j0, j1); SC_ZERO_UNITS(dxr, j0, j1);
             SC_ZERO_UNITS(dxn, j0, j1); SC_ZERO_UNITS(dhz, j0, j1);
             SC_ZERO_UNITS(dhr, j0, j1); SC_ZERO_UNITS(dhn, j0, j1);
+            SC_ZERO_UNITS(dnb, j0, j1);
             continue;
         }
         SC_IVDEP for (int j = j0; j < j1; j++) {
@@ -116,6 +121,7 @@ static void SC_NAME(sc_gru_backward_block)(
             dxr[j] = dAr; dhr[j] = dAr;
             dxn[j] = dAn;
             dhn[j] = dAn * Rt;
+            dnb[j] = dAn * Rt;
             dhb[j] = dHt * Zt;
         }
     }

@@ -175,15 +175,19 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
              floating[:, ::1] input_mask, floating[:, ::1] recurrent_mask, bint reverse,
              bint reset_after, floating[:, :, ::1] AX, floating[:, :, ::1] HIN,
              floating[:, :, ::1] HP, floating[:, :, ::1] STORE, floating[:, :, ::1] XD,
-             floating[:, :, ::1] dAX, floating[:, :, ::1] dAH, floating[:, ::1] dHp,
-             floating[:, ::1] dRH, floating[:, :, ::1] dX, floating[:, ::1] dW,
+             floating[:, :, ::1] dAX, floating[:, ::1] dAH, floating[:, :, ::1] dAHn,
+             floating[:, ::1] dHp, floating[:, ::1] dRH, floating[:, :, ::1] dX,
+             floating[:, ::1] dW,
              floating[:, ::1] dU, floating[::1] db_x, floating[::1] db_h, floating[::1] packed,
              int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
     one w.r.t. the initial state; the forward's arguments and stores. Workspaces: dAX (T, B, 3H);
-        dAH (T, B, 3H) (reset_after, else None); dHp, dRH (B, H); packed (U^T and W^T in panels).
+    reset_after (else None): dAH (B, 3H), a step's gradients of Hp U + bh, and dAHn (T, B, H),
+    their n block at every step (their z and r blocks are dAX's: the weight gradient reads
+    those there, so only H of the 3H values a row are kept); dHp, dRH (B, H); packed (U^T and
+    W^T in panels).
     Out: dX (T, B, I), dW (I, 3H),
     dU (H, 3H), db_x (3H,) and db_h (3H,) (reset_after), each None when there is no bias.
     """
@@ -197,6 +201,7 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* UpkT = &packed[0]
     cdef floating* WpkT
     cdef const u8* skipped
+    cdef floating* db
     cdef int rows
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
@@ -213,8 +218,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                 rows = backward_rows(skipped, B, &mask[t, 0])
                 if reset_after:
                     gru_backward_step(rows, H, &AX[t, 0, 0], &STORE[t, 0, 0], &HIN[t, 0, 0],
-                                      &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0],
-                                      &dAH[t, 0, 0], UpkT, rmask, &dHp[0, 0], &claims, s)
+                                      &mask[t, 0], dy, &dh[0, 0], &dAX[t, 0, 0], &dAH[0, 0],
+                                      &dAHn[t, 0, 0], UpkT, rmask, &dHp[0, 0], &claims, s)
                 else:
                     gru1_backward_step(rows, H, &AX[t, 0, 0], &HIN[t, 0, 0],
                                        HPall + <long>t * B * H, &mask[t, 0], dy, &dh[0, 0],
@@ -223,14 +228,19 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                 sc_team_barrier(&claims)
             sc_ftz_exit(thread_mode)
 
-        # dW and the input bias from dAX; dU from dAH (and its bias) or from dAX's blocks
+        # dW and the input bias from dAX; dU's z and r blocks from dAX's (and, reset_after,
+        # the recurrent bias's), its n block from dAHn (reset_after) or dAX's with RH
         weight_gradient(n_threads, I, X, I, &dW[0, 0], 3 * H, 0, <floating*>NULL, 0,
                         <floating*>NULL, 0, 3 * H, T * B, &dAX[0, 0, 0], 3 * H, opt_vec(db_x),
                         skipped, B)
         if reset_after:
+            db = opt_vec(db_h)
             weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
-                            <floating*>NULL, 0, 3 * H, T * B, &dAH[0, 0, 0], 3 * H,
-                            opt_vec(db_h), skipped, B)
+                            <floating*>NULL, 0, 2 * H, T * B, &dAX[0, 0, 0], 3 * H, db,
+                            skipped, B)
+            weight_gradient(n_threads, H, HPall, H, &dU[0, 2 * H], 3 * H, 0, <floating*>NULL,
+                            0, <floating*>NULL, 0, H, T * B, &dAHn[0, 0, 0], H,
+                            db + 2 * H if db != NULL else NULL, skipped, B)
         else:
             weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
                             <floating*>NULL, 0, 2 * H, T * B, &dAX[0, 0, 0], 3 * H,
