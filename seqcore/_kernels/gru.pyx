@@ -177,9 +177,8 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
              floating[:, :, ::1] HP, floating[:, :, ::1] STORE, floating[:, :, ::1] XD,
              floating[:, :, ::1] dAX, floating[:, ::1] dAH, floating[:, :, ::1] dAHn,
              floating[:, ::1] dHp, floating[:, ::1] dRH, floating[:, :, ::1] dX,
-             floating[:, ::1] dW,
-             floating[:, ::1] dU, floating[::1] db_x, floating[::1] db_h, floating[::1] packed,
-             int n_threads, int step_threads):
+             floating[:, ::1] dW, floating[:, ::1] dU, floating[::1] db_x, floating[::1] db_h,
+             floating[::1] packed, int n_threads, int step_threads):
     """Backpropagation through time for one forward_training call.
 
     In: dY (T, B, H); dh (B, H): gradient w.r.t. the final state, overwritten with the
