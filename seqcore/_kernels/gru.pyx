@@ -201,6 +201,9 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
     cdef floating* WpkT
     cdef const u8* skipped
     cdef floating* db
+    cdef const floating* An      # the n block's weight gradient: its rows of A, of B, B's ld
+    cdef const floating* dAn
+    cdef int ld_n
     cdef int rows
     cdef unsigned int mode, thread_mode
     cdef sc_claims claims
@@ -227,26 +230,22 @@ def backward(floating[:, :, ::1] dY, floating[:, ::1] dh, floating[:, :, ::1] x,
                 sc_team_barrier(&claims)
             sc_ftz_exit(thread_mode)
 
-        # dW and the input bias from dAX; dU's z and r blocks from dAX's (and, reset_after,
-        # the recurrent bias's), its n block from dAHn (reset_after) or dAX's with RH
+        # dW and the input bias from dAX; dU's z and r blocks from dAX's (with the recurrent
+        # bias's: reset_after only, db_h is None otherwise), its n block from dAHn against Hp
+        # (reset_after) or from dAX's n block against RH (STORE)
         weight_gradient(n_threads, I, X, I, &dW[0, 0], 3 * H, 0, <floating*>NULL, 0,
                         <floating*>NULL, 0, 3 * H, T * B, &dAX[0, 0, 0], 3 * H, opt_vec(db_x),
                         skipped, B)
+        db = opt_vec(db_h)
+        weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
+                        <floating*>NULL, 0, 2 * H, T * B, &dAX[0, 0, 0], 3 * H, db, skipped, B)
         if reset_after:
-            db = opt_vec(db_h)
-            weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
-                            <floating*>NULL, 0, 2 * H, T * B, &dAX[0, 0, 0], 3 * H, db,
-                            skipped, B)
-            weight_gradient(n_threads, H, HPall, H, &dU[0, 2 * H], 3 * H, 0, <floating*>NULL,
-                            0, <floating*>NULL, 0, H, T * B, &dAHn[0, 0, 0], H,
-                            db + 2 * H if db != NULL else NULL, skipped, B)
+            An, dAn, ld_n = HPall, &dAHn[0, 0, 0], H
         else:
-            weight_gradient(n_threads, H, HPall, H, &dU[0, 0], 3 * H, 0, <floating*>NULL, 0,
-                            <floating*>NULL, 0, 2 * H, T * B, &dAX[0, 0, 0], 3 * H,
-                            <floating*>NULL, skipped, B)
-            weight_gradient(n_threads, H, &STORE[0, 0, 0], H, &dU[0, 2 * H], 3 * H, 0,
-                            <floating*>NULL, 0, <floating*>NULL, 0, H, T * B, &dAX[0, 0, 2 * H],
-                            3 * H, <floating*>NULL, skipped, B)
+            An, dAn, ld_n = &STORE[0, 0, 0], &dAX[0, 0, 2 * H], 3 * H
+        weight_gradient(n_threads, H, An, H, &dU[0, 2 * H], 3 * H, 0, <floating*>NULL, 0,
+                        <floating*>NULL, 0, H, T * B, dAn, ld_n,
+                        db + 2 * H if db != NULL else NULL, skipped, B)
         input_gradient(n_threads, T, B, I, 3 * H, &dAX[0, 0, 0], WpkT, dmask, &dX[0, 0, 0],
                        skipped, &W[0, 0])
         sc_ftz_exit(mode)
