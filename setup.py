@@ -13,7 +13,7 @@ import sys
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["blas", "cpu", "lstm", "gru", "rnn", "step", "checks", "pool"]
+KERNELS = ["blas", "cpu", "lstm", "gru", "rnn", "step", "checks", "pool", "layout"]
 
 compile_args = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 link_args = ["-fopenmp"]

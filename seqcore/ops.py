@@ -21,6 +21,7 @@ import numpy as np
 from . import runtime
 from ._kernels import blas as _blas
 from ._kernels import gru as _gru
+from ._kernels import layout as _layout
 from ._kernels import lstm as _lstm
 from ._kernels import pool as _pool
 from ._kernels import rnn as _rnn
@@ -150,7 +151,8 @@ def _for_kernels(seq, inverse, dtype):
     """seq (T, B, ...) in any layout (a batch-first caller's transposed view) as the kernels take
     it, C-contiguous in dtype, in one copy: with its rows in the sorted order of _longest_first
     (inverse, as it returns) or, when inverse is None, as they are."""
-    if inverse is None:
+    if inverse is None and not (_batch_major(seq) and seq.dtype == dtype
+                                and runtime.get_num_threads() > 1):
         return _contiguous(seq, dtype)
     return _rows_moved(seq, inverse, dtype, batch_major=False)
 
@@ -163,20 +165,26 @@ def _batch_major(x):
 
 def _rows_moved(src, where, dtype, batch_major):
     """A copy of src (T, B, ...) in dtype with row b of every step moved to row where[b]
-    (dst[:, where] = src), made in one pass over src whatever its layout: C-contiguous, or,
-    when batch_major, lying batch-major in memory (a transposed view of a contiguous
-    (B, T, ...) array). The ragged path's reorders (_longest_first: x and d_outputs) and dx's
-    way back (_caller_order) go through here, each fused with the layout change a batch-first
-    caller would otherwise make in a second copy (a forward call's outputs are handed on to
-    the caller's order by the scans themselves: _outputs). The copies are pooled memory: from
-    np.empty, a ragged training step (LSTM layer, (T, B, I, H) = (100, 32, 128, 256)) faulted
-    in ~1040 fresh pages at every call and took 1.04-1.16x the time (1 and 2 threads)."""
+    (dst[:, where] = src; where None: as they are), made in one pass over src whatever its
+    layout, lying C-contiguous or, when batch_major, batch-major in memory (a transposed view
+    of a contiguous (B, T, ...) array). The ragged path's reorders (_longest_first: x and
+    d_outputs) and dx's way back (_caller_order) go through here, each fused with the layout
+    change a batch-first caller would otherwise make in a second copy (a forward call's
+    outputs are handed on to the caller's order by the scans themselves: _outputs), and so do
+    a batch-first caller's x and d_outputs. The copies are pooled memory: from np.empty, a
+    ragged training step (LSTM layer, (T, B, I, H) = (100, 32, 128, 256)) faulted in ~1040
+    fresh pages at every call and took 1.04-1.16x the time (1 and 2 threads). With more than
+    one thread, they share the copy (_layout.move_rows) when src is already in dtype."""
     if batch_major:
-        dst = _pool.empty((src.shape[1], src.shape[0]) + src.shape[2:], dtype)
-        dst[where] = src.swapaxes(0, 1)
-        return dst.swapaxes(0, 1)
-    dst = _pool.empty(src.shape, dtype)
-    dst[:, where] = src
+        dst = _pool.empty((src.shape[1], src.shape[0]) + src.shape[2:], dtype).swapaxes(0, 1)
+    else:
+        dst = _pool.empty(src.shape, dtype)
+    threads = runtime.get_num_threads()
+    if where is not None:
+        where = np.asarray(where, np.int64)
+    if not (threads > 1 and src.dtype == dst.dtype
+            and _layout.move_rows(src, dst, where, threads)):
+        dst[:, slice(None) if where is None else where] = src
     return dst
 
 
