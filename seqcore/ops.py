@@ -13,8 +13,8 @@ dtype of x (float32 or float64; other real inputs are converted to float32); wei
 masks are converted to it. Every argument is checked here and a bad one raises ValueError or
 TypeError naming it; the kernels trust what they get. x and d_outputs may be views in any
 memory layout (a batch-first caller passes x.transpose(1, 0, 2)); the kernels get one
-C-contiguous copy. A ragged batch's outputs and dx come back lying in memory as x did, so that
-a batch-first caller's transpose back is free.
+C-contiguous copy. dx, and a ragged batch's outputs, come back lying in memory as x did, so
+that a batch-first caller's transpose back is free.
 """
 import numpy as np
 
@@ -212,13 +212,14 @@ def _longest_first(a):
 
 def _caller_order(a, sequences, states):
     """sequences (T, B, ...) or None and states (B, ...) back in the caller's row order.
-    Reordered sequences lie in memory as the call's x did (batch-major when x was a transposed
-    view of batch-first data, so that the caller's transpose back costs no copy)."""
+    Sequences that are reordered, or whose call's x lay batch-major (a transposed view of
+    batch-first data), lie in memory as x did, so that a batch-first caller's transpose back
+    costs no copy: the one copy is this one, which _rows_moved shares among the threads."""
     order = a["order"]
+    if sequences is not None and (order is not None or a["batch_major"]):
+        sequences = _rows_moved(sequences, order, sequences.dtype, a["batch_major"])
     if order is None:
         return sequences, states
-    if sequences is not None:
-        sequences = _rows_moved(sequences, order, sequences.dtype, a["batch_major"])
     return sequences, [s[a["inverse"]] for s in states]
 
 

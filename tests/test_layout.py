@@ -69,7 +69,8 @@ def test_arguments_it_cannot_move_are_refused_untouched():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_batch_first_and_ragged_calls_on_two_threads_match_one_thread(cell):
     """Shapes whose x and d_outputs pass the threaded copy's threshold: a batch-first caller's
-    full and ragged batches give on two threads what they give on one, outputs and dx."""
+    full and ragged batches give on two threads what they give on one, outputs and dx, and dx
+    lies batch-major in memory as x did (the layer's transpose back is then a view)."""
     rng = np.random.default_rng(5)
     T, B, I, H = 40, 16, 128, 64
     G = 4 if cell == "lstm" else 3
@@ -85,6 +86,7 @@ def test_batch_first_and_ragged_calls_on_two_threads_match_one_thread(cell):
     def run(mask):
         y, *_, cache = forward(xb.transpose(1, 0, 2), W, U, b, mask=mask)
         dx = backward(dyb.transpose(1, 0, 2), *finals, cache)[0]
+        assert dx.swapaxes(0, 1).flags.c_contiguous      # lies batch-major, as x did
         return np.array(y), np.array(dx)
 
     before = seqcore.get_num_threads()
