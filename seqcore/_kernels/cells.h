@@ -342,104 +342,123 @@ static void sc_lstm_tiles_v16(int active, int j0, int H, const float *Hp, const 
 #undef SC_TILE
 }
 
-/* The GRU (reset_after) step's register tile of R rows x one full panel of 16 units (rows
- * r..r+R-1, units j0..j0+15): the recurrent product of the three gates, starting from the
- * recurrent bias bh (NULL: zero), then the pointwise pass of cells_impl.h's
- * sc_gru_forward_block on the sums in registers, as the LSTM's tile does (the product into
- * the AH workspace and a pass over small arrays cost 13% of the samples of a 2-thread GRU
- * forward at B = 16, H = 256). u: gate g of the tile's units at u + g * gs, consecutive k 16
- * values apart (sc_pack_panels' gate-by-gate layout). AX (ld 3H) holds Xt W + bx on entry;
- * training (An_store given) gets the activations z, r, n there for valid rows and the n
- * block's recurrent sums in An_store (ld H), as the pass leaves them. R is a constant in each
- * of the functions below (R x 3 accumulators, 3 pieces of U and a broadcast: up to 28 of the
- * 32 registers at R = 8). The lines of AX and h that the pass will read are asked for before
- * the product, which hides their latency behind it (a training step, whose AX comes from
- * memory, 1 thread, B = 16, H = 256: 1.03 -> 0.99x the time of the unfused step). */
+/* The GRU (reset_after) step's register tile of R rows x NP full panels of 16 units (rows
+ * r..r+R-1, units j0..j0+16NP-1; NP is 1, or 2 for a single row): the recurrent product of the
+ * three gates, starting from the recurrent bias bh (NULL: zero), then the pointwise pass of
+ * cells_impl.h's sc_gru_forward_block on the sums in registers, as the LSTM's tile does (the
+ * product into the AH workspace and a pass over small arrays cost 13% of the samples of a
+ * 2-thread GRU forward at B = 16, H = 256). u: gate g of the tile's first panel at u + g * gs,
+ * consecutive k 16 values apart, the next panel 16H values on (sc_pack_panels' gate-by-gate
+ * layout). AX (ld 3H) holds Xt W + bx on entry; training (An_store given) gets the activations
+ * z, r, n there for valid rows and the n block's recurrent sums in An_store (ld H), as the
+ * pass leaves them. R x NP is a constant in each of the functions below (3 accumulators each,
+ * 3 NP pieces of U and a broadcast: up to 28 of the 32 registers at R = 8). The lines of AX and
+ * h that the pass will read are asked for before the product, which hides their latency behind
+ * it (a training step, whose AX comes from memory, 1 thread, B = 16, H = 256: 1.03 -> 0.99x
+ * the time of the unfused step). */
 static inline __attribute__((always_inline)) void sc_gru_tile_v16(
-        const int R, int r, int j0, int H, const float *Hp, const float *u, long gs,
-        const float *bh, float *AX, float *h, const unsigned char *valid, float *y,
+        const int R, const int NP, int r, int j0, int H, const float *Hp, const float *u,
+        long gs, const float *bh, float *AX, float *h, const unsigned char *valid, float *y,
         float *An_store, const float *rmask, float *Hp_next, float *H_next) {
-    __m512 acc[8][3];
+    __m512 acc[8][3];                   /* [i * NP + q]: row i, panel q */
     const float *a[8];
-    for (int g = 0; g < 3; g++) {
-        __m512 start = bh ? _mm512_loadu_ps(bh + g * H + j0) : _mm512_setzero_ps();
-        for (int i = 0; i < R; i++) acc[i][g] = start;
-    }
+    for (int q = 0; q < NP; q++)
+        for (int g = 0; g < 3; g++) {
+            __m512 start = bh ? _mm512_loadu_ps(bh + g * H + j0 + 16 * q) : _mm512_setzero_ps();
+            for (int i = 0; i < R; i++) acc[i * NP + q][g] = start;
+        }
     for (int i = 0; i < R; i++) {
         long b = r + i;
         a[i] = Hp + b * H;
-        const float *xz = AX + b * 3 * H + j0;
-        __builtin_prefetch(xz, 1, 3);
-        __builtin_prefetch(xz + H, 1, 3);
-        __builtin_prefetch(xz + 2 * H, 1, 3);
-        __builtin_prefetch(h + b * H + j0, 1, 3);
+        for (int q = 0; q < NP; q++) {
+            const float *xz = AX + b * 3 * H + j0 + 16 * q;
+            __builtin_prefetch(xz, 1, 3);
+            __builtin_prefetch(xz + H, 1, 3);
+            __builtin_prefetch(xz + 2 * H, 1, 3);
+            __builtin_prefetch(h + b * H + j0 + 16 * q, 1, 3);
+        }
     }
     /* uk steps by a pointer increment: as u + k * 16 with an int k, GCC 12 rebuilt the
      * address each k from k (shift, sign extension, two adds: 10 instructions for 3
      * multiply-adds at a batch of 1) */
     const float *uk = u;
+    const long ps = (long)H * 16;       /* from one panel of a gate to the next */
     for (int k = 0; k < H; k++, uk += 16) {
-        __m512 u0 = _mm512_loadu_ps(uk), u1 = _mm512_loadu_ps(uk + gs);
-        __m512 u2 = _mm512_loadu_ps(uk + 2 * gs);
+        __m512 uv[2][3];
+        for (int q = 0; q < NP; q++)
+            for (int g = 0; g < 3; g++) uv[q][g] = _mm512_loadu_ps(uk + q * ps + g * gs);
         for (int i = 0; i < R; i++) {
             __m512 ak = _mm512_set1_ps(a[i][k]);
-            acc[i][0] = _mm512_fmadd_ps(ak, u0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(ak, u1, acc[i][1]);
-            acc[i][2] = _mm512_fmadd_ps(ak, u2, acc[i][2]);
+            for (int q = 0; q < NP; q++)
+                for (int g = 0; g < 3; g++)
+                    acc[i * NP + q][g] = _mm512_fmadd_ps(ak, uv[q][g], acc[i * NP + q][g]);
         }
     }
-    for (int i = 0; i < R; i++) {
-        long b = r + i, o = b * H + j0;
-        float *xz = AX + b * 3 * H + j0, *xr = xz + H, *xn = xz + 2 * H;
-        __m512 hv = _mm512_loadu_ps(h + o);
-        if (An_store) _mm512_storeu_ps(An_store + o, acc[i][2]);
-        if (valid[b]) {
-            __m512 z = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xz), acc[i][0]));   /* Zt */
-            __m512 rg = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xr), acc[i][1]));  /* Rt */
-            __m512 n = sc_tanh_v16(_mm512_fmadd_ps(rg, acc[i][2], _mm512_loadu_ps(xn))); /* Nt */
-            hv = _mm512_fmadd_ps(z, hv, _mm512_mul_ps(_mm512_sub_ps(SC_V16(1.0f), z), n));
-            _mm512_storeu_ps(h + o, hv);
-            if (An_store) {
-                _mm512_storeu_ps(xz, z);
-                _mm512_storeu_ps(xr, rg);
-                _mm512_storeu_ps(xn, n);
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < NP; q++) {
+            long b = r + i, o = b * H + j0 + 16 * q;
+            const int t = i * NP + q;
+            float *xz = AX + b * 3 * H + j0 + 16 * q, *xr = xz + H, *xn = xz + 2 * H;
+            __m512 hv = _mm512_loadu_ps(h + o);
+            if (An_store) _mm512_storeu_ps(An_store + o, acc[t][2]);
+            if (valid[b]) {
+                __m512 z = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xz), acc[t][0]));  /* Zt */
+                __m512 rg = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xr), acc[t][1])); /* Rt */
+                __m512 n = sc_tanh_v16(_mm512_fmadd_ps(rg, acc[t][2], _mm512_loadu_ps(xn)));
+                hv = _mm512_fmadd_ps(z, hv, _mm512_mul_ps(_mm512_sub_ps(SC_V16(1.0f), z), n));
+                _mm512_storeu_ps(h + o, hv);
+                if (An_store) {
+                    _mm512_storeu_ps(xz, z);
+                    _mm512_storeu_ps(xr, rg);
+                    _mm512_storeu_ps(xn, n);
+                }
             }
+            if (y) _mm512_storeu_ps(y + o, valid[b] ? hv : _mm512_setzero_ps());
+            if (Hp_next)
+                _mm512_storeu_ps(Hp_next + o,
+                                 rmask ? _mm512_mul_ps(hv, _mm512_loadu_ps(rmask + o)) : hv);
+            if (H_next) _mm512_storeu_ps(H_next + o, hv);
         }
-        if (y) _mm512_storeu_ps(y + o, valid[b] ? hv : _mm512_setzero_ps());
-        if (Hp_next)
-            _mm512_storeu_ps(Hp_next + o, rmask ? _mm512_mul_ps(hv, _mm512_loadu_ps(rmask + o))
-                                                : hv);
-        if (H_next) _mm512_storeu_ps(H_next + o, hv);
-    }
 }
 
-#define SC_GRU_TILE_V16(R)                                                                    \
-    static void sc_gru_tile##R##_v16(int r, int j0, int H, const float *Hp, const float *u,   \
-                                     long gs, const float *bh, float *AX, float *h,           \
-                                     const unsigned char *valid, float *y, float *An_store,   \
-                                     const float *rmask, float *Hp_next, float *H_next) {     \
-        sc_gru_tile_v16(R, r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store, rmask,         \
+#define SC_GRU_TILE_V16(R, NP, name)                                                          \
+    static void name(int r, int j0, int H, const float *Hp, const float *u, long gs,          \
+                     const float *bh, float *AX, float *h, const unsigned char *valid,        \
+                     float *y, float *An_store, const float *rmask, float *Hp_next,           \
+                     float *H_next) {                                                         \
+        sc_gru_tile_v16(R, NP, r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store, rmask,     \
                         Hp_next, H_next);                                                     \
     }
-SC_GRU_TILE_V16(1)
-SC_GRU_TILE_V16(2)
-SC_GRU_TILE_V16(3)
-SC_GRU_TILE_V16(4)
-SC_GRU_TILE_V16(5)
-SC_GRU_TILE_V16(6)
-SC_GRU_TILE_V16(7)
-SC_GRU_TILE_V16(8)
+SC_GRU_TILE_V16(1, 1, sc_gru_tile1_v16)
+SC_GRU_TILE_V16(2, 1, sc_gru_tile2_v16)
+SC_GRU_TILE_V16(3, 1, sc_gru_tile3_v16)
+SC_GRU_TILE_V16(4, 1, sc_gru_tile4_v16)
+SC_GRU_TILE_V16(5, 1, sc_gru_tile5_v16)
+SC_GRU_TILE_V16(6, 1, sc_gru_tile6_v16)
+SC_GRU_TILE_V16(7, 1, sc_gru_tile7_v16)
+SC_GRU_TILE_V16(8, 1, sc_gru_tile8_v16)
+SC_GRU_TILE_V16(1, 2, sc_gru_tile1x2_v16)
 #undef SC_GRU_TILE_V16
 
-/* Rows [0, active) of one full panel of the GRU step in register tiles of up to 8 rows, the
- * fewest such tiles, as even as can be (16: 8 + 8; 6-row tiles, 6 + 5 + 5, took 1.5-2% more
- * time at B = 16 and 64 on one thread). */
-static void sc_gru_tiles_v16(int active, int j0, int H, const float *Hp, const float *u, long gs,
-                             const float *bh, float *AX, float *h, const unsigned char *valid,
-                             float *y, float *An_store, const float *rmask, float *Hp_next,
-                             float *H_next) {
+/* Rows [0, active) of `panels` full panels (1, or 2 when active is 1) of the GRU step. One
+ * panel: register tiles of up to 8 rows, the fewest such tiles, as even as can be (16: 8 + 8;
+ * 6-row tiles, 6 + 5 + 5, took 1.5-2% more time at B = 16 and 64 on one thread). A single row
+ * takes two panels in one tile: its product streams U at the rate of the L2 cache either way,
+ * but the pointwise pass after it, a chain of dependent steps (sigmoid, then tanh, then the
+ * new state) for a single vector, then has a second, independent one beside it (a tile with
+ * no pointwise pass at all took 0.89x the time of one panel's; two panels' 0.95x at H = 256,
+ * 0.91x at H = 128: C harness, one thread). */
+static void sc_gru_tiles_v16(int active, int panels, int j0, int H, const float *Hp,
+                             const float *u, long gs, const float *bh, float *AX, float *h,
+                             const unsigned char *valid, float *y, float *An_store,
+                             const float *rmask, float *Hp_next, float *H_next) {
 #define SC_TILE(R) sc_gru_tile##R##_v16(r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store, \
                                         rmask, Hp_next, H_next)
+    if (panels == 2) {
+        int r = 0;
+        SC_TILE(1x2);
+        return;
+    }
     for (int r = 0, R; r < active; r += R) {
         R = SC_TILE_ROWS_UPTO(active - r, 8);
         if (R == 8) SC_TILE(8);

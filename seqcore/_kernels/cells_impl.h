@@ -784,9 +784,11 @@ static int SC_NAME(sc_gru_forward_fused)(
 #ifdef SC_GRU_TILES_FULL
     const long gs = (long)((H + 15) / 16) * H * 16;      /* from one gate's panels to the next */
     const int first = j0;
-    for (; j0 + 16 <= j1; j0 += 16)
-        SC_GRU_TILES_FULL(active, j0, H, Hp, Upk + (long)j0 * H, gs, bh, AX, h, valid, y,
-                          An_store, rmask, Hp_next, H_next);
+    for (int panels; j0 + 16 <= j1; j0 += 16 * panels) {
+        panels = active == 1 && j0 + 32 <= j1 ? 2 : 1;    /* a single row: two at a time */
+        SC_GRU_TILES_FULL(active, panels, j0, H, Hp, Upk + (long)j0 * H, gs, bh, AX, h, valid,
+                          y, An_store, rmask, Hp_next, H_next);
+    }
     /* the masked rows past the last valid one, units [first, j0): what the unfused path
      * leaves there (An: the recurrent bias's n block; y zero; the states passed on) */
     long o = (long)active * H;
