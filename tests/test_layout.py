@@ -70,7 +70,8 @@ def test_arguments_it_cannot_move_are_refused_untouched():
 def test_batch_first_and_ragged_calls_on_two_threads_match_one_thread(cell):
     """Shapes whose x and d_outputs pass the threaded copy's threshold: a batch-first caller's
     full and ragged batches give on two threads what they give on one, outputs and dx, and dx
-    lies batch-major in memory as x did (the layer's transpose back is then a view)."""
+    lies batch-major in memory as x did (the layer's transpose back is then a view) on two
+    threads, and on one for the ragged batch."""
     rng = np.random.default_rng(5)
     T, B, I, H = 40, 16, 128, 64
     G = 4 if cell == "lstm" else 3
@@ -86,7 +87,8 @@ def test_batch_first_and_ragged_calls_on_two_threads_match_one_thread(cell):
     def run(mask):
         y, *_, cache = forward(xb.transpose(1, 0, 2), W, U, b, mask=mask)
         dx = backward(dyb.transpose(1, 0, 2), *finals, cache)[0]
-        assert dx.swapaxes(0, 1).flags.c_contiguous      # lies batch-major, as x did
+        if mask is not None or seqcore.get_num_threads() > 1:
+            assert dx.swapaxes(0, 1).flags.c_contiguous      # lies batch-major, as x did
         return np.array(y), np.array(dx)
 
     before = seqcore.get_num_threads()
@@ -98,5 +100,26 @@ def test_batch_first_and_ragged_calls_on_two_threads_match_one_thread(cell):
             got = run(mask)
             for g, w in zip(got, want):
                 np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * np.abs(w).max())
+    finally:
+        seqcore.set_num_threads(before)
+
+
+def test_a_batch_first_view_already_in_order_is_not_copied():
+    """A batch of one row (or one step) lies the same either way: the kernels read the
+    caller's memory on any number of threads, and dx needs no copy back (a T = 10,000
+    sequence's inference stays within its input's memory)."""
+    rng = np.random.default_rng(1)
+    before = seqcore.get_num_threads()
+    try:
+        for threads in (1, 2):
+            seqcore.set_num_threads(threads)
+            for B, T in ((1, 500), (7, 1)):
+                xb = rng.standard_normal((B, T, 64)).astype(np.float32)
+                seq = ops._for_kernels(xb.transpose(1, 0, 2), None, np.float32)
+                assert np.shares_memory(seq, xb) and seq.flags.c_contiguous
+            xb = rng.standard_normal((16, 500, 64)).astype(np.float32)
+            seq = ops._for_kernels(xb.transpose(1, 0, 2), None, np.float32)
+            assert not np.shares_memory(seq, xb) and seq.flags.c_contiguous
+            np.testing.assert_array_equal(seq, xb.transpose(1, 0, 2))
     finally:
         seqcore.set_num_threads(before)
