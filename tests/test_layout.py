@@ -11,7 +11,8 @@ from seqcore._kernels import layout
 def _layouts(rng, T, B, tail, dtype):
     """(T, B, *tail) arrays with these values in both memory layouts: C-contiguous, and
     batch-major (a transposed view of a (B, T, *tail) array)."""
-    a = (rng.standard_normal((T, B) + tail) * 100).astype(dtype)
+    a = (rng.integers(0, 256, (T, B) + tail) if np.dtype(dtype).kind == "u"
+         else rng.standard_normal((T, B) + tail) * 100).astype(dtype)
     return [a, np.ascontiguousarray(a.swapaxes(0, 1)).swapaxes(0, 1)]
 
 
@@ -21,7 +22,7 @@ def _layouts(rng, T, B, tail, dtype):
     (1, 1, (1,), 2),
     (7, 4, (), 2),               # 2-D: a row is one item
     (3, 2, (2, 3), 1),           # several trailing axes
-    (40, 16, (128,), 2),         # 320 KiB and more: the steps split over threads
+    (40, 16, (128,), 2),         # from 256 KiB (float32, float64): the steps split over threads
     (33, 9, (257,), 2),
 ])
 def test_rows_land_where_they_are_sent(dtype, T, B, tail, threads):
