@@ -440,31 +440,32 @@ SC_GRU_TILE_V16(8, 1, sc_gru_tile8_v16)
 SC_GRU_TILE_V16(1, 2, sc_gru_tile1x2_v16)
 #undef SC_GRU_TILE_V16
 
-/* Rows [0, active) of `panels` full panels (1, or 2 when active is 1) of the GRU step. One
- * panel: register tiles of up to 8 rows, the fewest such tiles, as even as can be (16: 8 + 8;
- * 6-row tiles, 6 + 5 + 5, took 1.5-2% more time at B = 16 and 64 on one thread). A single row
- * takes two panels in one tile: its product streams U at the rate of the L2 cache either way,
- * but the pointwise pass after it, a chain of dependent steps (sigmoid, then tanh, then the
- * new state) for a single vector, then has a second, independent one beside it (a tile with
- * no pointwise pass at all took 0.89x the time of one panel's; two panels' 0.95x at H = 256,
- * 0.91x at H = 128: C harness, one thread). */
+/* Rows [0, active) of `panels` consecutive full panels of the GRU step (u: the first's; the
+ * caller asks for 2 when active is 1). Each panel: register tiles of up to 8 rows, the fewest
+ * such tiles, as even as can be (16: 8 + 8; 6-row tiles, 6 + 5 + 5, took 1.5-2% more time at
+ * B = 16 and 64 on one thread). A single row takes two panels in one tile: its product streams
+ * U at the rate of the L2 cache either way, but the pointwise pass after it, a chain of
+ * dependent steps (sigmoid, then tanh, then the new state) for a single vector, then has a
+ * second, independent one beside it (a tile with no pointwise pass at all took 0.89x the time
+ * of one panel's; two panels' 0.95x at H = 256, 0.91x at H = 128: C harness, one thread). */
 static void sc_gru_tiles_v16(int active, int panels, int j0, int H, const float *Hp,
                              const float *u, long gs, const float *bh, float *AX, float *h,
                              const unsigned char *valid, float *y, float *An_store,
                              const float *rmask, float *Hp_next, float *H_next) {
 #define SC_TILE(R) sc_gru_tile##R##_v16(r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store, \
                                         rmask, Hp_next, H_next)
-    if (panels == 2) {
+    if (panels == 2 && active == 1) {
         int r = 0;
         SC_TILE(1x2);
         return;
     }
-    for (int r = 0, R; r < active; r += R) {
-        R = SC_TILE_ROWS_UPTO(active - r, 8);
-        if (R == 8) SC_TILE(8);
-        else if (R == 7) SC_TILE(7);
-        else SC_TILE_OF_ROWS(R, SC_TILE);
-    }
+    for (int q = 0; q < panels; q++, j0 += 16, u += (long)H * 16)    /* panel by panel */
+        for (int r = 0, R; r < active; r += R) {
+            R = SC_TILE_ROWS_UPTO(active - r, 8);
+            if (R == 8) SC_TILE(8);
+            else if (R == 7) SC_TILE(7);
+            else SC_TILE_OF_ROWS(R, SC_TILE);
+        }
 #undef SC_TILE
 }
 #undef SC_TILE_OF_ROWS
