@@ -169,12 +169,13 @@ def _rows_moved(src, where, dtype, batch_major):
     layout, lying C-contiguous or, when batch_major, batch-major in memory (a transposed view
     of a contiguous (B, T, ...) array). The ragged path's reorders (_longest_first: x and
     d_outputs) and dx's way back (_caller_order) go through here, each fused with the layout
-    change a batch-first caller would otherwise make in a second copy (a forward call's
-    outputs are handed on to the caller's order by the scans themselves: _outputs), and so do
-    a batch-first caller's x and d_outputs. The copies are pooled memory: from np.empty, a
-    ragged training step (LSTM layer, (T, B, I, H) = (100, 32, 128, 256)) faulted in ~1040
-    fresh pages at every call and took 1.04-1.16x the time (1 and 2 threads). With more than
-    one thread, they share the copy (_layout.move_rows) when src is already in dtype."""
+    change a batch-first caller would otherwise make in a second copy (a forward call's outputs
+    are handed on to the caller's order by the scans themselves: _outputs), and so, on more
+    than one thread, do a batch-first caller's x, d_outputs and dx (_for_kernels,
+    _caller_order). The copies are pooled memory: from np.empty, a ragged training step (LSTM
+    layer, (T, B, I, H) = (100, 32, 128, 256)) faulted in ~1040 fresh pages at every call and
+    took 1.04-1.16x the time (1 and 2 threads). With more than one thread, they share the copy
+    (_layout.move_rows) when src is already in dtype."""
     if batch_major:
         dst = _pool.empty((src.shape[1], src.shape[0]) + src.shape[2:], dtype).swapaxes(0, 1)
     else:
@@ -511,10 +512,10 @@ def lstm_backward(d_outputs, d_h_n, d_c_n, cache):
     db = None if a["bias"] is None else _pool.zeros(4 * H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh, dc
-    _run(_lstm.backward, (T, B, 4, H), dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"], a["c0"],
-         a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"], a["HP"],
-         a["XD"], _pool.empty((T, B, 4 * H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
-         _packed_workspace(I, H, 4, dtype))
+    _run(_lstm.backward, (T, B, 4, H), dY, dh, dc, a["x"], a["kernel"], a["recurrent_kernel"],
+         a["c0"], a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["Z"], a["C"],
+         a["HP"], a["XD"], _pool.empty((T, B, 4 * H), dtype), _pool.empty((B, H), dtype), dX, dW,
+         dU, db, _packed_workspace(I, H, 4, dtype))
     del dY          # first: its memory may serve the copy of dX back (_caller_order)
     dX, (dh, dc) = _caller_order(a, dX, [dh, dc])
     return dX, dW, dU, db, dh, dc
@@ -590,9 +591,9 @@ def gru_backward(d_outputs, d_h_n, cache):
     db_x, db_h = (None, None) if db is None else ((db[0], db[1]) if reset_after else (db, None))
     dAH, dAHn = ((_pool.empty((B, 3 * H), dtype), _pool.empty((T, B, H), dtype))
                  if reset_after else (None, None))
-    _run(_gru.backward, (T, B, 3, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
-         a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"], a["HIN"],
-         a["HP"], a["STORE"], a["XD"], _pool.empty((T, B, 3 * H), dtype), dAH, dAHn,
+    _run(_gru.backward, (T, B, 3, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"],
+         a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], reset_after, a["AX"],
+         a["HIN"], a["HP"], a["STORE"], a["XD"], _pool.empty((T, B, 3 * H), dtype), dAH, dAHn,
          _pool.empty((B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db_x, db_h,
          _packed_workspace(I, H, 3, dtype))
     del dY          # first: its memory may serve the copy of dX back (_caller_order)
@@ -659,9 +660,9 @@ def rnn_backward(d_outputs, d_h_n, cache):
     db = None if a["bias"] is None else _pool.zeros(H, dtype)
     if T == 0 or B == 0:
         return dX, dW, dU, db, dh
-    _run(_rnn.backward, (T, B, 1, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"], a["mask"],
-         a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"], a["XD"],
-         _pool.empty((T, B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
+    _run(_rnn.backward, (T, B, 1, H), dY, dh, a["x"], a["kernel"], a["recurrent_kernel"],
+         a["mask"], a["input_mask"], a["recurrent_mask"], a["reverse"], a["relu"], a["A"], a["HP"],
+         a["XD"], _pool.empty((T, B, H), dtype), _pool.empty((B, H), dtype), dX, dW, dU, db,
          _packed_workspace(I, H, 1, dtype))
     del dY          # first: its memory may serve the copy of dX back (_caller_order)
     dX, (dh,) = _caller_order(a, dX, [dh])
