@@ -105,11 +105,18 @@ static void SC_ENTRY(sc_pack_panels_t)(int n_threads, int J, int K, const SC_T *
     }
 }
 
-/* Below this many rows a product is split over threads by panels of M rather than by rows:
- * split by rows, every thread streams all of M for a few rows (at B = 128, H = 1024 the
- * inference chunk is one step: 2 x 16 MB of W from L3 per step, one 2-thread LSTM row 4%
- * slower than PyTorch). */
-#define SC_SPLIT_ROWS_MIN 512
+/* Below this many rows per thread a product is split over threads by panels of M rather than
+ * by rows: split by rows, every thread streams all of M for a few rows (at B = 128, H = 1024 an
+ * inference chunk of one step, 2 x 16 MB of W from L3 per step, made one 2-thread LSTM row 4%
+ * slower than PyTorch; such chunks are 2048 rows now, ops._chunk_steps). Split by panels, every
+ * thread streams all the rows against its panels, the slower of the two from 128 rows a
+ * thread on: LSTM inference, 2 threads, chunks of 480-504 rows, paired against a threshold of
+ * 512 rows in all: (100, 24, 128, 256) 0.956x the time, (100, 48, 256, 512) 0.959x, the ragged
+ * batch (100, 32, 128, 256) with lengths 1..100 (its chunks stop short of 512 rows) 0.946x;
+ * W of 4 MiB, (100, 40, 512, 512) and (100, 20, 1024, 256), 0.995x and 1.005x. From 32 rows
+ * a thread (64 in all) it gained nothing at (100, 2, 128, 256) and (100, 4, 512, 512) (0.985x)
+ * and lost 1% at (100, 1, 1024, 1024). */
+#define SC_SPLIT_ROWS_PER_THREAD 128
 
 /* Gate g's panels of M as sc_gemm_acc_packed takes them (M packed, or in place when ldm > 0;
  * P panels per gate, K values of k) */
@@ -120,9 +127,9 @@ static void SC_ENTRY(sc_pack_panels_t)(int n_threads, int J, int K, const SC_T *
 /* Z (rows, G*H), ld ldz, = (bias or 0, when init) + X (rows, K) M for M packed by
  * sc_pack_panels (G gates of H units), or, when ldm > 0, M (K, G*H) itself with row stride ldm
  * (H a multiple of 16); rows split over n_threads threads, in blocks of 4 so that the register
- * tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_MIN). The input projection (M = W)
- * and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input gradient. xrows, zrows:
- * NULL, or row r of the product is row xrows[r] of X, zrows[r] of Z (sc_gemm_acc_block). */
+ * tiles stay whole (or, for few rows, panels: SC_SPLIT_ROWS_PER_THREAD). The input projection
+ * (M = W) and, with G = 1 and M = W^T packed by sc_pack_panels_t, the input gradient. xrows,
+ * zrows: NULL, or row r of the product is row xrows[r] of X, zrows[r] of Z (sc_gemm_acc_block). */
 static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC_T *X, int ldx,
                                         const SC_T *Mpk, int ldm, int G, int H,
                                         const SC_T *bias, int init, SC_T *Z, int ldz,
@@ -140,7 +147,7 @@ static void SC_ENTRY(sc_project_packed)(int n_threads, int rows, int K, const SC
         unsigned int mode = sc_ftz_enter();
         int nt = omp_get_num_threads(), k = omp_get_thread_num();
         int r0 = 0, r1 = rows, q0 = 0, q1 = P;
-        if (rows >= SC_SPLIT_ROWS_MIN) {       /* each thread its rows, all of M */
+        if (rows >= SC_SPLIT_ROWS_PER_THREAD * nt) {    /* each thread its rows, all of M */
             int per = ((rows + nt - 1) / nt + 3) / 4 * 4;
             r0 = k * per < rows ? k * per : rows;
             r1 = r0 + per < rows ? r0 + per : rows;
