@@ -41,9 +41,9 @@ static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bia
  * of the fused LSTM step, whose items read the four gates of 16 units together, so that an
  * item streams one contiguous block (the gate-by-gate layout puts the four streams
  * G*ceil(H/16)*K*16 values apart, on the same cache sets: the fused step at H = 1024 was 7%
- * slower than the plain product with it). Where the item multiplies one gate at a time
- * (sc_lstm_gate_blocks of this CPU's variant), a panel's gates follow each other instead
- * (G x K x 16): each gate's stream is then contiguous too. sc_pack_panel writes one (gate,
+ * slower than the plain product with it). Where the item multiplies one gate at a time, or U
+ * does not stay in L2 (sc_lstm_gate_blocks of this CPU's variant), a panel's gates follow each
+ * other instead (G x K x 16): each gate's stream is then contiguous too. sc_pack_panel writes one (gate,
  * panel) with ldd values between consecutive k. */
 static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, int ldm,
                                     SC_T *dst, int ldd) {
@@ -68,7 +68,7 @@ static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, i
 static void SC_ENTRY(sc_pack_panels)(int n_threads, int K, int H, int G, const SC_T *M, int ldm,
                                      SC_T *Mpk, int interleave) {
     int P = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
-    int blocked = SC_BEST(sc_lstm_gate_blocks)();
+    int blocked = SC_BEST(sc_lstm_gate_blocks)(H);
     _Pragma("omp parallel num_threads(n_threads) if (SC_PACK_PARALLEL(n_threads, K, G * H))")
     {
         int nt = omp_get_num_threads(), me = omp_get_thread_num();

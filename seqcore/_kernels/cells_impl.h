@@ -516,9 +516,22 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
     __builtin_prefetch((p) + (n) - 1, (rw), (locality));                                      \
 } while (0)
 
-/* The layout of packed U this variant's sc_lstm_forward_item reads: 1, each panel's gates one
- * after the other (it multiplies a gate at a time); 0, interleaved per k (sc_pack_panels). */
-static int SC_NAME(sc_lstm_gate_blocks)(void) { return SC_LSTM_GATE_BLOCKS; }
+/* The layout of packed U (H, 4H) this variant's sc_lstm_forward_item reads: 1, each panel's
+ * gates one after the other (G x K x 16: four streams of 64 bytes a k); 0, interleaved per k
+ * (K x G x 16: one stream of 256 bytes a k; sc_pack_panels). Where the item multiplies a
+ * gate at a time (SC_LSTM_GATE_BLOCKS), always 1; otherwise 1 once U passes
+ * SC_LSTM_BLOCKS_BYTES, where its panels no longer stay in a core's L2 from step to step and
+ * every step streams them from L3: four streams then keep more lines in flight than one. The
+ * fused step alone (a C harness, Sapphire Rapids, 2 MiB L2, 1 thread), blocked / interleaved
+ * time: H = 512, B = 4 0.76x, B = 8 0.74-0.99x, B = 16 0.94x, B = 64 0.92-0.95x; H = 1024,
+ * B = 4 0.74-0.82x, B = 16 0.83x, B = 64 0.94-0.99x, B = 128 0.96x; H = 384 (2.25 MiB),
+ * B = 4 0.81x, B = 16 0.88x; H = 320 (1.56 MiB) 0.93-0.98x at B = 1, 4, 16; B = 1 and 2 at
+ * H >= 512 the same (memory-bound either way). Within L2 the one stream is as fast or faster:
+ * H = 256 (1 MiB), B = 1 1.08x blocked, B = 2 to 64 0.97-1.01x; H = 128 the same. */
+#define SC_LSTM_BLOCKS_BYTES (1L << 20)
+static int SC_NAME(sc_lstm_gate_blocks)(int H) {
+    return SC_LSTM_GATE_BLOCKS || 4L * H * H * (long)sizeof(SC_T) > SC_LSTM_BLOCKS_BYTES;
+}
 /* A step's recurrent product and its pointwise pass as one piece of work per 16 units: the
  * four gates' panels of those units make one register tile (4 rows x 4 gates on AVX-512), and
  * the activations and state update run on the tile while it is still in L1, instead of the
@@ -606,11 +619,12 @@ static void SC_NAME(sc_lstm_forward_item)(
     enum { NV = 16 / SC_VL };
     const int j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
     /* gate g of this item's units at u + g * gs, consecutive k ks values apart: packed, one
-     * block of K x 4 gates x 16 values (4 x K x 16 where gates are multiplied one at a time:
-     * SC_LSTM_GATE_BLOCKS); unpacked (ldu > 0), U itself */
+     * block of K x 4 gates x 16 values (4 x K x 16 where the gates' panels are blocks:
+     * sc_lstm_gate_blocks); unpacked (ldu > 0), U itself */
+    const int blocked = SC_NAME(sc_lstm_gate_blocks)(H);
     const SC_T *u = ldu ? Upk + j0 : Upk + (long)p * H * 64;
-    const long gs = ldu ? H : SC_LSTM_GATE_BLOCKS ? (long)H * 16 : 16;
-    const long ks = ldu ? ldu : SC_LSTM_GATE_BLOCKS ? 16 : 64;
+    const long gs = ldu ? H : blocked ? (long)H * 16 : 16;
+    const long ks = ldu ? ldu : blocked ? 16 : 64;
     int r = 0;
 #define SC_LSTM_TILES(R)                                                                     \
     for (; r + (R) <= active; r += (R)) {                                                   \
