@@ -406,16 +406,21 @@ static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int
                                          dh + (long)r0 * H);
 }
 
-/* Items of a backward step's recurrent gradient: blocks of SC_GRAD_ROWS rows x SC_BLOCK_UNITS
- * units, numbered unit block by unit block so that a thread's home range keeps to its own
- * columns of U^T. Where such an item's columns of U^T (K x SC_BLOCK_UNITS values) pass
- * SC_GRAD_TALL_BYTES, every 8 rows would stream them again from L3: items are then one panel
- * of units for all rows (6-row register tiles over its K x 16 values of U^T, 256 KiB at
+/* Items of a backward step's recurrent gradient: blocks of up to SC_GRAD_ROWS rows (the fewest
+ * such blocks, as even as can be: 16 rows 8 + 8, 64 rows six blocks of 11 or 9) x
+ * SC_BLOCK_UNITS units, numbered unit block by unit block so that a thread's home range keeps
+ * to its own columns of U^T. A block's register tiles (SC_TILE_ROWS_FOR) each stream its
+ * columns of U^T from L2: blocks of 8 rows made two 4-row tiles, blocks of 11 a 6-row and a
+ * 5-row one, which share each load of U^T among more rows (GRU training step
+ * (100, 64, 512, 512), paired: 0.970x the time at 1 thread, 0.971x at 2 (blocks of 12); the
+ * LSTM's 0.99-1.00x). Where such an item's columns of U^T (K x SC_BLOCK_UNITS values) pass
+ * SC_GRAD_TALL_BYTES, every block of rows would stream them again from L3: items are then one
+ * panel of units for all rows (6-row register tiles over its K x 16 values of U^T, 256 KiB at
  * H = 1024, held in L2). Measured at (12, 128, 1024, 1024), 2 threads, paired, three runs:
  * LSTM training step 0-2.3% faster (perf: the products' share of the samples 29.0% ->
  * 27.4%; the 8-row items ran 4-row tiles streaming U^T from L3), GRU 1.5%; at
  * (100, 64, 512, 512), where the columns are 512 KiB, 0.994, no gain: hence the threshold. */
-#define SC_GRAD_ROWS 8
+#define SC_GRAD_ROWS 12
 #define SC_GRAD_TALL_BYTES (512 * 1024)
 /* A tall case's one-panel items each read every row of dA (rows x K) again, from L3 once dA
  * passes the L2 (2 MiB at B = 128, K = 4096): with SC_GRAD_SPLIT_ROWS or more rows per thread,
@@ -435,7 +440,8 @@ static void SC_ENTRY(sc_recurrent_grad)(sc_claims *cl, int s, int active, int H,
     int tall = active > 0 && (long)K * SC_BLOCK_UNITS * sizeof(SC_T) > SC_GRAD_TALL_BYTES;
     int nt = omp_get_num_threads();
     int by_rows = tall && nt > 1 && active >= SC_GRAD_SPLIT_ROWS * nt;
-    int rows_per = by_rows ? (active + nt - 1) / nt : tall ? active : SC_GRAD_ROWS;
+    int rows_per = by_rows ? (active + nt - 1) / nt : tall ? active
+                 : SC_TILE_ROWS_UPTO(active > 0 ? active : 1, SC_GRAD_ROWS);
     int width = by_rows ? H : tall ? SC_PANEL_UNITS : SC_BLOCK_UNITS;
     int row_blocks = (active + rows_per - 1) / rows_per;
     int n = row_blocks * ((H + width - 1) / width);
