@@ -43,8 +43,8 @@ static void SC_ENTRY(sc_fill_columns)(int rows, SC_T *X, int ld, const SC_T *bia
  * G*ceil(H/16)*K*16 values apart, on the same cache sets: the fused step at H = 1024 was 7%
  * slower than the plain product with it). Where the item multiplies one gate at a time, or U
  * does not stay in L2 (sc_lstm_gate_blocks of this CPU's variant), a panel's gates follow each
- * other instead (G x K x 16): each gate's stream is then contiguous too. sc_pack_panel writes one (gate,
- * panel) with ldd values between consecutive k. */
+ * other instead (G x K x 16): each gate's stream is then contiguous too. sc_pack_panel writes
+ * one (gate, panel) with ldd values between consecutive k. */
 static void SC_ENTRY(sc_pack_panel)(int K, int H, int g, int p, const SC_T *M, int ldm,
                                     SC_T *dst, int ldd) {
     int j = p * SC_PANEL_UNITS, n = H - j < SC_PANEL_UNITS ? H - j : SC_PANEL_UNITS;
@@ -411,12 +411,14 @@ static void SC_ENTRY(sc_recurrent_grad_part)(int r0, int r1, int j0, int j1, int
  * SC_BLOCK_UNITS units, numbered unit block by unit block so that a thread's home range keeps
  * to its own columns of U^T. A block's register tiles (SC_TILE_ROWS_FOR) each stream its
  * columns of U^T from L2: blocks of 8 rows made two 4-row tiles, blocks of 11 a 6-row and a
- * 5-row one, which share each load of U^T among more rows (GRU training step
- * (100, 64, 512, 512), paired: 0.970x the time at 1 thread, 0.971x at 2 (blocks of 12); the
- * LSTM's 0.99-1.00x). Where such an item's columns of U^T (K x SC_BLOCK_UNITS values) pass
- * SC_GRAD_TALL_BYTES, every block of rows would stream them again from L3: items are then one
- * panel of units for all rows (6-row register tiles over its K x 16 values of U^T, 256 KiB at
- * H = 1024, held in L2). Measured at (12, 128, 1024, 1024), 2 threads, paired, three runs:
+ * 5-row one, which share each load of U^T among more rows (training step, paired: GRU
+ * (100, 64, 512, 512) 0.983x the time at 1 thread, 0.975x at 2; the LSTM's 0.983x at 2, the
+ * ragged LSTM training (100, 32, 128, 256) 0.980x at 2; batch 16 unchanged, 8 + 8 either way;
+ * fixed blocks of 12, 64 rows 5 x 12 + 4, measured 0.970 / 0.971x for the GRU). Where such
+ * an item's columns of U^T (K x SC_BLOCK_UNITS values) pass SC_GRAD_TALL_BYTES, every block of
+ * rows would stream them again from L3: items are then one panel of units for all rows
+ * (6-row register tiles over its K x 16 values of U^T, 256 KiB at H = 1024, held in L2).
+ * Measured at (12, 128, 1024, 1024), 2 threads, paired, three runs:
  * LSTM training step 0-2.3% faster (perf: the products' share of the samples 29.0% ->
  * 27.4%; the 8-row items ran 4-row tiles streaming U^T from L3), GRU 1.5%; at
  * (100, 64, 512, 512), where the columns are 512 KiB, 0.994, no gain: hence the threshold. */
