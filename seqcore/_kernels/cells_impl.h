@@ -523,11 +523,12 @@ static void SC_NAME(sc_gemm_acc_packed)(int rows, int K, const SC_T *A, int lda,
  * SC_LSTM_BLOCKS_BYTES, where its panels no longer stay in a core's L2 from step to step and
  * every step streams them from L3: four streams then keep more lines in flight than one. The
  * fused step alone (a C harness, Sapphire Rapids, 2 MiB L2, 1 thread), blocked / interleaved
- * time: H = 512, B = 4 0.76x, B = 8 0.74-0.99x, B = 16 0.94x, B = 64 0.92-0.95x; H = 1024,
- * B = 4 0.74-0.82x, B = 16 0.83x, B = 64 0.94-0.99x, B = 128 0.96x; H = 384 (2.25 MiB),
- * B = 4 0.81x, B = 16 0.88x; H = 320 (1.56 MiB) 0.93-0.98x at B = 1, 4, 16; B = 1 and 2 at
- * H >= 512 the same (memory-bound either way). Within L2 the one stream is as fast or faster:
- * H = 256 (1 MiB), B = 1 1.08x blocked, B = 2 to 64 0.97-1.01x; H = 128 the same. */
+ * time: H = 512, B = 4 0.76x, B = 8 0.74-0.99x, B = 16 0.94-0.96x, B = 64 0.92-0.95x;
+ * H = 1024, B = 4 0.74-0.82x, B = 16 0.83x, B = 64 0.94-0.99x, B = 128 0.96x; H = 384
+ * (2.25 MiB), B = 4 0.80-0.81x, B = 16 0.88x; H = 320 (1.56 MiB), B = 1 0.93-0.96x, B = 4
+ * 0.88-0.89x, B = 16 0.96-0.98x; B = 1 and 2 at H >= 512 the same (memory-bound either way).
+ * Within L2 the one stream is as fast or faster: H = 256 (1 MiB), B = 1 1.09x blocked, B = 2
+ * to 64 0.94-1.04x by round (one round at B = 4 0.88x, the next 1.00x); H = 128 the same. */
 #define SC_LSTM_BLOCKS_BYTES (1L << 20)
 static int SC_NAME(sc_lstm_gate_blocks)(int H) {
     return SC_LSTM_GATE_BLOCKS || 4L * H * H * (long)sizeof(SC_T) > SC_LSTM_BLOCKS_BYTES;
