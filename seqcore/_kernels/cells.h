@@ -54,6 +54,22 @@
 #define SC_TILE_ROWS_UPTO(n, m)                                                              \
     ((n) <= (m) ? (n) : ((n) + ((n) + (m) - 1) / (m) - 1) / (((n) + (m) - 1) / (m)))
 
+/* v stays in its register from here on: the compiler sees an opaque value, which it cannot
+ * fold back into the instructions that use it as a memory operand. The register tiles' pieces
+ * of U serve every row of a tile, but in tiles of 2 and 3 rows GCC 12 loads each piece again
+ * for each row, inside the multiply-add (an LSTM tile of 3 rows: 12 loads of U and 3
+ * broadcasts a k instead of 4 and 3), and the loads, not the multiply-adds, then set the pace:
+ * the LSTM's fused step (C harness, 1 thread, H = 256) at B = 2 took 11.1-12.6 us, 8.6-9.2
+ * with this, B = 3 17.9 -> 11.3-11.5 us (more than B = 4's 13.8-14.7), B = 7 (4 + 3 rows)
+ * 33 -> 26 us. From 4 rows on GCC keeps the pieces in registers by itself, and those tiles are
+ * left as they were. Only for x86's vector registers ("v": the AVX-512 regions' 64-byte
+ * vectors among them); elsewhere nothing. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SC_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define SC_IN_REGISTER(v) ((void)0)
+#endif
+
 /* ---- activations, applied to arrays: out[j] = act(x[j]) for j < n (out may equal x). ----
  *
  * float32: written with GCC vector extensions, 8 lanes at a time, so they are SIMD on every
@@ -279,6 +295,12 @@ static inline __attribute__((always_inline)) void sc_lstm_tile_v16(
         const float *uk = u + k * ks;
         __m512 u0 = _mm512_loadu_ps(uk), u1 = _mm512_loadu_ps(uk + gs);
         __m512 u2 = _mm512_loadu_ps(uk + 2 * gs), u3 = _mm512_loadu_ps(uk + 3 * gs);
+        if (R == 2 || R == 3) {       /* each piece serves R rows: load it once */
+            SC_IN_REGISTER(u0);
+            SC_IN_REGISTER(u1);
+            SC_IN_REGISTER(u2);
+            SC_IN_REGISTER(u3);
+        }
         for (int i = 0; i < R; i++) {
             __m512 ak = _mm512_set1_ps(a[i][k]);
             acc[i][0] = _mm512_fmadd_ps(ak, u0, acc[i][0]);
@@ -386,7 +408,10 @@ static inline __attribute__((always_inline)) void sc_gru_tile_v16(
     for (int k = 0; k < H; k++, uk += 16) {
         __m512 uv[2][3];
         for (int q = 0; q < NP; q++)
-            for (int g = 0; g < 3; g++) uv[q][g] = _mm512_loadu_ps(uk + q * ps + g * gs);
+            for (int g = 0; g < 3; g++) {
+                uv[q][g] = _mm512_loadu_ps(uk + q * ps + g * gs);
+                if (R == 2 || R == 3) SC_IN_REGISTER(uv[q][g]);   /* loaded once */
+            }
         for (int i = 0; i < R; i++) {
             __m512 ak = _mm512_set1_ps(a[i][k]);
             for (int q = 0; q < NP; q++)

@@ -368,6 +368,14 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                     memcpy(SC_ZROW(r + i, p), zbuf[i], (size_t)nu * sizeof(SC_T));
         }
 #endif
+    /* In tiles of 2 and 3 rows, each piece of U is loaded once for all the rows
+     * (cells.h SC_IN_REGISTER; GCC 12 keeps it in a register by itself at 4 rows and more),
+     * in the AVX-512 variants, whose tiles have the registers for it */
+#if SC_WIDE
+#define SC_TILE_SHARED(v) SC_IN_REGISTER(v)
+#else
+#define SC_TILE_SHARED(v) ((void)0)
+#endif
     /* R rows x PTN panels per register tile, over panels [pa, pb): a whole tile of existing
      * units is read and written in place; an edge tile goes through zbuf so that nothing past
      * the last unit is touched. Tiles of PT panels take the panels in whole groups of PT,
@@ -399,6 +407,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
                 for (int q = 0; q < (PTN); q++)                                              \
                     for (int v = 0; v < NV; v++) {                                           \
                         SC_VEC uv = SC_LOADV(u[q] + (long)k * ks + v * SC_VL);               \
+                        if ((R) == 2 || (R) == 3) SC_TILE_SHARED(uv);                        \
                         for (int i = 0; i < (R); i++) acc[i][q * NV + v] += a[i][k] * uv;    \
                     }                                                                        \
             for (int i = 0; i < (R); i++) {                                                  \
@@ -434,6 +443,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 #endif
 #undef SC_ROW_TILES
 #undef SC_ROW_TILE
+#undef SC_TILE_SHARED
     for (; r < rows; r++) {
         const SC_T *a = SC_AROW(r);
         for (int p = p0; p < p1; p += 4) {
