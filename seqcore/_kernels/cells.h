@@ -165,31 +165,31 @@ typedef double sc_v8d __attribute__((vector_size(64)));
 
 /* The fused LSTM update of row b's units j, j + 1, ... (one vector of them), written once for
  * the AVX-512 and the AVX2 tiles (MM: the intrinsics' prefix, _mm512 or _mm256; V: their
- * vector type; TANH: their tanh), from the gate activations ig, fg, gv, og in registers: a
+ * vector type; TANH: their tanh; LD (p) and ST (p, v): their loads and stores of the state
+ * rows, masked ones for an edge panel's units), from the gate activations ig, fg, gv, og in
+ * registers: a
  * valid row takes Ct = f * c + i * g and Ht = o * tanh(Ct), a masked row keeps c and h; then
  * the outputs as cells_impl.h's sc_lstm_row_outputs, and with keep_act the activations into
  * Z for backward. Uses the tile's own names H, Z, keep_act, c, h, valid, y, c_store, rmask
  * and Hp_next. */
-#define SC_LSTM_ROW_UPDATE(MM, V, TANH, b, j, ig, fg, gv, og) do {                        \
+#define SC_LSTM_ROW_UPDATE(MM, V, TANH, LD, ST, b, j, ig, fg, gv, og) do {               \
     long o_ = (long)(b) * H + (j);                                                        \
-    V cn_ = MM##_loadu_ps(c + o_), hn_ = MM##_loadu_ps(h + o_);                           \
+    V cn_ = LD(c + o_), hn_ = LD(h + o_);                                                 \
     if (valid[b]) {                                                                       \
         cn_ = MM##_add_ps(MM##_mul_ps(fg, cn_), MM##_mul_ps(ig, gv));          /* Ct */   \
         hn_ = MM##_mul_ps(og, TANH(cn_));                                      /* Ht */   \
-        MM##_storeu_ps(c + o_, cn_);                                                      \
-        MM##_storeu_ps(h + o_, hn_);                                                      \
+        ST(c + o_, cn_);                                                                  \
+        ST(h + o_, hn_);                                                                  \
     }                                                                                     \
-    if (y) MM##_storeu_ps(y + o_, valid[b] ? hn_ : MM##_setzero_ps());                    \
-    if (c_store) MM##_storeu_ps(c_store + o_, cn_);                                       \
-    if (Hp_next)                                                                          \
-        MM##_storeu_ps(Hp_next + o_, rmask ? MM##_mul_ps(hn_, MM##_loadu_ps(rmask + o_))  \
-                                           : hn_);                                        \
+    if (y) ST(y + o_, valid[b] ? hn_ : MM##_setzero_ps());                                \
+    if (c_store) ST(c_store + o_, cn_);                                                   \
+    if (Hp_next) ST(Hp_next + o_, rmask ? MM##_mul_ps(hn_, LD(rmask + o_)) : hn_);         \
     if (keep_act) {                                                                       \
         float *zb_ = Z + (long)(b) * 4 * H + (j);                                         \
-        MM##_storeu_ps(zb_, ig);                                                          \
-        MM##_storeu_ps(zb_ + H, fg);                                                      \
-        MM##_storeu_ps(zb_ + 2 * H, gv);                                                  \
-        MM##_storeu_ps(zb_ + 3 * H, og);                                                  \
+        ST(zb_, ig);                                                                      \
+        ST(zb_ + H, fg);                                                                  \
+        ST(zb_ + 2 * H, gv);                                                              \
+        ST(zb_ + 3 * H, og);                                                              \
     }                                                                                     \
 } while (0)
 
@@ -271,8 +271,27 @@ static void sc_tanh16_array(const float *x, float *out, int n) {
     SC_V16_MAP(sc_tanh_v16, x, out, n);
 }
 
-/* The fused LSTM step's register tile of R rows x one full panel of 16 units (rows r..r+R-1,
- * units j0..j0+15), as sc_lstm_forward_item's generic tile in cells_impl.h with the same
+/* Loads and stores of the register tiles below, EDGE (a constant in each tile function) and m
+ * being the tile's: an edge panel's (EDGE) only touch its units' lanes (m: the n < 16 units
+ * below H), whatever lies past them (the next gate's or row's values, or the end of the
+ * array) neither read nor written; a full panel's are plain 16-lane ones. An edge panel (H not
+ * a multiple of 16: H = 100 has 7 panels, the last of 4 units) went through the generic item
+ * of cells_impl.h (gate sums to small arrays, activations over them, the update in loops) or,
+ * for the GRU, the unfused product and pass, and cost about what 3 full panels do. Paired in
+ * one process, inference, 1 thread: GRU (T, B, I, H) = (100, 16, 64, 100) 0.88x the time,
+ * (100, 1, 64, 100) 0.77x, (100, 16, 64, 200) 0.93x; LSTM 0.96x, 0.96x and 0.98x; training
+ * GRU 0.96 / 0.975x (H = 100 / 200); H = 256 unchanged. H = 100 now takes the time of H = 112
+ * (1.77 against 1.83 ms for the LSTM at B = 16; 1.86 against 1.76 before). */
+#define SC_LD16(p) (EDGE ? _mm512_maskz_loadu_ps(m, (p)) : _mm512_loadu_ps(p))
+#define SC_ST16(p, v) do {                                                                  \
+    if (EDGE) _mm512_mask_storeu_ps((p), m, (v));                                          \
+    else _mm512_storeu_ps((p), (v));                                                       \
+} while (0)
+
+/* The fused LSTM step's register tile of R rows x one panel of 16 units (rows r..r+R-1,
+ * units j0..j0+15; EDGE: an edge panel, whose units below H are m's lanes: its packed U is
+ * zero past H, so its product runs as a full one's and its loads and stores of Z and the
+ * state rows are masked), as sc_lstm_forward_item's generic tile in cells_impl.h with the same
  * arguments, but with the activations and the state update done on the accumulators in
  * registers: the generic tile stores the gates to small arrays, calls the activation
  * functions on them and updates the state in loops (its activations cannot be inlined there:
@@ -281,15 +300,15 @@ static void sc_tanh16_array(const float *x, float *out, int n) {
  * in each of the functions below (R x 4 accumulators, 4 pieces of U and a broadcast: up to
  * 29 of the 32 registers at R = 6). */
 static inline __attribute__((always_inline)) void sc_lstm_tile_v16(
-        const int R, int r, int j0, int H, const float *Hp, const float *u, long gs, long ks,
-        float *Z, int keep_act, float *c, float *h, const unsigned char *valid, float *y,
-        float *c_store, const float *rmask, float *Hp_next) {
+        const int R, const int EDGE, __mmask16 m, int r, int j0, int H, const float *Hp,
+        const float *u, long gs, long ks, float *Z, int keep_act, float *c, float *h,
+        const unsigned char *valid, float *y, float *c_store, const float *rmask,
+        float *Hp_next) {
     __m512 acc[6][4];
     const float *a[6];
     for (int i = 0; i < R; i++) {
         a[i] = Hp + (long)(r + i) * H;
-        for (int g = 0; g < 4; g++)
-            acc[i][g] = _mm512_loadu_ps(Z + (long)(r + i) * 4 * H + g * H + j0);
+        for (int g = 0; g < 4; g++) acc[i][g] = SC_LD16(Z + (long)(r + i) * 4 * H + g * H + j0);
     }
     for (int k = 0; k < H; k++) {
         const float *uk = u + k * ks;
@@ -313,24 +332,29 @@ static inline __attribute__((always_inline)) void sc_lstm_tile_v16(
         long b = r + i;
         __m512 ig = sc_sigmoid_v16(acc[i][0]), fg = sc_sigmoid_v16(acc[i][1]);
         __m512 gg = sc_tanh_v16(acc[i][2]), og = sc_sigmoid_v16(acc[i][3]);
-        SC_LSTM_ROW_UPDATE(_mm512, __m512, sc_tanh_v16, b, j0, ig, fg, gg, og);
+        SC_LSTM_ROW_UPDATE(_mm512, __m512, sc_tanh_v16, SC_LD16, SC_ST16, b, j0, ig, fg, gg, og);
     }
 }
 
-#define SC_LSTM_TILE_V16(R)                                                                   \
-    static void sc_lstm_tile##R##_v16(int r, int j0, int H, const float *Hp, const float *u,  \
-                                      long gs, long ks, float *Z, int keep_act, float *c,     \
-                                      float *h, const unsigned char *valid, float *y,         \
-                                      float *c_store, const float *rmask, float *Hp_next) {   \
-        sc_lstm_tile_v16(R, r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, c_store,    \
-                         rmask, Hp_next);                                                     \
+/* sc_lstm_tile<R>_v16 (full panels) and sc_lstm_tile<R>e_v16 (an edge panel, lanes m) */
+#define SC_LSTM_TILE_V16(R, EDGE, name)                                                       \
+    static void name(__mmask16 m, int r, int j0, int H, const float *Hp, const float *u,      \
+                     long gs, long ks, float *Z, int keep_act, float *c, float *h,            \
+                     const unsigned char *valid, float *y, float *c_store,                    \
+                     const float *rmask, float *Hp_next) {                                    \
+        sc_lstm_tile_v16(R, EDGE, m, r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y,    \
+                         c_store, rmask, Hp_next);                                            \
     }
-SC_LSTM_TILE_V16(1)
-SC_LSTM_TILE_V16(2)
-SC_LSTM_TILE_V16(3)
-SC_LSTM_TILE_V16(4)
-SC_LSTM_TILE_V16(5)
-SC_LSTM_TILE_V16(6)
+#define SC_LSTM_TILES_V16(R)                                                                  \
+    SC_LSTM_TILE_V16(R, 0, sc_lstm_tile##R##_v16)                                             \
+    SC_LSTM_TILE_V16(R, 1, sc_lstm_tile##R##e_v16)
+SC_LSTM_TILES_V16(1)
+SC_LSTM_TILES_V16(2)
+SC_LSTM_TILES_V16(3)
+SC_LSTM_TILES_V16(4)
+SC_LSTM_TILES_V16(5)
+SC_LSTM_TILES_V16(6)
+#undef SC_LSTM_TILES_V16
 #undef SC_LSTM_TILE_V16
 
 /* TILE(R) for the R (1 to 6, a value known only at run time) that the tile functions below
@@ -346,26 +370,35 @@ SC_LSTM_TILE_V16(6)
     }                                                                                      \
 } while (0)
 
-/* Rows [0, active) of one full panel in register tiles of up to 6 rows, split as evenly as
+/* Rows [0, active) of one panel (units j0.., n of them) in register tiles of up to 6 rows, split
+ * as evenly as
  * SC_TILE_ROWS_FOR splits them (16: 6 + 5 + 5): each tile streams the panel's U once, and a
  * pass over U for a single row costs about as much as one for 4 (B = 1, H = 256: 13.7 us a
  * step against 23 us for 4 rows), so a batch of 5 is one tile of 5 rows, not 4 + 1 (42-45 ->
  * 34 us a step). Tiles of 6 and 5 rows rather than 4 (Sapphire Rapids, 1 thread, the LSTM
  * forward with a one-feature input, so that the step is the whole of it, paired in one
  * process): 0.94x the time at B = 12 and 16, H = 256, 0.93x at B = 32, H = 512. */
-static void sc_lstm_tiles_v16(int active, int j0, int H, const float *Hp, const float *u,
-                              long gs, long ks, float *Z, int keep_act, float *c, float *h,
-                              const unsigned char *valid, float *y, float *c_store,
-                              const float *rmask, float *Hp_next) {
-#define SC_TILE(R) sc_lstm_tile##R##_v16(r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, \
-                                         c_store, rmask, Hp_next)
-    for (int r = 0, R; r < active; r += R)
-        SC_TILE_OF_ROWS(R = SC_TILE_ROWS_FOR(active - r), SC_TILE);
+static void sc_lstm_tiles_v16(int active, int j0, int n, int H, const float *Hp,
+                              const float *u, long gs, long ks, float *Z, int keep_act,
+                              float *c, float *h, const unsigned char *valid, float *y,
+                              float *c_store, const float *rmask, float *Hp_next) {
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+#define SC_TILE(R) sc_lstm_tile##R##_v16(m, r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h,      \
+                                         valid, y, c_store, rmask, Hp_next)
+#define SC_TILE_EDGE(R) sc_lstm_tile##R##e_v16(m, r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, \
+                                               valid, y, c_store, rmask, Hp_next)
+    for (int r = 0, R; r < active; r += R) {
+        R = SC_TILE_ROWS_FOR(active - r);
+        if (n == 16) SC_TILE_OF_ROWS(R, SC_TILE);
+        else SC_TILE_OF_ROWS(R, SC_TILE_EDGE);
+    }
 #undef SC_TILE
+#undef SC_TILE_EDGE
 }
 
-/* The GRU (reset_after) step's register tile of R rows x NP full panels of 16 units (rows
- * r..r+R-1, units j0..j0+16NP-1; NP is 1, or 2 for a single row): the recurrent product of the
+/* The GRU (reset_after) step's register tile of R rows x NP panels of 16 units (rows
+ * r..r+R-1, units j0..j0+16NP-1; NP is 1, or 2 for a single row; EDGE: one edge panel, m as
+ * the LSTM's tile takes them): the recurrent product of the
  * three gates, starting from the recurrent bias bh (NULL: zero), then the pointwise pass of
  * cells_impl.h's sc_gru_forward_block on the sums in registers, as the LSTM's tile does (the
  * product into the AH workspace and a pass over small arrays cost 13% of the samples of a
@@ -379,14 +412,15 @@ static void sc_lstm_tiles_v16(int active, int j0, int H, const float *Hp, const 
  * it (a training step, whose AX comes from memory, 1 thread, B = 16, H = 256: 1.03 -> 0.99x
  * the time of the unfused step). */
 static inline __attribute__((always_inline)) void sc_gru_tile_v16(
-        const int R, const int NP, int r, int j0, int H, const float *Hp, const float *u,
-        long gs, const float *bh, float *AX, float *h, const unsigned char *valid, float *y,
-        float *An_store, const float *rmask, float *Hp_next, float *H_next) {
+        const int R, const int NP, const int EDGE, __mmask16 m, int r, int j0, int H,
+        const float *Hp, const float *u, long gs, const float *bh, float *AX, float *h,
+        const unsigned char *valid, float *y, float *An_store, const float *rmask,
+        float *Hp_next, float *H_next) {
     __m512 acc[8][3];                   /* [i * NP + q]: row i, panel q */
     const float *a[8];
     for (int q = 0; q < NP; q++)
         for (int g = 0; g < 3; g++) {
-            __m512 start = bh ? _mm512_loadu_ps(bh + g * H + j0 + 16 * q) : _mm512_setzero_ps();
+            __m512 start = bh ? SC_LD16(bh + g * H + j0 + 16 * q) : _mm512_setzero_ps();
             for (int i = 0; i < R; i++) acc[i * NP + q][g] = start;
         }
     for (int i = 0; i < R; i++) {
@@ -424,61 +458,68 @@ static inline __attribute__((always_inline)) void sc_gru_tile_v16(
             long b = r + i, o = b * H + j0 + 16 * q;
             const int t = i * NP + q;
             float *xz = AX + b * 3 * H + j0 + 16 * q, *xr = xz + H, *xn = xz + 2 * H;
-            __m512 hv = _mm512_loadu_ps(h + o);
-            if (An_store) _mm512_storeu_ps(An_store + o, acc[t][2]);
+            __m512 hv = SC_LD16(h + o);
+            if (An_store) SC_ST16(An_store + o, acc[t][2]);
             if (valid[b]) {
-                __m512 z = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xz), acc[t][0]));  /* Zt */
-                __m512 rg = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xr), acc[t][1])); /* Rt */
-                __m512 n = sc_tanh_v16(_mm512_fmadd_ps(rg, acc[t][2], _mm512_loadu_ps(xn)));
+                __m512 z = sc_sigmoid_v16(_mm512_add_ps(SC_LD16(xz), acc[t][0]));          /* Zt */
+                __m512 rg = sc_sigmoid_v16(_mm512_add_ps(SC_LD16(xr), acc[t][1]));         /* Rt */
+                __m512 n = sc_tanh_v16(_mm512_fmadd_ps(rg, acc[t][2], SC_LD16(xn)));
                 hv = _mm512_fmadd_ps(z, hv, _mm512_mul_ps(_mm512_sub_ps(SC_V16(1.0f), z), n));
-                _mm512_storeu_ps(h + o, hv);
+                SC_ST16(h + o, hv);
                 if (An_store) {
-                    _mm512_storeu_ps(xz, z);
-                    _mm512_storeu_ps(xr, rg);
-                    _mm512_storeu_ps(xn, n);
+                    SC_ST16(xz, z);
+                    SC_ST16(xr, rg);
+                    SC_ST16(xn, n);
                 }
             }
-            if (y) _mm512_storeu_ps(y + o, valid[b] ? hv : _mm512_setzero_ps());
-            if (Hp_next)
-                _mm512_storeu_ps(Hp_next + o,
-                                 rmask ? _mm512_mul_ps(hv, _mm512_loadu_ps(rmask + o)) : hv);
-            if (H_next) _mm512_storeu_ps(H_next + o, hv);
+            if (y) SC_ST16(y + o, valid[b] ? hv : _mm512_setzero_ps());
+            if (Hp_next) SC_ST16(Hp_next + o, rmask ? _mm512_mul_ps(hv, SC_LD16(rmask + o)) : hv);
+            if (H_next) SC_ST16(H_next + o, hv);
         }
 }
 
-#define SC_GRU_TILE_V16(R, NP, name)                                                          \
-    static void name(int r, int j0, int H, const float *Hp, const float *u, long gs,          \
-                     const float *bh, float *AX, float *h, const unsigned char *valid,        \
-                     float *y, float *An_store, const float *rmask, float *Hp_next,           \
-                     float *H_next) {                                                         \
-        sc_gru_tile_v16(R, NP, r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store, rmask,     \
-                        Hp_next, H_next);                                                     \
+/* sc_gru_tile<R>_v16 (full panels), sc_gru_tile<R>e_v16 (an edge panel, lanes m) */
+#define SC_GRU_TILE_V16(R, NP, EDGE, name)                                                    \
+    static void name(__mmask16 m, int r, int j0, int H, const float *Hp, const float *u,      \
+                     long gs, const float *bh, float *AX, float *h,                           \
+                     const unsigned char *valid, float *y, float *An_store,                   \
+                     const float *rmask, float *Hp_next, float *H_next) {                     \
+        sc_gru_tile_v16(R, NP, EDGE, m, r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store,   \
+                        rmask, Hp_next, H_next);                                              \
     }
-SC_GRU_TILE_V16(1, 1, sc_gru_tile1_v16)
-SC_GRU_TILE_V16(2, 1, sc_gru_tile2_v16)
-SC_GRU_TILE_V16(3, 1, sc_gru_tile3_v16)
-SC_GRU_TILE_V16(4, 1, sc_gru_tile4_v16)
-SC_GRU_TILE_V16(5, 1, sc_gru_tile5_v16)
-SC_GRU_TILE_V16(6, 1, sc_gru_tile6_v16)
-SC_GRU_TILE_V16(7, 1, sc_gru_tile7_v16)
-SC_GRU_TILE_V16(8, 1, sc_gru_tile8_v16)
-SC_GRU_TILE_V16(1, 2, sc_gru_tile1x2_v16)
+#define SC_GRU_TILES_V16(R)                                                                   \
+    SC_GRU_TILE_V16(R, 1, 0, sc_gru_tile##R##_v16)                                            \
+    SC_GRU_TILE_V16(R, 1, 1, sc_gru_tile##R##e_v16)
+SC_GRU_TILES_V16(1)
+SC_GRU_TILES_V16(2)
+SC_GRU_TILES_V16(3)
+SC_GRU_TILES_V16(4)
+SC_GRU_TILES_V16(5)
+SC_GRU_TILES_V16(6)
+SC_GRU_TILES_V16(7)
+SC_GRU_TILES_V16(8)
+SC_GRU_TILE_V16(1, 2, 0, sc_gru_tile1x2_v16)
+#undef SC_GRU_TILES_V16
 #undef SC_GRU_TILE_V16
 
-/* Rows [0, active) of `panels` consecutive full panels of the GRU step (u: the first's; the
- * caller asks for 2 when active is 1). Each panel: register tiles of up to 8 rows, the fewest
+/* Rows [0, active) of `panels` consecutive panels of the GRU step (u: the first's; the
+ * caller asks for 2 when active is 1), of n units each: 16, or fewer for an edge panel
+ * (panels then 1). Each panel: register tiles of up to 8 rows, the fewest
  * such tiles, as even as can be (16: 8 + 8; 6-row tiles, 6 + 5 + 5, took 1.5-2% more time at
  * B = 16 and 64 on one thread). A single row takes two panels in one tile: its product streams
  * U at the rate of the L2 cache either way, but the pointwise pass after it, a chain of
  * dependent steps (sigmoid, then tanh, then the new state) for a single vector, then has a
  * second, independent one beside it (a tile with no pointwise pass at all took 0.89x the time
  * of one panel's; two panels' 0.95x at H = 256, 0.91x at H = 128: C harness, one thread). */
-static void sc_gru_tiles_v16(int active, int panels, int j0, int H, const float *Hp,
+static void sc_gru_tiles_v16(int active, int panels, int j0, int n, int H, const float *Hp,
                              const float *u, long gs, const float *bh, float *AX, float *h,
                              const unsigned char *valid, float *y, float *An_store,
                              const float *rmask, float *Hp_next, float *H_next) {
-#define SC_TILE(R) sc_gru_tile##R##_v16(r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store, \
-                                        rmask, Hp_next, H_next)
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+#define SC_TILE(R) sc_gru_tile##R##_v16(m, r, j0, H, Hp, u, gs, bh, AX, h, valid, y,        \
+                                        An_store, rmask, Hp_next, H_next)
+#define SC_TILE_EDGE(R) sc_gru_tile##R##e_v16(m, r, j0, H, Hp, u, gs, bh, AX, h, valid, y,  \
+                                              An_store, rmask, Hp_next, H_next)
     if (panels == 2 && active == 1) {
         int r = 0;
         SC_TILE(1x2);
@@ -487,13 +528,20 @@ static void sc_gru_tiles_v16(int active, int panels, int j0, int H, const float 
     for (int q = 0; q < panels; q++, j0 += 16, u += (long)H * 16)    /* panel by panel */
         for (int r = 0, R; r < active; r += R) {
             R = SC_TILE_ROWS_UPTO(active - r, 8);
-            if (R == 8) SC_TILE(8);
+            if (n < 16) {
+                if (R == 8) SC_TILE_EDGE(8);
+                else if (R == 7) SC_TILE_EDGE(7);
+                else SC_TILE_OF_ROWS(R, SC_TILE_EDGE);
+            } else if (R == 8) SC_TILE(8);
             else if (R == 7) SC_TILE(7);
             else SC_TILE_OF_ROWS(R, SC_TILE);
         }
 #undef SC_TILE
+#undef SC_TILE_EDGE
 }
 #undef SC_TILE_OF_ROWS
+#undef SC_LD16
+#undef SC_ST16
 #undef SC_V16_MAP
 #undef SC_V16
 #pragma GCC pop_options
@@ -641,7 +689,8 @@ static void sc_lstm_update_v8(int R, int r, int j0, int H, const float *sig, con
             __m256 fg = sc_sigmoid_v8(_mm256_loadu_ps(zi + 16));
             __m256 og = sc_sigmoid_v8(_mm256_loadu_ps(zi + 32));
             __m256 gv = sc_tanh_v8(_mm256_loadu_ps(gg + i * 16 + v));
-            SC_LSTM_ROW_UPDATE(_mm256, __m256, sc_tanh_v8, b, j0 + v, ig, fg, gv, og);
+            SC_LSTM_ROW_UPDATE(_mm256, __m256, sc_tanh_v8, _mm256_loadu_ps, _mm256_storeu_ps,
+                               b, j0 + v, ig, fg, gv, og);
         }
     }
 }

@@ -620,9 +620,9 @@ static void SC_NAME(sc_lstm_tile_update)(
  * sc_lstm_forward_step). Arguments as sc_lstm_tile_update;
  * keep_act: training (backward reads the activations from Z). Register tiles of
  * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
- * a full panel goes through it instead (cells.h sc_lstm_tiles_v16); where SC_GEMM_TILE_FULL
- * is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time, a full panel's update then in
- * registers (SC_LSTM_UPDATE_FULL, below). */
+ * every panel goes through it instead (cells.h sc_lstm_tiles_v16), an edge one too; where
+ * SC_GEMM_TILE_FULL is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time, a full
+ * panel's update then in registers (SC_LSTM_UPDATE_FULL, below). */
 static void SC_NAME(sc_lstm_forward_item)(
         int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
         int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
@@ -681,11 +681,9 @@ static void SC_NAME(sc_lstm_forward_item)(
 #define SC_UPDATE_FULL_TILE(R, r, n) 0
 #endif
 #ifdef SC_LSTM_TILES_FULL
-    if (n == 16) {
-        SC_LSTM_TILES_FULL(active, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, c_store,
-                           rmask, Hp_next);
-        r = active;
-    }
+    SC_LSTM_TILES_FULL(active, j0, n, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, c_store,
+                       rmask, Hp_next);
+    r = active;
 #endif
 #ifdef SC_GEMM_TILE_FULL
     /* float32 on AVX2: tiles of 3 to 6 rows take one product tile per gate (12 accumulators
@@ -795,13 +793,13 @@ static void SC_NAME(sc_lstm_forward_item)(
 /* ====================== GRU (reset_after) forward step, fused ====================== */
 
 /* Units [j0, j1) of one GRU step (reset_after; j0 a multiple of 16) for every row, as far as
- * this variant fuses them: where SC_GRU_TILES_FULL is defined (float32 on AVX-512), each full
- * panel of 16 units gets its recurrent product (packed U, gate by gate: sc_pack_panels) and
- * its pointwise pass in register tiles (cells.h sc_gru_tiles_v16) for the rows below
- * `active`, and the rows from `active` on (masked) only their outputs. Returns the first unit
- * not done (j0 where the variant fuses nothing, or from an edge panel on), which the caller
- * then takes through AH and sc_gru_forward_block. Arguments as sc_gru_forward_block and the
- * entry's sc_gru_forward_step. */
+ * this variant fuses them: where SC_GRU_TILES_FULL is defined (float32 on AVX-512), each
+ * panel of 16 units (an edge panel's units below H too) gets its recurrent product (packed U,
+ * gate by gate: sc_pack_panels) and its pointwise pass in register tiles (cells.h
+ * sc_gru_tiles_v16) for the rows below `active`, and the rows from `active` on (masked) only
+ * their outputs. Returns the first unit not done (j0 where the variant fuses nothing, else
+ * j1), which the caller then takes through AH and sc_gru_forward_block. Arguments as
+ * sc_gru_forward_block and the entry's sc_gru_forward_step. */
 static int SC_NAME(sc_gru_forward_fused)(
         int rows, int active, int j0, int j1, int H, const SC_T *Hp, const SC_T *Upk,
         const SC_T *bh, SC_T *AX, SC_T *h, const unsigned char *valid, SC_T *y,
@@ -809,11 +807,13 @@ static int SC_NAME(sc_gru_forward_fused)(
 #ifdef SC_GRU_TILES_FULL
     const long gs = (long)((H + 15) / 16) * H * 16;      /* from one gate's panels to the next */
     const int first = j0;
-    for (int panels; j0 + 16 <= j1; j0 += 16 * panels) {
+    for (int panels; j0 < j1; j0 += 16 * panels) {
+        const int n = j1 - j0 < 16 ? j1 - j0 : 16;      /* an edge panel: fewer */
         panels = active == 1 && j0 + 32 <= j1 ? 2 : 1;    /* a single row: two at a time */
-        SC_GRU_TILES_FULL(active, panels, j0, H, Hp, Upk + (long)j0 * H, gs, bh, AX, h, valid,
-                          y, An_store, rmask, Hp_next, H_next);
+        SC_GRU_TILES_FULL(active, panels, j0, n, H, Hp, Upk + (long)j0 * H, gs, bh, AX, h,
+                          valid, y, An_store, rmask, Hp_next, H_next);
     }
+    j0 = j1;
     /* the masked rows past the last valid one, units [first, j0): what the unfused path
      * leaves there (An: the recurrent bias's n block; y zero; the states passed on) */
     long o = (long)active * H;

@@ -105,7 +105,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #define SC_TILE_PANELS 4
 #define SC_TILE_ROWS 6
 #define SC_FUSED_ROWS 4
-#define SC_LSTM_TILES_FULL sc_lstm_tiles_v16  /* cells.h: full panels' tiles in registers */
+#define SC_LSTM_TILES_FULL sc_lstm_tiles_v16  /* cells.h: every panel's tiles in registers */
 #define SC_GRU_TILES_FULL sc_gru_tiles_v16    /* cells.h: the same for the GRU */
 #else
 #define SC_VEC sc_v8f
