@@ -134,8 +134,7 @@ def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, s
         kernel=_array("kernel", kernel, dtype, (I, gates * H)),
         recurrent_kernel=_array("recurrent_kernel", U, dtype, (H, gates * H)),
         bias=_optional("bias", bias, dtype, bias_shape(H)),
-        states=[np.zeros((B, H), dtype) if s is None else _array(name, s, dtype, (B, H)).copy()
-                for name, s in states],
+        states=[_own_state(name, s, dtype, (B, H)) for name, s in states],
         mask=_mask(mask, T, B),
         input_mask=_optional("input_mask", input_mask, dtype, (B, I)),
         recurrent_mask=_optional("recurrent_mask", recurrent_mask, dtype, (B, H)),
@@ -144,6 +143,25 @@ def _check_forward(cell, gates, x, kernel, recurrent_kernel, bias, bias_shape, s
     sorting = _longest_first(out) if mask is not None else None
     out["order"], out["inverse"] = sorting if sorting is not None else (None, None)
     out["x"] = _for_kernels(x, out["inverse"], dtype)
+    return out
+
+
+def _own_state(name, value, dtype, shape):
+    """A call's own copy of a state argument `name` (zeros for None), which the kernels
+    overwrite: the pool's memory, which the kernels' threads write without sharing cache lines
+    (_pool.empty)."""
+    out = _pool.empty(shape, dtype)
+    if value is None:
+        out.fill(0)
+    else:
+        out[...] = _array(name, value, dtype, shape)
+    return out
+
+
+def _rows_taken(a, order):
+    """a[order] (rows in that order) in the pool's memory, as _own_state."""
+    out = _pool.empty(a.shape, a.dtype)
+    np.take(a, order, axis=0, out=out)
     return out
 
 
@@ -204,7 +222,7 @@ def _longest_first(a):
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
     a["mask"] = np.ascontiguousarray(a["mask"][:, order])
-    a["states"] = [s[order] for s in a["states"]]
+    a["states"] = [_rows_taken(s, order) for s in a["states"]]
     for name in ("input_mask", "recurrent_mask"):
         if a[name] is not None:
             a[name] = a[name][order]
@@ -234,12 +252,11 @@ def _check_backward(cache, d_outputs, d_finals, names):
         raise TypeError("cache: expected the cache returned by a seqcore.ops forward call "
                         "with training=True")
     T, B, H, dtype = cache["T"], cache["B"], cache["H"], cache["dtype"]
-    finals = [_pool.zeros((B, H), dtype) if d is None else _array(n, d, dtype, (B, H)).copy()
-              for n, d in zip(names, d_finals)]
+    finals = [_own_state(n, d, dtype, (B, H)) for n, d in zip(names, d_finals)]
     dY = (_pool.zeros((T, B, H), dtype) if d_outputs is None      # into the forward's row order
           else _for_kernels(_checked("d_outputs", d_outputs, (T, B, H)), cache["inverse"], dtype))
     if cache["order"] is not None:
-        finals = [d[cache["order"]] for d in finals]
+        finals = [_rows_taken(d, cache["order"]) for d in finals]
     return dY, finals
 
 
@@ -426,7 +443,7 @@ def _outputs(a, gates, return_sequences=True):
     else:
         out = _pool.empty((T, B, H), dtype)
         rows, step, outputs = order * H, B * H, out
-    return ((np.empty((2, B, H), dtype), out.reshape(-1), rows.astype(np.int64, copy=False),
+    return ((_pool.empty((2, B, H), dtype), out.reshape(-1), rows.astype(np.int64, copy=False),
              step), outputs)
 
 
@@ -771,7 +788,7 @@ class BoundLayer:
             shape = (B, self._checked["H"])   # x C-contiguous (_as_dtype): not batch-major
             a = dict(self._checked, T=T, B=B, x=x, mask=_mask(None, T, B),
                      reverse=_flag("reverse", reverse),
-                     states=[np.zeros(shape, self.dtype) for _ in range(self._n_states)])
+                     states=[_pool.zeros(shape, self.dtype) for _ in range(self._n_states)])
             *out, _ = self._run(a, False, _flag("return_sequences", return_sequences),
                                 self._packed)
             return tuple(out)

@@ -171,12 +171,26 @@ cdef size_t _nbytes(tuple shape, dtype):
     return n
 
 
+# Small arrays of at least this size are 64-byte aligned when the kernels run on more than one
+# thread (empty).
+SHARED_MIN_BYTES = 256
+
+
 def empty(shape, dtype):
-    """An uninitialized C-contiguous array; pooled memory when it is large."""
+    """An uninitialized C-contiguous array; pooled memory when it is large. A small one is
+    64-byte aligned (as pooled blocks always are) when the kernels run on more than one thread
+    and it spans a few cache lines: the threads of a step write the states and workspaces in
+    blocks of 16 units (64 bytes in float32), and at np.empty's 16-byte offsets each block's
+    edge shares a cache line with the next block, which the other thread may be writing.
+    Paired in one process, 2 threads, aligned / as before: LSTM inference (100, 4, 128, 256)
+    0.98x the time, (100, 1, 128, 256) 0.99x, GRU (100, 16, 128, 256) 0.97x, its training
+    0.99x. On one thread np.empty's (0.4 us against 1.0 for the aligned one)."""
     dtype = np.dtype(dtype)
     shape = _as_shape(shape)
     cdef size_t n = _nbytes(shape, dtype)
     if n < MIN_BYTES:       # the common small case first: a few microseconds count at T = 1
+        if n >= SHARED_MIN_BYTES and blas_threads() > 1:
+            return _aligned_small(shape, dtype, n)
         return np.empty(shape, dtype)
     cdef Lease lease = Lease.__new__(Lease)
     cdef size_t got = 0
@@ -202,6 +216,11 @@ def empty_aligned(shape, dtype):
     cdef size_t n = _nbytes(shape, dtype)
     if n >= MIN_BYTES:
         return empty(shape, dtype)
+    return _aligned_small(shape, dtype, n)
+
+
+cdef object _aligned_small(tuple shape, object dtype, size_t n):
+    """A 64-byte aligned array of n bytes from np.empty (for n < MIN_BYTES)."""
     raw = np.empty(n + 64, np.uint8)
     cdef Py_buffer view
     PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)    # its address, without a memoryview
