@@ -167,11 +167,10 @@ typedef double sc_v8d __attribute__((vector_size(64)));
  * the AVX-512 and the AVX2 tiles (MM: the intrinsics' prefix, _mm512 or _mm256; V: their
  * vector type; TANH: their tanh; LD (p) and ST (p, v): their loads and stores of the state
  * rows, masked ones for an edge panel's units), from the gate activations ig, fg, gv, og in
- * registers: a
- * valid row takes Ct = f * c + i * g and Ht = o * tanh(Ct), a masked row keeps c and h; then
- * the outputs as cells_impl.h's sc_lstm_row_outputs, and with keep_act the activations into
- * Z for backward. Uses the tile's own names H, Z, keep_act, c, h, valid, y, c_store, rmask
- * and Hp_next. */
+ * registers: a valid row takes Ct = f * c + i * g and Ht = o * tanh(Ct), a masked row keeps c
+ * and h; then the outputs as cells_impl.h's sc_lstm_row_outputs, and with keep_act the
+ * activations into Z for backward. Uses the tile's own names H, Z, keep_act, c, h, valid, y,
+ * c_store, rmask and Hp_next. */
 #define SC_LSTM_ROW_UPDATE(MM, V, TANH, LD, ST, b, j, ig, fg, gv, og) do {               \
     long o_ = (long)(b) * H + (j);                                                        \
     V cn_ = LD(c + o_), hn_ = LD(h + o_);                                                 \
@@ -370,9 +369,9 @@ SC_LSTM_TILES_V16(6)
     }                                                                                      \
 } while (0)
 
-/* Rows [0, active) of one panel (units j0.., n of them) in register tiles of up to 6 rows, split
- * as evenly as
- * SC_TILE_ROWS_FOR splits them (16: 6 + 5 + 5): each tile streams the panel's U once, and a
+/* Rows [0, active) of one panel (units j0.., n of them) in register tiles of up to 6 rows,
+ * split as evenly as SC_TILE_ROWS_FOR splits them (16: 6 + 5 + 5): each tile streams the
+ * panel's U once, and a
  * pass over U for a single row costs about as much as one for 4 (B = 1, H = 256: 13.7 us a
  * step against 23 us for 4 rows), so a batch of 5 is one tile of 5 rows, not 4 + 1 (42-45 ->
  * 34 us a step). Tiles of 6 and 5 rows rather than 4 (Sapphire Rapids, 1 thread, the LSTM
@@ -398,11 +397,11 @@ static void sc_lstm_tiles_v16(int active, int j0, int n, int H, const float *Hp,
 
 /* The GRU (reset_after) step's register tile of R rows x NP panels of 16 units (rows
  * r..r+R-1, units j0..j0+16NP-1; NP is 1, or 2 for a single row; EDGE: one edge panel, m as
- * the LSTM's tile takes them): the recurrent product of the
- * three gates, starting from the recurrent bias bh (NULL: zero), then the pointwise pass of
- * cells_impl.h's sc_gru_forward_block on the sums in registers, as the LSTM's tile does (the
- * product into the AH workspace and a pass over small arrays cost 13% of the samples of a
- * 2-thread GRU forward at B = 16, H = 256). u: gate g of the tile's first panel at u + g * gs,
+ * the LSTM's tile takes them): the recurrent product of the three gates, starting from the
+ * recurrent bias bh (NULL: zero), then the pointwise pass of cells_impl.h's
+ * sc_gru_forward_block on the sums in registers, as the LSTM's tile does (the product into
+ * the AH workspace and a pass over small arrays cost 13% of the samples of a 2-thread GRU
+ * forward at B = 16, H = 256). u: gate g of the tile's first panel at u + g * gs,
  * consecutive k 16 values apart, the next panel 16H values on (sc_pack_panels' gate-by-gate
  * layout). AX (ld 3H) holds Xt W + bx on entry; training (An_store given) gets the activations
  * z, r, n there for valid rows and the n block's recurrent sums in An_store (ld H), as the
@@ -504,8 +503,8 @@ SC_GRU_TILE_V16(1, 2, 0, sc_gru_tile1x2_v16)
 
 /* Rows [0, active) of `panels` consecutive panels of the GRU step (u: the first's; the
  * caller asks for 2 when active is 1), of n units each: 16, or fewer for an edge panel
- * (panels then 1). Each panel: register tiles of up to 8 rows, the fewest
- * such tiles, as even as can be (16: 8 + 8; 6-row tiles, 6 + 5 + 5, took 1.5-2% more time at
+ * (panels then 1). Each panel: register tiles of up to 8 rows, the fewest such tiles, as
+ * even as can be (16: 8 + 8; 6-row tiles, 6 + 5 + 5, took 1.5-2% more time at
  * B = 16 and 64 on one thread). A single row takes two panels in one tile: its product streams
  * U at the rate of the L2 cache either way, but the pointwise pass after it, a chain of
  * dependent steps (sigmoid, then tanh, then the new state) for a single vector, then has a
