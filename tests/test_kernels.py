@@ -288,20 +288,44 @@ def test_float32_activations_are_accurate():
     x = np.concatenate([x, -x]).astype(np.float32)
     xd = x.astype(np.float64)
     out = np.empty_like(x)
-    sig = checks.activation_f32("sigmoid", x, out).astype(np.float64)
+    sig = checks.activation("sigmoid", x, out).astype(np.float64)
     ref = 1 / (1 + np.exp(-xd))
     normal = ref >= tiny
     assert (np.abs(sig - ref)[normal] / ref[normal]).max() <= 1e-6
     assert np.abs(sig - ref)[~normal].max() <= tiny
-    th = checks.activation_f32("tanh", x, out).astype(np.float64)
+    th = checks.activation("tanh", x, out).astype(np.float64)
     ref = np.tanh(xd)
     normal = np.abs(ref) >= tiny
     assert (np.abs(th - ref)[normal] / np.abs(ref[normal])).max() <= 1e-6
     special = np.array([np.nan, np.inf, -np.inf, 0.0], np.float32)
-    np.testing.assert_array_equal(checks.activation_f32("tanh", special, np.empty(4, np.float32)),
+    np.testing.assert_array_equal(checks.activation("tanh", special, np.empty(4, np.float32)),
                                   [np.nan, 1, -1, 0])
-    s = checks.activation_f32("sigmoid", special, np.empty(4, np.float32))
+    s = checks.activation("sigmoid", special, np.empty(4, np.float32))
     assert np.isnan(s[0]) and s[1] == 1 and s[2] <= tiny and s[3] == 0.5
+
+
+def test_float64_activations_are_accurate():
+    tiny = np.finfo(np.float64).tiny
+    x = np.concatenate([np.linspace(-800, 800, 400_001), np.logspace(-300, 3, 20_001)])
+    x = np.concatenate([x, -x])
+    out = np.empty_like(x)
+    sig = checks.activation("sigmoid", x, out).copy()
+    with np.errstate(over="ignore"):
+        ref = 1 / (1 + np.exp(-x))
+    normal = ref >= tiny
+    assert (np.abs(sig - ref)[normal] / ref[normal]).max() <= 1e-14
+    # below the normal range: exp's argument is clamped at ln(DBL_MIN), about DBL_MIN out
+    assert np.abs(sig - ref)[~normal].max() <= 2 * tiny
+    th = checks.activation("tanh", x, out).copy()
+    ref = np.tanh(x)
+    normal = np.abs(ref) >= tiny
+    assert (np.abs(th - ref)[normal] / np.abs(ref[normal])).max() <= 1e-14
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324])
+    t = checks.activation("tanh", special, np.empty(6))
+    np.testing.assert_array_equal(t[:5], [np.nan, 1, -1, 0, 0])
+    assert np.signbit(t[4]) and not np.signbit(t[3]) and abs(t[5]) <= tiny
+    s = checks.activation("sigmoid", special, np.empty(6))
+    assert np.isnan(s[0]) and s[1] == 1 and s[2] <= 2 * tiny and s[3] == s[4] == 0.5
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -18,6 +18,8 @@ cdef extern from "cells.h" nogil:
     int sc_isa_level()
     void sc_sigmoid_array_f32(const float* x, float* out, int n)
     void sc_tanh_array_f32(const float* x, float* out, int n)
+    void sc_sigmoid_array_f64(const double* x, double* out, int n)
+    void sc_tanh_array_f64(const double* x, double* out, int n)
 
     void sc_pack_panels_f32(int, int, int, int, const float*, int, float*, int)
     void sc_pack_panels_f64(int, int, int, int, const double*, int, double*, int)

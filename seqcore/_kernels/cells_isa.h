@@ -28,18 +28,13 @@ static void SC_CAT(sc_tanh_array, _f32, SC_ISA)(const float *x, float *out, int 
 }
 #endif
 
-/* float64: libm, exact to the last bit or so; the double path is for validation and users who
- * need it, float32 is the fast path. */
+/* float64: the 4-lane formulas of cells.h (a few ulp; libm's scalar calls before) */
 static void SC_CAT(sc_sigmoid_array, _f64, SC_ISA)(const double *x, double *out, int n) {
-    for (int j = 0; j < n; j++) {
-        double e = exp(-fabs(x[j]));
-        double s = 1.0 / (1.0 + e);
-        out[j] = x[j] >= 0.0 ? s : e * s;
-    }
+    SC_D4_MAP(SC_D4_SIGMOID, x, out, n);
 }
 
 static void SC_CAT(sc_tanh_array, _f64, SC_ISA)(const double *x, double *out, int n) {
-    for (int j = 0; j < n; j++) out[j] = tanh(x[j]);
+    SC_D4_MAP(SC_D4_TANH, x, out, n);
 }
 
 /* dst = src^T: src (rows, cols) with row stride lds, dst (cols, rows) with row stride ldd.

@@ -1,20 +1,30 @@
 """Hooks that let the tests reach internals of the kernels (not part of the API)."""
+from cython cimport floating
+
 import numpy as np
 
-from .cells cimport sc_get_fpu_mode, sc_sigmoid_array_f32, sc_tanh_array_f32
+from .cells cimport (sc_get_fpu_mode, sc_sigmoid_array_f32, sc_sigmoid_array_f64,
+                     sc_tanh_array_f32, sc_tanh_array_f64)
 
 
-def activation_f32(name, float[::1] x, float[::1] out):
-    """out = sigmoid(x) or tanh(x) with the float32 approximations the kernels use."""
+def activation(name, floating[::1] x, floating[::1] out):
+    """out = sigmoid(x) or tanh(x) with the approximations the kernels use for x's dtype
+    (float32 or float64)."""
     cdef bint sig = name == "sigmoid"
     cdef int n = x.shape[0]
     if n == 0:
         return np.asarray(out)
     with nogil:
-        if sig:
-            sc_sigmoid_array_f32(&x[0], &out[0], n)
+        if floating is float:
+            if sig:
+                sc_sigmoid_array_f32(&x[0], &out[0], n)
+            else:
+                sc_tanh_array_f32(&x[0], &out[0], n)
         else:
-            sc_tanh_array_f32(&x[0], &out[0], n)
+            if sig:
+                sc_sigmoid_array_f64(&x[0], &out[0], n)
+            else:
+                sc_tanh_array_f64(&x[0], &out[0], n)
     return np.asarray(out)
 
 
