@@ -587,17 +587,19 @@ static void sc_gru_tiles_v16(int active, int panels, int j0, int n, int H, const
         SC_TILE(1x2);
         return;
     }
+/* TILE(R) for R = 1 to 8 */
+#define SC_GRU_TILE_OF_ROWS(R, TILE) do {                                                   \
+    if ((R) == 8) TILE(8);                                                                 \
+    else if ((R) == 7) TILE(7);                                                            \
+    else SC_TILE_OF_ROWS(R, TILE);                                                         \
+} while (0)
     for (int q = 0; q < panels; q++, j0 += 16, u += (long)H * 16)    /* panel by panel */
         for (int r = 0, R; r < active; r += R) {
             R = SC_TILE_ROWS_UPTO(active - r, 8);
-            if (n < 16) {
-                if (R == 8) SC_TILE_EDGE(8);
-                else if (R == 7) SC_TILE_EDGE(7);
-                else SC_TILE_OF_ROWS(R, SC_TILE_EDGE);
-            } else if (R == 8) SC_TILE(8);
-            else if (R == 7) SC_TILE(7);
-            else SC_TILE_OF_ROWS(R, SC_TILE);
+            if (n < 16) SC_GRU_TILE_OF_ROWS(R, SC_TILE_EDGE);
+            else SC_GRU_TILE_OF_ROWS(R, SC_TILE);
         }
+#undef SC_GRU_TILE_OF_ROWS
 #undef SC_TILE
 #undef SC_TILE_EDGE
 }
