@@ -299,10 +299,12 @@ static inline __m512 sc_sigmoid_v16(__m512 x) {
     return _mm512_mask_mul_ps(s, neg, e, s);
 }
 
-/* tanh in one path, as the AVX2 code's sc_tanh_v8 (its comment says why it holds its accuracy):
- * -m / (2 + m) with m = expm1(-2|x|), sign copied from x. Against the two-branch form (the exp
- * formula, and an odd polynomial below |x| = 0.5 where it cancels, both computed and blended):
- * 25 instructions instead of 34. */
+/* tanh(x) = -m / (2 + m) with m = expm1(-2|x|), sign copied from x: one path for every x (the
+ * exp-based formula (1 - e) / (1 + e) cancels for small |x| and needs a second, polynomial
+ * branch there: 34 instructions against 25). expm1(y) = 2^n expm1(r) + (2^n - 1) with
+ * y = n ln 2 + r, expm1(r) = r (1 + r/2 + ... + r^6/5040), which keeps its relative accuracy
+ * as y -> 0 (n = 0), and the sum does not cancel when n < 0 (2^n - 1 <= -1/2,
+ * |2^n expm1(r)| < 0.21). */
 static inline __m512 sc_tanh_v16(__m512 x) {
     __m512 n, r = sc_exp_reduce_v16(_mm512_mul_ps(_mm512_andnot_ps(SC_V16(-0.0f), x),
                                                   SC_V16(-2.0f)), &n);
@@ -671,49 +673,60 @@ static void sc_gemm_tiles_v8(int R, int K, const float *const *a, const float *u
 }
 
 /* AVX2 float32 activations, 8 lanes at a time, for the AVX2 variant's arrays and its fused
- * LSTM update: the sigmoid of the 8-lane macros (exp(-|x|), then 1/(1+e) or e/(1+e)) with the
- * clamp by vmaxps and without the upper clamp that exp of a non-positive argument never needs;
- * tanh in one path through expm1 (below). 2^n is built in the exponent bits, as SC_V8_EXP does;
- * divisions by vdivps (a reciprocal estimate refined by a Newton step was no faster on Zen 3).
- * Relative error <= 1.9e-7 against float64 over the test's sweep (the same test as the other
- * variants). Alone on Zen 3, ns per 8 values: sigmoid 5.8 -> 4.7, tanh 7.7 -> 5.2. */
+ * LSTM update, with fewer instructions than the other variants' formulas: on Zen 1 a 256-bit
+ * instruction issues as two halves, and the activations' cost there followed their count (a
+ * loop of sigmoids: 35 cycles per 8 values at 26 instructions, 24.5 at 17; the exact division
+ * costs no more than a reciprocal estimate and Newton steps, measured on Zen 1 and Zen 3).
+ * Relative error against float64: sigmoid <= 1.7e-7 over every float in [-100, 100], tanh
+ * <= 3.4e-7 over every float (the test sweeps both). 2^n is built in the exponent bits, as
+ * SC_V8_EXP does. Zen 1, one core, a loop over 8-float vectors in L1, cycles per vector:
+ * sigmoid 35 -> 24.5, tanh 36 -> 21. */
 #define SC_C8(c) _mm256_set1_ps(c)
-static inline __m256 sc_exp_nonpos_v8(__m256 x) {
-    x = _mm256_max_ps(SC_C8(-87.3365447f), x);                  /* NaN (second) passes */
-    __m256 k = _mm256_fmadd_ps(x, SC_C8(1.44269504088896341f), SC_C8(12582912.0f));
-    __m256 n = _mm256_sub_ps(k, SC_C8(12582912.0f));               /* round(x / ln 2) */
-    __m256 r = _mm256_fnmadd_ps(n, SC_C8(0.693359375f), x);        /* ln 2 = hi + lo */
-    r = _mm256_fnmadd_ps(n, SC_C8(-2.12194440e-4f), r);
-    __m256 p = _mm256_fmadd_ps(r, SC_EXP_Q(_mm256, r), SC_C8(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_castps_si256(k),
-                                                   _mm256_set1_epi32(0x4B400000 - 127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 
+/* sigmoid(x) = 1 / (1 + exp(-x)) in one path: neither sign cancels (for x < 0 the relative
+ * error is exp's), so no split on the sign as SC_V8_SIGMOID's. x is clamped to [-88, 87.34] so
+ * that 2^n stays a normal float (n in [-126, 127]); past the clamps sigmoid is 1 to within
+ * half an ulp, or below FLT_MIN (6e-39 comes out, which the kernels flush to zero).
+ * exp(r) = 1 + r q(r), q of degree 5 (tools/fit_activations.py; 2e-9 relative in float64). */
 static inline __m256 sc_sigmoid_v8(__m256 x) {
-    __m256 e = sc_exp_nonpos_v8(_mm256_or_ps(x, SC_C8(-0.0f)));           /* exp(-|x|) */
-    __m256 s = _mm256_div_ps(SC_C8(1.0f), _mm256_add_ps(SC_C8(1.0f), e));
-    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, SC_C8(0.0f), _CMP_LT_OQ));
+    x = _mm256_max_ps(SC_C8(-88.0f), _mm256_min_ps(SC_C8(87.3365447f), x));   /* NaN passes */
+    __m256 k = _mm256_fmadd_ps(x, SC_C8(-1.44269504088896341f), SC_C8(12582912.0f));
+    __m256 n = _mm256_sub_ps(k, SC_C8(12582912.0f));               /* round(-x / ln 2) */
+    __m256 r = _mm256_fnmsub_ps(n, SC_C8(0.693359375f), x);        /* -x - n ln 2, ln 2 = */
+    r = _mm256_fnmadd_ps(n, SC_C8(-2.12194440e-4f), r);            /* hi + lo */
+    __m256 q = _mm256_fmadd_ps(r, SC_C8(0.00138436481f), SC_C8(0.00837416487f));
+    q = _mm256_fmadd_ps(r, q, SC_C8(0.0416680025f));
+    q = _mm256_fmadd_ps(r, q, SC_C8(0.166664311f));
+    q = _mm256_fmadd_ps(r, q, SC_C8(0.499999942f));
+    q = _mm256_fmadd_ps(r, q, SC_C8(1.00000003f));
+    __m256 e = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_sub_epi32(_mm256_castps_si256(k), _mm256_set1_epi32(0x4B400000 - 127)), 23));
+    __m256 p = _mm256_fmadd_ps(r, q, SC_C8(1.0f));                 /* exp(r) */
+    return _mm256_div_ps(SC_C8(1.0f), _mm256_fmadd_ps(p, e, SC_C8(1.0f)));
 }
 
-/* tanh(x) = -m / (2 + m) with m = expm1(-2|x|), sign copied from x: one path for every x
- * (the exp-based formula (1 - e) / (1 + e) cancels for small |x| and needs a second,
- * polynomial branch there). expm1(y) = 2^n expm1(r) + (2^n - 1) with y = n ln 2 + r, expm1(r)
- * = r (1 + r/2 + ... + r^6/5040), which keeps its relative accuracy as y -> 0 (n = 0), and
- * the sum does not cancel when n < 0 (2^n - 1 <= -1/2, |2^n expm1(r)| < 0.21). */
+/* tanh(x) = x P(x^2) / Q(x^2), x clamped to [-9.5, 9.5] and the result to [-1, 1]: a rational
+ * fit of tanh(x) / x on [0, 9] (tools/fit_activations.py; P, Q of degree 4; largest relative error
+ * 2.1e-8 in float64, 3.4e-7 evaluated in float32 over every float in [0, 9.5]). Past 9 the
+ * fit rises above 1 (1 + 5e-7 at 9.5), so that the clamps give exactly +-1 from there on, as
+ * float32's tanh does. Relative accuracy holds as x -> 0 (x times P / Q ~ 1): no second branch
+ * near 0 and no sign to copy. NaN passes the clamps (vminps / vmaxps return their second
+ * operand). 15 instructions against 24 for the expm1 form that the other variants take
+ * (sc_tanh_v16: -m / (2 + m), m = expm1(-2|x|)); on Zen 1, whose 256-bit instructions issue
+ * as two halves, ~21 against ~36 cycles per 8 values in a loop. */
 static inline __m256 sc_tanh_v8(__m256 x) {
-    __m256 y = _mm256_max_ps(SC_C8(-87.3365447f), _mm256_mul_ps(_mm256_andnot_ps(SC_C8(-0.0f), x),
-                                                                SC_C8(-2.0f)));
-    __m256 k = _mm256_fmadd_ps(y, SC_C8(1.44269504088896341f), SC_C8(12582912.0f));
-    __m256 n = _mm256_sub_ps(k, SC_C8(12582912.0f));
-    __m256 r = _mm256_fnmadd_ps(n, SC_C8(0.693359375f), y);
-    r = _mm256_fnmadd_ps(n, SC_C8(-2.12194440e-4f), r);
-    __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_sub_epi32(_mm256_castps_si256(k), _mm256_set1_epi32(0x4B400000 - 127)), 23));
-    __m256 m = _mm256_fmadd_ps(s, _mm256_mul_ps(r, SC_EXP_Q(_mm256, r)),
-                               _mm256_sub_ps(s, SC_C8(1.0f)));
-    __m256 t = _mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), m), _mm256_add_ps(SC_C8(2.0f), m));
-    return _mm256_or_ps(t, _mm256_and_ps(x, SC_C8(-0.0f)));                /* sign of x */
+    x = _mm256_max_ps(SC_C8(-9.5f), _mm256_min_ps(SC_C8(9.5f), x));
+    __m256 s = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(s, SC_C8(1.33544638e-08f), SC_C8(2.06089474e-05f));
+    p = _mm256_fmadd_ps(s, p, SC_C8(0.00349558039f));
+    p = _mm256_fmadd_ps(s, p, SC_C8(0.133810193f));
+    p = _mm256_fmadd_ps(s, p, SC_C8(0.999999979f));
+    __m256 q = _mm256_fmadd_ps(s, SC_C8(7.77647944e-07f), SC_C8(0.000328562181f));
+    q = _mm256_fmadd_ps(s, q, SC_C8(0.0258769533f));
+    q = _mm256_fmadd_ps(s, q, SC_C8(0.467143349f));
+    q = _mm256_fmadd_ps(s, q, SC_C8(1.0f));
+    __m256 t = _mm256_div_ps(_mm256_mul_ps(x, p), q);
+    return _mm256_min_ps(SC_C8(1.0f), _mm256_max_ps(SC_C8(-1.0f), t));
 }
 
 /* out[j] = fn(x[j]), j < n; the tail through masked loads and stores */
