@@ -34,6 +34,7 @@ def lawson(system, error, n_points):
 
 
 def fit_exp(degree=5):
+    # a little past ln(2) / 2: the kernel's reduced argument, rounded, can land just outside
     r = np.linspace(-np.log(2) / 2, np.log(2) / 2, 20001) * 1.0001
     r = r[r != 0]
     powers = r[:, None] ** np.arange(degree + 1)
