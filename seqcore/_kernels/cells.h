@@ -214,18 +214,6 @@ typedef int64_t sc_v4l __attribute__((vector_size(32)));
 
 #define SC_D4_MAP(fn, x, out, n) SC_LANES_MAP(sc_v4d, double, 4, fn, x, out, n)
 
-/* q(r) = (exp(r) - 1) / r by the Taylor series of exp to r^7, for |r| <= ln(2)/2 (truncation
- * error < 6e-9 relative), written once for the AVX-512 and the AVX2 code (MM: the intrinsics'
- * prefix, _mm512 or _mm256): exp(r) = 1 + r q(r), expm1(r) = r q(r). */
-#define SC_EXP_Q(MM, r) ({                                                                \
-    __typeof__(r) q_ = MM##_fmadd_ps(r, MM##_set1_ps(1.0f / 5040), MM##_set1_ps(1.0f / 720)); \
-    q_ = MM##_fmadd_ps(r, q_, MM##_set1_ps(1.0f / 120));                                  \
-    q_ = MM##_fmadd_ps(r, q_, MM##_set1_ps(1.0f / 24));                                   \
-    q_ = MM##_fmadd_ps(r, q_, MM##_set1_ps(1.0f / 6));                                    \
-    q_ = MM##_fmadd_ps(r, q_, MM##_set1_ps(0.5f));                                        \
-    MM##_fmadd_ps(r, q_, MM##_set1_ps(1.0f));                                             \
-})
-
 /* The fused LSTM update of row b's units j, j + 1, ... (one vector of them), written once for
  * the AVX-512 and the AVX2 tiles (MM: the intrinsics' prefix, _mm512 or _mm256; V: their
  * vector type; TANH: their tanh; LD (p) and ST (p, v): their loads and stores of the state
@@ -269,6 +257,17 @@ typedef int64_t sc_v4l __attribute__((vector_size(32)));
 #pragma GCC target("avx512f,avx512dq,fma")
 #define SC_V16(c) _mm512_set1_ps(c)
 
+/* q(r) = (exp(r) - 1) / r by the Taylor series of exp to r^7, for |r| <= ln(2)/2 (truncation
+ * error < 6e-9 relative): exp(r) = 1 + r q(r), expm1(r) = r q(r). */
+static inline __m512 sc_exp_q_v16(__m512 r) {
+    __m512 q = _mm512_fmadd_ps(r, SC_V16(1.0f / 5040), SC_V16(1.0f / 720));
+    q = _mm512_fmadd_ps(r, q, SC_V16(1.0f / 120));
+    q = _mm512_fmadd_ps(r, q, SC_V16(1.0f / 24));
+    q = _mm512_fmadd_ps(r, q, SC_V16(1.0f / 6));
+    q = _mm512_fmadd_ps(r, q, SC_V16(0.5f));
+    return _mm512_fmadd_ps(r, q, SC_V16(1.0f));
+}
+
 /* x <= 0 (or NaN), clamped below at ln(FLT_MIN) as SC_V8_EXP, as n ln 2 + r with n an integer
  * (into *n) and |r| <= ln(2)/2 (returned): exp's and expm1's range reduction. vmaxps returns
  * its second operand when one is NaN, so x goes second and NaN passes through. */
@@ -283,7 +282,7 @@ static inline __m512 sc_exp_reduce_v16(__m512 x, __m512 *n) {
 /* exp(x) for x <= 0 (or NaN), clamped below at ln(FLT_MIN) */
 static inline __m512 sc_exp_nonpos_v16(__m512 x) {
     __m512 n, r = sc_exp_reduce_v16(x, &n);
-    return _mm512_scalef_ps(_mm512_fmadd_ps(r, SC_EXP_Q(_mm512, r), SC_V16(1.0f)), n);
+    return _mm512_scalef_ps(_mm512_fmadd_ps(r, sc_exp_q_v16(r), SC_V16(1.0f)), n);
 }
 
 /* 1/d for d in [1, 2]: the estimate r, then r + r(1 - dr) */
@@ -309,7 +308,7 @@ static inline __m512 sc_tanh_v16(__m512 x) {
     __m512 n, r = sc_exp_reduce_v16(_mm512_mul_ps(_mm512_andnot_ps(SC_V16(-0.0f), x),
                                                   SC_V16(-2.0f)), &n);
     __m512 s = _mm512_scalef_ps(SC_V16(1.0f), n);                         /* 2^n */
-    __m512 m = _mm512_fmadd_ps(s, _mm512_mul_ps(r, SC_EXP_Q(_mm512, r)),
+    __m512 m = _mm512_fmadd_ps(s, _mm512_mul_ps(r, sc_exp_q_v16(r)),
                                _mm512_sub_ps(s, SC_V16(1.0f)));
     __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), m),
                              sc_recip_v16(_mm512_add_ps(SC_V16(2.0f), m)));
@@ -775,7 +774,6 @@ static void sc_lstm_update_v8(int R, int r, int j0, int H, const float *sig, con
 #pragma GCC pop_options
 #endif
 #undef SC_LSTM_ROW_UPDATE
-#undef SC_EXP_Q
 
 /* ---- workspaces: malloc's large blocks start 16 bytes past a page (glibc's mmap header), so
  * every 64-byte vector load from one straddles two cache lines. A kernel's own workspace that
