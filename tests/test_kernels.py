@@ -103,6 +103,43 @@ def test_team_barrier_whose_waiters_sleep_at_once(variant, monkeypatch):
                                                 mask=True, scale=0.1))
 
 
+@pytest.mark.parametrize("in_place", ["1", "0"])
+@pytest.mark.parametrize("spins", ["0", None])
+@pytest.mark.parametrize("H", [40, 48, 100, 256])
+def test_lstm_batch_of_one_steps_without_a_barrier(H, spins, in_place, monkeypatch):
+    """LSTM inference of one row on a team of two (cells_entry.h's overlapped step: each thread
+    multiplies its own part of the state first, then waits for the other's step before, with
+    no barrier; the second thread's products sum in another order): against the reference with
+    holes in the mask (a masked step keeps the state), a row of no valid step, initial states,
+    recurrent dropout, reverse, chunks of a few steps (the wait counts steps across them), both
+    layouts of U (H = 40 and 100 have an edge panel and are packed either way), waiters that
+    spin or sleep at once; and the same bits from call to call."""
+    monkeypatch.setattr(ops, "_STEP_SPLIT", True)
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 5 * 4 * H)
+    monkeypatch.setenv("SEQCORE_INPLACE", in_place)
+    if spins is not None:
+        monkeypatch.setenv("SEQCORE_BARRIER_SPINS", spins)
+    holes = np.array([1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1], bool)[:, None]
+    with num_threads(2):
+        for dtype in (np.float32, np.float64):
+            for options, mask in [(dict(initial=True, dropout=True), holes),
+                                  (dict(reverse=True, initial=True), holes),
+                                  (dict(), None), (dict(initial=True), np.zeros_like(holes))]:
+                p = make_problem("lstm", 11, 1, 5, H, dtype=dtype, scale=0.2, **options)
+                p.mask = mask
+                want, want_finals, _ = forward(reference, p)
+                got, finals, cache = forward(ops, p, training=False)
+                assert cache is None
+                tol = TOLERANCE[dtype]
+                assert max_rel_error(got, want) <= tol
+                for f, w in zip(finals, want_finals):
+                    assert max_rel_error(f, w) <= tol
+                again, again_finals, _ = forward(ops, p, training=False)
+                np.testing.assert_array_equal(again, got)
+                for f, g in zip(again_finals, finals):
+                    np.testing.assert_array_equal(f, g)
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("in_place", ["1", "0"])
 @pytest.mark.parametrize("threads,shape", [(1, (1, 1, 5, 16)), (1, (3, 2, 7, 32)),

@@ -359,11 +359,12 @@ static void sc_tanh16_array(const float *x, float *out, int n) {
  * registers: the generic tile stores the gates to small arrays, calls the activation
  * functions on them and updates the state in loops (its activations cannot be inlined there:
  * GCC 12 does not inline these intrinsics into the arch= region that code is compiled in).
- * u: gate g of the tile's units at u + g * gs, consecutive k ks values apart. R is a constant
- * in each of the functions below (R x 4 accumulators, 4 pieces of U and a broadcast: up to
- * 29 of the 32 registers at R = 6). */
+ * u: gate g of the tile's units at u + g * gs, consecutive k ks values apart; the product
+ * runs over K values of k (H, or a part of the state: Hp and u then start at its first k).
+ * R is a constant in each of the functions below (R x 4 accumulators, 4 pieces of U and a
+ * broadcast: up to 29 of the 32 registers at R = 6). */
 static inline __attribute__((always_inline)) void sc_lstm_tile_v16(
-        const int R, const int EDGE, __mmask16 m, int r, int j0, int H, const float *Hp,
+        const int R, const int EDGE, __mmask16 m, int r, int j0, int H, int K, const float *Hp,
         const float *u, long gs, long ks, float *Z, int keep_act, float *c, float *h,
         const unsigned char *valid, float *y, float *c_store, const float *rmask,
         float *Hp_next) {
@@ -373,7 +374,7 @@ static inline __attribute__((always_inline)) void sc_lstm_tile_v16(
         a[i] = Hp + (long)(r + i) * H;
         for (int g = 0; g < 4; g++) acc[i][g] = SC_LD16(Z + (long)(r + i) * 4 * H + g * H + j0);
     }
-    for (int k = 0; k < H; k++) {
+    for (int k = 0; k < K; k++) {
         const float *uk = u + k * ks;
         __m512 u0 = _mm512_loadu_ps(uk), u1 = _mm512_loadu_ps(uk + gs);
         __m512 u2 = _mm512_loadu_ps(uk + 2 * gs), u3 = _mm512_loadu_ps(uk + 3 * gs);
@@ -401,11 +402,11 @@ static inline __attribute__((always_inline)) void sc_lstm_tile_v16(
 
 /* sc_lstm_tile<R>_v16 (full panels) and sc_lstm_tile<R>e_v16 (an edge panel, lanes m) */
 #define SC_LSTM_TILE_V16(R, EDGE, name)                                                       \
-    static void name(__mmask16 m, int r, int j0, int H, const float *Hp, const float *u,      \
-                     long gs, long ks, float *Z, int keep_act, float *c, float *h,            \
-                     const unsigned char *valid, float *y, float *c_store,                    \
+    static void name(__mmask16 m, int r, int j0, int H, int K, const float *Hp,              \
+                     const float *u, long gs, long ks, float *Z, int keep_act, float *c,      \
+                     float *h, const unsigned char *valid, float *y, float *c_store,          \
                      const float *rmask, float *Hp_next) {                                    \
-        sc_lstm_tile_v16(R, EDGE, m, r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y,    \
+        sc_lstm_tile_v16(R, EDGE, m, r, j0, H, K, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, \
                          c_store, rmask, Hp_next);                                            \
     }
 #define SC_LSTM_TILES_V16(R)                                                                  \
@@ -441,15 +442,15 @@ SC_LSTM_TILES_V16(6)
  * 34 us a step). Tiles of 6 and 5 rows rather than 4 (Sapphire Rapids, 1 thread, the LSTM
  * forward with a one-feature input, so that the step is the whole of it, paired in one
  * process): 0.94x the time at B = 12 and 16, H = 256, 0.93x at B = 32, H = 512. */
-static void sc_lstm_tiles_v16(int active, int j0, int n, int H, const float *Hp,
+static void sc_lstm_tiles_v16(int active, int j0, int n, int H, int K, const float *Hp,
                               const float *u, long gs, long ks, float *Z, int keep_act,
                               float *c, float *h, const unsigned char *valid, float *y,
                               float *c_store, const float *rmask, float *Hp_next) {
     const __mmask16 m = (__mmask16)((1u << n) - 1);
-#define SC_TILE(R) sc_lstm_tile##R##_v16(m, r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h,      \
+#define SC_TILE(R) sc_lstm_tile##R##_v16(m, r, j0, H, K, Hp, u, gs, ks, Z, keep_act, c, h,   \
                                          valid, y, c_store, rmask, Hp_next)
-#define SC_TILE_EDGE(R) sc_lstm_tile##R##e_v16(m, r, j0, H, Hp, u, gs, ks, Z, keep_act, c, h, \
-                                               valid, y, c_store, rmask, Hp_next)
+#define SC_TILE_EDGE(R) sc_lstm_tile##R##e_v16(m, r, j0, H, K, Hp, u, gs, ks, Z, keep_act, c, \
+                                               h, valid, y, c_store, rmask, Hp_next)
     for (int r = 0, R; r < active; r += R) {
         R = SC_TILE_ROWS_FOR(active - r);
         if (n == 16) SC_TILE_OF_ROWS(R, SC_TILE);
@@ -840,6 +841,7 @@ typedef struct {
     struct { int next; char pad[60]; } range[2][SC_MAX_TEAM];   /* a cache line each */
     struct { int arrived; char pad[60]; } arrive;                /* sc_team_barrier's counters */
     struct { int generation, sleepers; char pad[56]; } release;
+    struct { int steps; char pad[60]; } done[SC_MAX_TEAM];      /* sc_team_done's, per thread */
     int spins;          /* sc_team_barrier: pauses before a waiter sleeps */
     int procs;          /* ... and the processors of the process (sc_procs) */
 } sc_claims;
@@ -977,6 +979,50 @@ static inline void sc_team_barrier(sc_claims *cl) {
     while (__atomic_load_n(generation, __ATOMIC_SEQ_CST) == seen)
         SC_FUTEX_WAIT(generation, seen);
     __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The point-to-point wait of a step without a barrier (cells_entry.h's overlapped step): each
+ * thread counts the steps it has finished in its own cache line (sc_team_done, after its
+ * writes of step s: release), and sc_team_wait(cl, s) returns once every other thread of the
+ * team has finished step s - 1 (acquire: their writes of it are seen). Waiters spin, then
+ * sleep, as sc_team_barrier's do (cl->spins; the same sleepers count, which a thread that
+ * finishes a step checks). Nothing in a team of one. */
+static inline void sc_team_wait(sc_claims *cl, int s) {
+    int nt = omp_get_num_threads(), me = omp_get_thread_num();
+    for (int o = 0; o < nt; o++) {
+        int *steps = &cl->done[o].steps;
+        if (o == me || __atomic_load_n(steps, __ATOMIC_ACQUIRE) >= s) continue;
+        int spins = 0;
+        while (spins < cl->spins && __atomic_load_n(steps, __ATOMIC_ACQUIRE) < s) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+            spins++;
+        }
+        if (spins < cl->spins) continue;
+        __atomic_add_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
+        for (int seen; (seen = __atomic_load_n(steps, __ATOMIC_SEQ_CST)) < s;)
+            SC_FUTEX_WAIT(steps, seen);
+        __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+static inline void sc_team_done(sc_claims *cl, int s) {
+    int *steps = &cl->done[omp_get_thread_num()].steps;
+    /* sequentially consistent with the sleepers' count and check in sc_team_wait, as in
+     * sc_team_barrier: either a sleeper sees this step, or this sees the sleeper */
+    __atomic_store_n(steps, s + 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&cl->release.sleepers, __ATOMIC_SEQ_CST) > 0)
+        SC_FUTEX_WAKE_ALL(steps);
+}
+
+/* Whether a scan's inference steps of `rows` rows run as cells_entry.h's overlapped LSTM step
+ * on this team (cl: the scan's counters): teams of 2 or more that fit the processors, batches
+ * of up to SC_OVERLAP_ROWS rows. */
+#define SC_OVERLAP_ROWS 1
+static inline int sc_lstm_overlaps(int rows, const sc_claims *cl) {
+    int nt = omp_get_num_threads();
+    return cl && nt > 1 && nt <= SC_MAX_TEAM && nt <= cl->procs && rows <= SC_OVERLAP_ROWS;
 }
 
 /* Rows up to the last valid one: the recurrent products of a step skip the masked rows at the

@@ -632,20 +632,32 @@ static void SC_NAME(sc_lstm_tile_update)(
  * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
  * every panel goes through it instead (cells.h sc_lstm_tiles_v16), an edge one too; where
  * SC_GEMM_TILE_FULL is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time, a full
- * panel's update then in registers (SC_LSTM_UPDATE_FULL, below). */
+ * panel's update then in registers (SC_LSTM_UPDATE_FULL, below).
+ * The product runs over the state's units [k0, k1) only (0, H: all of it); Z then holds the
+ * sums over the others (sc_lstm_partial_item: the overlapped step of cells_entry.h). */
+/* Where panel p's weights for k = k0 lie in U (packed, or in place with ldu > 0): gate g of
+ * its units at the result + g * *gs, consecutive k *ks values apart. Packed, one block of
+ * H x 4 gates x 16 values (4 x H x 16 where the gates' panels are blocks:
+ * sc_lstm_gate_blocks); unpacked, U itself. */
+static inline const SC_T *SC_NAME(sc_lstm_item_weights)(int p, int H, int k0, const SC_T *Upk,
+                                                        int ldu, long *gs, long *ks) {
+    const int blocked = SC_NAME(sc_lstm_gate_blocks)(H);
+    *gs = ldu ? H : blocked ? (long)H * 16 : 16;
+    *ks = ldu ? ldu : blocked ? 16 : 64;
+    return (ldu ? Upk + p * 16 : Upk + (long)p * H * 64) + (long)k0 * *ks;
+}
+
 static void SC_NAME(sc_lstm_forward_item)(
-        int active, int p, int H, const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z,
-        int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y, SC_T *c_store,
-        const SC_T *rmask, SC_T *Hp_next) {
+        int active, int p, int H, int k0, int k1, const SC_T *Hp, const SC_T *Upk, int ldu,
+        SC_T *Z, int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y,
+        SC_T *c_store, const SC_T *rmask, SC_T *Hp_next) {
     enum { NV = 16 / SC_VL };
     const int j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
-    /* gate g of this item's units at u + g * gs, consecutive k ks values apart: packed, one
-     * block of K x 4 gates x 16 values (4 x K x 16 where the gates' panels are blocks:
-     * sc_lstm_gate_blocks); unpacked (ldu > 0), U itself */
-    const int blocked = SC_NAME(sc_lstm_gate_blocks)(H);
-    const SC_T *u = ldu ? Upk + j0 : Upk + (long)p * H * 64;
-    const long gs = ldu ? H : blocked ? (long)H * 16 : 16;
-    const long ks = ldu ? ldu : blocked ? 16 : 64;
+    /* u and Hp from here on start at k0, and the products run over K values of k */
+    long gs, ks;
+    const SC_T *u = SC_NAME(sc_lstm_item_weights)(p, H, k0, Upk, ldu, &gs, &ks);
+    const int K = k1 - k0;
+    Hp += k0;
     int r = 0;
 #define SC_LSTM_TILES(R)                                                                     \
     for (; r + (R) <= active; r += (R)) {                                                   \
@@ -660,7 +672,7 @@ static void SC_NAME(sc_lstm_forward_item)(
                 for (int v = 0; v < NV; v++) acc[i][g][v] = SC_LOADV(zbuf + v * SC_VL);     \
             }                                                                               \
         }                                                                                   \
-        for (int k = 0; k < H; k++)                                                         \
+        for (int k = 0; k < K; k++)                                                         \
             for (int g = 0; g < 4; g++)                                                     \
                 for (int v = 0; v < NV; v++) {                                              \
                     SC_VEC uv = SC_LOADV(u + k * ks + g * gs + v * SC_VL);                  \
@@ -691,8 +703,8 @@ static void SC_NAME(sc_lstm_forward_item)(
 #define SC_UPDATE_FULL_TILE(R, r, n) 0
 #endif
 #ifdef SC_LSTM_TILES_FULL
-    SC_LSTM_TILES_FULL(active, j0, n, H, Hp, u, gs, ks, Z, keep_act, c, h, valid, y, c_store,
-                       rmask, Hp_next);
+    SC_LSTM_TILES_FULL(active, j0, n, H, K, Hp, u, gs, ks, Z, keep_act, c, h, valid, y,
+                       c_store, rmask, Hp_next);
     r = active;
 #endif
 #ifdef SC_GEMM_TILE_FULL
@@ -734,7 +746,7 @@ static void SC_NAME(sc_lstm_forward_item)(
                 }
                 out[i] = g == 2 ? gg + i * 16 : sig + i * 48 + (g == 3 ? 32 : g * 16);
             }
-            SC_GEMM_TILE_FULL(R, H, a, u + g * gs, ks, start, out);
+            SC_GEMM_TILE_FULL(R, K, a, u + g * gs, ks, start, out);
         }
         if (n == 16) {          /* activations and update in registers (cells.h) */
             SC_LSTM_UPDATE_FULL(R, r, j0, H, sig, gg, Z, keep_act, c, h, valid, y, c_store,
@@ -766,7 +778,7 @@ static void SC_NAME(sc_lstm_forward_item)(
                     SC_NAME(sc_pad16)(zbuf, Z + (long)(r + i) * 4 * H + (gp + g) * H + j0, n); \
                     for (int v = 0; v < NV; v++) acc[i][g][v] = SC_LOADV(zbuf + v * SC_VL); \
                 }                                                                           \
-            for (int k = 0; k < H; k++) {                                                   \
+            for (int k = 0; k < K; k++) {                                                   \
                 SC_T h0 = a0[k], h1 = a1[k];                                                \
                 for (int g = 0; g < 2; g++)                                                 \
                     for (int v = 0; v < NV; v++) {                                          \
@@ -798,6 +810,36 @@ static void SC_NAME(sc_lstm_forward_item)(
 #undef SC_UPDATE_FULL_TILE
 #undef SC_LSTM_GATE_BLOCKS
 #undef SC_PREFETCH_UNITS
+}
+
+/* Z[r, g H + j] += sum_k Hp[r, k] U_g[k, j] over the state's units k in [k0, k1), for the rows
+ * below `active` and the units j of panel p (those below H), the four gates: the part of an
+ * item's product that the overlapped step (cells_entry.h) runs before the rest of the state is
+ * there; sc_lstm_forward_item then adds the rest and updates. Row by row (that step is for
+ * small batches), 4 gates x 16 units of sums in registers. Arguments as the item's. */
+static void SC_NAME(sc_lstm_partial_item)(int active, int p, int H, int k0, int k1,
+                                          const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z) {
+    enum { NV = 16 / SC_VL };
+    const int j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
+    long gs, ks;
+    const SC_T *u = SC_NAME(sc_lstm_item_weights)(p, H, k0, Upk, ldu, &gs, &ks);
+    for (int r = 0; r < active; r++) {
+        const SC_T *a = Hp + (long)r * H + k0;
+        SC_T *z = Z + (long)r * 4 * H + j0, zbuf[4][16];
+        SC_VEC acc[4][NV];
+        for (int g = 0; g < 4; g++) {
+            SC_NAME(sc_pad16)(zbuf[g], z + g * H, n);   /* an edge panel: nothing past H */
+            for (int v = 0; v < NV; v++) acc[g][v] = SC_LOADV(zbuf[g] + v * SC_VL);
+        }
+        for (int k = 0; k < k1 - k0; k++)
+            for (int g = 0; g < 4; g++)
+                for (int v = 0; v < NV; v++)
+                    acc[g][v] += a[k] * SC_LOADV(u + k * ks + g * gs + v * SC_VL);
+        for (int g = 0; g < 4; g++) {
+            for (int v = 0; v < NV; v++) SC_STOREV(zbuf[g] + v * SC_VL, acc[g][v]);
+            SC_NAME(sc_copy16)(z + g * H, zbuf[g], n);
+        }
+    }
 }
 
 /* ====================== GRU (reset_after) forward step, fused ====================== */

@@ -14,8 +14,9 @@ from cython cimport floating
 from cython.parallel cimport parallel
 from libc.stdint cimport int64_t
 
-from .cells cimport (lstm_backward_step, lstm_forward_step, masked_state, sc_claims,
-                     sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
+from .cells cimport (lstm_backward_step, lstm_forward_step, lstm_forward_step_overlapped,
+                     masked_state, sc_claims, sc_claims_reset, sc_ftz_enter, sc_ftz_exit,
+                     sc_lstm_overlaps, sc_team_barrier, u8)
 from .scan cimport (PACK_AUTO, PACK_READY, backward_rows, chunk_steps, entering_state,
                     handed_on, input_gradient, next_state, opt, opt3, opt_vec, pack_weights,
                     pack_weights_t, project_steps, rows_left_out, skip_finished_rows,
@@ -104,7 +105,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     """
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = Z.shape[0], s0, n, t0, s, t
-    cdef bint compact
+    cdef bint compact, overlapped
     cdef long zrow
     cdef floating* z
     cdef floating* b = opt_vec(bias)
@@ -133,9 +134,18 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 zrow = 0
+                # a single row's steps without a barrier between them (cells_entry.h), where
+                # no thread hands outputs on after a step
+                overlapped = Yout is None and sc_lstm_overlaps(B, &claims)
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
                     z = &Z[0, 0, 0] + step_rows(compact, t, t0, B, &mask[0, 0], &zrow) * 4 * H
+                    if overlapped:
+                        lstm_forward_step_overlapped(B, H, &Hp[s % 2, 0, 0], Upk, ldu, z,
+                                                     &c[0, 0], &h[0, 0], &mask[t, 0],
+                                                     step_outputs(Y, Yout, s, t), rmask,
+                                                     &Hp[(s + 1) % 2, 0, 0], &claims, s)
+                        continue
                     lstm_forward_step(B, H, &Hp[s % 2, 0, 0], Upk, ldu, z,
                                       &c[0, 0], &h[0, 0], &mask[t, 0],
                                       step_outputs(Y, Yout, s, t), NULL, rmask,
