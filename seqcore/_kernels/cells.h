@@ -1017,12 +1017,13 @@ static inline void sc_team_done(sc_claims *cl, int s) {
 }
 
 /* Whether a scan's inference steps of `rows` rows run as cells_entry.h's overlapped LSTM step
- * on this team (cl: the scan's counters): teams of 2 or more that fit the processors, batches
- * of up to SC_OVERLAP_ROWS rows. */
+ * on this team (cl: the scan's counters): a team of two on at least two processors, batches of
+ * up to SC_OVERLAP_ROWS rows. (A larger team would need the rest of each thread's state in
+ * two pieces; it has not been measured, and the 2-core machines this is developed on could
+ * not test it.) */
 #define SC_OVERLAP_ROWS 1
 static inline int sc_lstm_overlaps(int rows, const sc_claims *cl) {
-    int nt = omp_get_num_threads();
-    return cl && nt > 1 && nt <= SC_MAX_TEAM && nt <= cl->procs && rows <= SC_OVERLAP_ROWS;
+    return cl && omp_get_num_threads() == 2 && cl->procs >= 2 && rows <= SC_OVERLAP_ROWS;
 }
 
 /* Rows up to the last valid one: the recurrent products of a step skip the masked rows at the

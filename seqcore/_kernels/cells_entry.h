@@ -392,11 +392,11 @@ static void SC_ENTRY(sc_lstm_forward_step)(
                                        Hp_next + o);
 }
 
-/* The inference step of a single row on a team, without the step's barrier: each thread
- * takes a fixed share of the panels (its units [lo, hi)) and first runs their products over
- * the state's units [lo, hi), which it wrote itself at the step before; then it waits until
- * every other thread has finished the step before (sc_team_wait), adds the products over the
- * rest of the state and updates its units, and says it is done (sc_team_done). A thread waits
+/* The inference step of a single row on a team of two, without the step's barrier: each
+ * thread takes a fixed half of the panels (its units [lo, hi)) and first runs their products
+ * over the state's units [lo, hi), which it wrote itself at the step before; then it waits
+ * until the other thread has finished the step before (sc_team_wait), adds the products over
+ * the rest of the state and updates its units, and says it is done (sc_team_done). A thread waits
  * after the first half of its step, where the barrier made it wait idle for the slowest
  * thread and the handover. A thread cannot run ahead by more than that first part: its update
  * of step s, which writes the state buffer the others read at step s - 1, waits for them to
@@ -426,15 +426,11 @@ static void SC_ENTRY(sc_lstm_forward_step_overlapped)(
     for (int p = p0; p < p1; p++)
         SC_BEST(sc_lstm_partial_item)(active, p, H, lo, hi, Hp, Upk, ldu, Z);
     sc_team_wait(cl, s);
-    /* the rest of the state, [0, lo) and [hi, H): the part that ends at H last, with the
-     * update */
-    int k0 = hi < H ? hi : 0, k1 = hi < H ? H : lo;
-    for (int p = p0; p < p1; p++) {
-        if (lo > 0 && hi < H)
-            SC_BEST(sc_lstm_partial_item)(active, p, H, 0, lo, Hp, Upk, ldu, Z);
+    /* the rest of the state, the other thread's units, with the update */
+    int k0 = me == 0 ? hi : 0, k1 = me == 0 ? H : lo;
+    for (int p = p0; p < p1; p++)
         SC_BEST(sc_lstm_forward_item)(active, p, H, k0, k1, Hp, Upk, ldu, Z, 0, c, h, valid, y,
                                       NULL, rmask, Hp_next);
-    }
     if (active < rows && lo < hi) {
         long o = (long)active * H;
         for (long b = active; y && b < rows; b++) SC_ZERO_UNITS(y + b * H, lo, hi);
