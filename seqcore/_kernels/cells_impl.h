@@ -623,18 +623,6 @@ static void SC_NAME(sc_lstm_tile_update)(
     }
 }
 
-/* Units [16p, 16p + 16) (those below H) of one LSTM step for the rows below `active`: Z += Hp U
- * for the four gates of those units (U packed by sc_pack_panels, interleaved, or, when
- * ldu > 0, U (H, 4H) itself with row stride ldu, H a multiple of 16; Z (rows, 4H) holds
- * Xt W + b on entry), then the state update (the masked rows from `active` on: the entry's
- * sc_lstm_forward_step). Arguments as sc_lstm_tile_update;
- * keep_act: training (backward reads the activations from Z). Register tiles of
- * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
- * every panel goes through it instead (cells.h sc_lstm_tiles_v16), an edge one too; where
- * SC_GEMM_TILE_FULL is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time, a full
- * panel's update then in registers (SC_LSTM_UPDATE_FULL, below).
- * The product runs over the state's units [k0, k1) only (0, H: all of it); Z then holds the
- * sums over the others (sc_lstm_partial_item: the overlapped step of cells_entry.h). */
 /* Where panel p's weights for k = k0 lie in U (packed, or in place with ldu > 0): gate g of
  * its units at the result + g * *gs, consecutive k *ks values apart. Packed, one block of
  * H x 4 gates x 16 values (4 x H x 16 where the gates' panels are blocks:
@@ -647,6 +635,18 @@ static inline const SC_T *SC_NAME(sc_lstm_item_weights)(int p, int H, int k0, co
     return (ldu ? Upk + p * 16 : Upk + (long)p * H * 64) + (long)k0 * *ks;
 }
 
+/* Units [16p, 16p + 16) (those below H) of one LSTM step for the rows below `active`: Z += Hp U
+ * for the four gates of those units (U packed by sc_pack_panels, interleaved, or, when
+ * ldu > 0, U (H, 4H) itself with row stride ldu, H a multiple of 16; Z (rows, 4H) holds
+ * Xt W + b on entry), then the state update (the masked rows from `active` on: the entry's
+ * sc_lstm_forward_step). Arguments as sc_lstm_tile_update;
+ * keep_act: training (backward reads the activations from Z). Register tiles of
+ * SC_FUSED_ROWS rows, then fewer; where SC_LSTM_TILES_FULL is defined (float32 on AVX-512),
+ * every panel goes through it instead (cells.h sc_lstm_tiles_v16), an edge one too; where
+ * SC_GEMM_TILE_FULL is (float32 on AVX2), tiles of 3 to 6 rows one gate at a time, a full
+ * panel's update then in registers (SC_LSTM_UPDATE_FULL, below).
+ * The product runs over the state's units [k0, k1) only (0, H: all of it); Z then holds the
+ * sums over the others (sc_lstm_partial_item: the overlapped step of cells_entry.h). */
 static void SC_NAME(sc_lstm_forward_item)(
         int active, int p, int H, int k0, int k1, const SC_T *Hp, const SC_T *Upk, int ldu,
         SC_T *Z, int keep_act, SC_T *c, SC_T *h, const unsigned char *valid, SC_T *y,
@@ -816,7 +816,7 @@ static void SC_NAME(sc_lstm_forward_item)(
  * below `active` and the units j of panel p (those below H), the four gates: the part of an
  * item's product that the overlapped step (cells_entry.h) runs before the rest of the state is
  * there; sc_lstm_forward_item then adds the rest and updates. Row by row (that step is for
- * small batches), 4 gates x 16 units of sums in registers. Arguments as the item's. */
+ * a single row), 4 gates x 16 units of sums in registers. Arguments as the item's. */
 static void SC_NAME(sc_lstm_partial_item)(int active, int p, int H, int k0, int k1,
                                           const SC_T *Hp, const SC_T *Upk, int ldu, SC_T *Z) {
     enum { NV = 16 / SC_VL };
