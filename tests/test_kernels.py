@@ -319,6 +319,32 @@ def test_concurrent_calls_from_python_threads_match_serial_calls():
             np.testing.assert_array_equal(a, b)
 
 
+def test_lstm_batch_of_one_without_a_barrier_from_concurrent_python_threads(monkeypatch):
+    """Each call's step counters (cells.h sc_team_wait) are its own: single-row LSTM inference
+    on teams of two from four Python threads at once (teams that outnumber the cores, whose
+    waiters soon sleep) gives the serial calls' bits, and no call waits for ever."""
+    monkeypatch.setattr(ops, "_STEP_SPLIT", True)
+    monkeypatch.setenv("SEQCORE_BARRIER_SPINS", "100")
+    problems = [make_problem("lstm", 12, 1, 5, 64, dtype=np.float32, seed=i, initial=True,
+                             scale=0.2) for i in range(8)]
+    start = threading.Barrier(4)
+
+    def run(k):
+        if k < 4:
+            start.wait()     # the first four start at the same moment
+        out, finals, _ = forward(ops, problems[k], training=False)
+        return [out] + finals
+
+    with num_threads(2):
+        serial = [[out] + finals for out, finals, _ in
+                  (forward(ops, p, training=False) for p in problems)]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(run, range(len(problems))))
+    for a_run, b_run in zip(together, serial):
+        for a, b in zip(a_run, b_run):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_float32_activations_are_accurate():
     tiny = np.finfo(np.float32).tiny
     x = np.concatenate([np.linspace(-100, 100, 400_001), np.logspace(-30, 2, 20_001)])
