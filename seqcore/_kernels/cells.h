@@ -842,7 +842,7 @@ typedef struct {
     struct { int arrived; char pad[60]; } arrive;                /* sc_team_barrier's counters */
     struct { int generation, sleepers; char pad[56]; } release;
     struct { int steps; char pad[60]; } done[SC_MAX_TEAM];      /* sc_team_done's, per thread */
-    int spins;          /* sc_team_barrier: pauses before a waiter sleeps */
+    int spins;          /* sc_wait_word: pauses before a waiter sleeps */
     int procs;          /* ... and the processors of the process (sc_procs) */
 } sc_claims;
 
@@ -949,6 +949,38 @@ static inline int sc_claim(sc_claimer *c, int n, int *hi) {
 #define SC_FUTEX_WAKE_ALL(word) ((void)0)
 #endif
 
+/* The waits of sc_team_barrier and sc_team_wait on a counter that another thread of the team
+ * sets with sc_publish: until *word != value (at_least 0) or *word >= value (at_least 1).
+ * Spin cl->spins times (with pause), then sleep on the word's futex, counted in
+ * cl->release.sleepers; acquire: what the publishing thread wrote before is seen. */
+static inline int sc_word_reached(int seen, int value, int at_least) {
+    return at_least ? seen >= value : seen != value;
+}
+
+static inline void sc_wait_word(sc_claims *cl, int *word, int value, int at_least) {
+    for (int spins = 0; spins < cl->spins; spins++) {          /* spin, */
+        if (sc_word_reached(__atomic_load_n(word, __ATOMIC_ACQUIRE), value, at_least)) return;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    __atomic_add_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);     /* then sleep */
+    /* the futex sleeps only while the word still holds the value seen */
+    for (int seen; !sc_word_reached(seen = __atomic_load_n(word, __ATOMIC_SEQ_CST), value,
+                                    at_least);)
+        SC_FUTEX_WAIT(word, seen);
+    __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
+}
+
+/* *word = value for sc_wait_word's waiters, woken if any sleeps. Sequentially consistent with
+ * the sleepers' count and check there: either a sleeper sees the new value, or this sees the
+ * sleeper and wakes it. */
+static inline void sc_publish(sc_claims *cl, int *word, int value) {
+    __atomic_store_n(word, value, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&cl->release.sleepers, __ATOMIC_SEQ_CST) > 0)
+        SC_FUTEX_WAKE_ALL(word);
+}
+
 static inline void sc_team_barrier(sc_claims *cl) {
     int nt = omp_get_num_threads();
     if (nt == 1) return;
@@ -961,59 +993,25 @@ static inline void sc_team_barrier(sc_claims *cl) {
     if (__atomic_add_fetch(&cl->arrive.arrived, 1, __ATOMIC_ACQ_REL) == nt) {
         /* the reset is ordered before the release, so the next barrier counts from zero */
         __atomic_store_n(&cl->arrive.arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(generation, seen + 1, __ATOMIC_SEQ_CST);
-        /* sequentially consistent with the sleepers' count and check below: either a sleeper
-         * sees the new generation, or this sees the sleeper and wakes it */
-        if (__atomic_load_n(&cl->release.sleepers, __ATOMIC_SEQ_CST) > 0)
-            SC_FUTEX_WAKE_ALL(generation);
+        sc_publish(cl, generation, seen + 1);
         return;
     }
-    for (int spins = 0; spins < cl->spins; spins++) {          /* spin, */
-        if (__atomic_load_n(generation, __ATOMIC_ACQUIRE) != seen) return;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    }
-    __atomic_add_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);     /* then sleep */
-    /* the futex sleeps only while the generation is still `seen` */
-    while (__atomic_load_n(generation, __ATOMIC_SEQ_CST) == seen)
-        SC_FUTEX_WAIT(generation, seen);
-    __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
+    sc_wait_word(cl, generation, seen, 0);
 }
 
 /* The point-to-point wait of a step without a barrier (cells_entry.h's overlapped step): each
  * thread counts the steps it has finished in its own cache line (sc_team_done, after its
  * writes of step s: release), and sc_team_wait(cl, s) returns once every other thread of the
  * team has finished step s - 1 (acquire: their writes of it are seen). Waiters spin, then
- * sleep, as sc_team_barrier's do (cl->spins; the same sleepers count, which a thread that
- * finishes a step checks). Nothing in a team of one. */
+ * sleep, as sc_team_barrier's do (sc_wait_word, sc_publish). Nothing in a team of one. */
 static inline void sc_team_wait(sc_claims *cl, int s) {
     int nt = omp_get_num_threads(), me = omp_get_thread_num();
-    for (int o = 0; o < nt; o++) {
-        int *steps = &cl->done[o].steps;
-        if (o == me || __atomic_load_n(steps, __ATOMIC_ACQUIRE) >= s) continue;
-        int spins = 0;
-        while (spins < cl->spins && __atomic_load_n(steps, __ATOMIC_ACQUIRE) < s) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-            spins++;
-        }
-        if (spins < cl->spins) continue;
-        __atomic_add_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
-        for (int seen; (seen = __atomic_load_n(steps, __ATOMIC_SEQ_CST)) < s;)
-            SC_FUTEX_WAIT(steps, seen);
-        __atomic_sub_fetch(&cl->release.sleepers, 1, __ATOMIC_SEQ_CST);
-    }
+    for (int o = 0; o < nt; o++)
+        if (o != me) sc_wait_word(cl, &cl->done[o].steps, s, 1);
 }
 
 static inline void sc_team_done(sc_claims *cl, int s) {
-    int *steps = &cl->done[omp_get_thread_num()].steps;
-    /* sequentially consistent with the sleepers' count and check in sc_team_wait, as in
-     * sc_team_barrier: either a sleeper sees this step, or this sees the sleeper */
-    __atomic_store_n(steps, s + 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&cl->release.sleepers, __ATOMIC_SEQ_CST) > 0)
-        SC_FUTEX_WAKE_ALL(steps);
+    sc_publish(cl, &cl->done[omp_get_thread_num()].steps, s + 1);
 }
 
 /* Whether a scan's inference steps of `rows` rows run as cells_entry.h's overlapped LSTM step
