@@ -65,7 +65,7 @@ from seqcore import ops  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tf_peer  # noqa: E402
 from chart import ratio_chart  # noqa: E402
-from timing import timed_block, wait_until_quiet  # noqa: E402
+from timing import timed_block, usable_thread_counts, wait_until_quiet  # noqa: E402
 
 SHAPES = [(100, 1, 128, 256), (100, 16, 256, 256), (100, 64, 512, 512), (50, 128, 1024, 1024),
           (1, 1, 64, 128)]
@@ -338,6 +338,7 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "kernels"))
     args = parser.parse_args(argv)
+    args.threads = usable_thread_counts(args.threads)
 
     facts = machine_facts()
     facts["tensorflow"] = None if args.no_tf else tf_peer.available()

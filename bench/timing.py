@@ -1,6 +1,6 @@
 """The block of timed calls that every library of bench/ is measured by (kernels.time_group
-in this process, tf_peer's worker in its own), and the wait for a quiet machine between
-blocks."""
+in this process, tf_peer's worker in its own), the wait for a quiet machine between blocks,
+and the thread counts a run can compare."""
 import os
 import time
 
@@ -99,3 +99,16 @@ def warm_timer(fn):
         fn()
         return run()
     return warm
+
+
+def usable_thread_counts(counts):
+    """The thread counts of `counts` that this process can run: seqcore cuts a count past the
+    processors it may run on (runtime.usable_cpus) and the peers would not, so such a row
+    would compare unlike runs. The others are left out, with a note."""
+    from seqcore import runtime
+    cpus = runtime.usable_cpus()
+    dropped = [n for n in counts if n > cpus]
+    if dropped:
+        print(f"# --threads {' '.join(map(str, dropped))} left out: this process may run on "
+              f"{cpus} processor(s)", flush=True)
+    return [n for n in counts if n <= cpus]

@@ -50,7 +50,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kernels  # noqa: E402  (re-executes without OPENBLAS_* like kernels.py itself)
 from kernels import machine_facts, ort, time_group  # noqa: E402
-from timing import alternating_rounds, timer, warm_timer  # noqa: E402
+from timing import alternating_rounds, timer, usable_thread_counts, warm_timer  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -454,6 +454,7 @@ def main(argv=None):
         workload, mode, lib, threads = args.probe
         probe(workload, mode, lib, int(threads))
         return
+    args.threads = usable_thread_counts(args.threads)
     facts = machine_facts()
     print(f"# seqcore {facts['seqcore']} vs torch {facts['torch']}, onnxruntime "
           f"{facts['onnxruntime'] or 'not installed'}; {facts['cores']} cores, SIMD "

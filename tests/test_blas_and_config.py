@@ -87,6 +87,56 @@ def test_orthogonal_initializer_runs_numpys_qr_on_one_thread(monkeypatch):
             if lib["user_api"] == "blas"] == counts_before
 
 
+def test_threads_never_exceed_the_usable_processors():
+    """More threads than processors only wait for each other (several times slower): a larger
+    count, asked of set_num_threads or set on our BLAS by threadpoolctl, is cut to them."""
+    from seqcore import runtime
+    cpus = runtime.usable_cpus()
+    before = seqcore.get_num_threads()
+    try:
+        with pytest.warns(RuntimeWarning, match=rf"set_num_threads\({cpus + 3}\).* {cpus} "):
+            seqcore.set_num_threads(cpus + 3)
+        assert seqcore.get_num_threads() == cpus
+        assert seqcore.config()["blas"]["num_threads"] == cpus
+    finally:
+        seqcore.set_num_threads(before)
+    with threadpool_limits(limits=cpus + 5, user_api="blas"):
+        assert seqcore.get_num_threads() == cpus
+
+
+def test_threads_follow_a_narrowed_cpu_affinity():
+    """A process confined to one processor (a container's or taskset's CPU set) runs every
+    kernel on one thread whatever it asks for, and gets the right results."""
+    import os
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    code = """
+import os, warnings
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import numpy as np
+import seqcore
+from seqcore import ops, reference
+assert seqcore.get_num_threads() == 1, seqcore.get_num_threads()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    seqcore.set_num_threads(2)
+assert [w.category for w in caught] == [RuntimeWarning], caught
+assert seqcore.get_num_threads() == 1
+seen = []
+ops._run(lambda n, steps: seen.append((n, steps)), (100, 1, 4, 256))
+assert seen == [(1, 1)], seen
+rng = np.random.default_rng(0)
+x = rng.standard_normal((20, 3, 16))
+W, U = rng.standard_normal((16, 4 * 32)) * 0.3, rng.standard_normal((32, 4 * 32)) * 0.3
+got = ops.lstm_forward(x, W, U, None, training=False)[0]
+want = reference.lstm_forward(x, W, U, None)[0]
+assert np.abs(got - want).max() < 1e-10, np.abs(got - want).max()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 @pytest.mark.parametrize("bad,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError)])
 def test_set_num_threads_rejects_bad_values(bad, exc):
     with pytest.raises(exc, match="set_num_threads"):
