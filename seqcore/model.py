@@ -12,7 +12,7 @@ from . import callbacks as callbacks_module
 from . import losses, ops, optimizers, runtime
 from . import metrics as metrics_module
 from .layers import LAYERS, deserialize, serialize
-from .layers.base import Layer, sequence_mask
+from .layers.base import Layer, sequence_mask, whole_number
 from .layers.recurrent import _Recurrent
 from .layers.core import Embedding
 from .layers.wrappers import Bidirectional, TimeDistributed
@@ -211,6 +211,8 @@ class Sequential:
         """Train for `epochs` passes over (x, y). validation_data: (x, y) or (x, y, lengths);
         validation_split: the last fraction of x held out instead. Returns a History."""
         c = self._need_compiled()
+        batch_size = whole_number("batch_size", batch_size)
+        epochs = whole_number("epochs", epochs, minimum=0)
         x, y = np.asarray(x), np.asarray(y)
         n = self._check_data(x, y, lengths)
         if not 0.0 <= validation_split < 1.0:
@@ -269,6 +271,7 @@ class Sequential:
 
     def predict(self, x, batch_size=32, lengths=None, mask=None):
         """Outputs for x, computed in batches by the inference kernels."""
+        batch_size = whole_number("batch_size", batch_size)
         x = np.asarray(x)
         n = self._check_data(x, None, lengths)
         if mask is not None and lengths is not None:
@@ -284,6 +287,7 @@ class Sequential:
     def evaluate(self, x, y, batch_size=32, lengths=None, return_dict=False):
         """Loss (and metrics) over (x, y): a float, a list [loss, metrics...], or a dict."""
         c = self._need_compiled()
+        batch_size = whole_number("batch_size", batch_size)
         x, y = np.asarray(x), np.asarray(y)
         n = self._check_data(x, y, lengths)
         if n == 0:
@@ -380,10 +384,7 @@ class Stream:
             if isinstance(layer, Bidirectional) or getattr(layer, "go_backwards", False):
                 raise ValueError(f"{layer.name}: a backward-running layer needs the whole "
                                  "sequence and cannot stream")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-        self.model, self.batch_size = model, int(batch_size)
+        self.model, self.batch_size = model, whole_number("batch_size", batch_size)
         self.reset()
 
     def reset(self):

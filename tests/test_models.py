@@ -418,6 +418,32 @@ def test_bad_input_gets_a_clear_error(call, exc, match):
         call(model, x)
 
 
+@pytest.mark.parametrize("call,match", [
+    (lambda m, x, y: m.predict(x, batch_size=0), r"batch_size: expected a positive integer, got 0"),
+    (lambda m, x, y: m.predict(x, batch_size=2.5), r"batch_size: .* got 2.5"),
+    (lambda m, x, y: m.evaluate(x, y, batch_size=-1), r"batch_size: .* got -1"),
+    (lambda m, x, y: m.fit(x, y, batch_size=-1, verbose=0), r"batch_size: .* got -1"),
+    (lambda m, x, y: m.fit(x, y, batch_size=True, verbose=0), r"batch_size: .* got True"),
+    (lambda m, x, y: m.fit(x, y, epochs=-1, verbose=0), r"epochs: expected an integer >= 0"),
+    (lambda m, x, y: m.fit(x, y, epochs=1.5, verbose=0), r"epochs: .* got 1.5"),
+    (lambda m, x, y: m.stream(batch_size=0), r"batch_size: .* got 0"),
+])
+def test_batch_size_and_epochs_are_checked(call, match):
+    """A batch size that is not a positive integer (or epochs not a count) is named in the
+    error, before any work: batch_size=-1 once surfaced as an UnboundLocalError from fit's
+    loop, batch_size=0 as range()'s complaint."""
+    model = _small_model()
+    model.compile("sparse_categorical_crossentropy", "sgd")
+    x = np.random.default_rng(7).integers(0, 9, (3, 7))
+    y = np.zeros(3, np.int64)
+    weights = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=match):
+        call(model, x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+    model.fit(x, y, epochs=0, verbose=0)           # zero epochs: nothing to do, no error
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
 def test_layer_argument_errors():
     with pytest.raises(ValueError, match="units"):
         sc.LSTM(0)

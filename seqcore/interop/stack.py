@@ -17,7 +17,7 @@ outputs past a row's length are zero, as pad_packed_sequence(..., total_length=T
 import numpy as np
 
 from ..layers import GRU, LSTM, Bidirectional, SimpleRNN
-from ..layers.base import as_dtype, sequence_mask
+from ..layers.base import as_dtype, sequence_mask, whole_number
 
 __all__ = ["RNNStack", "MODES"]
 
@@ -42,14 +42,10 @@ class RNNStack:
                  batch_first=False, bidirectional=False, dtype="float32"):
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                           ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{arg}: expected a positive integer, got {value!r}")
         self.mode = mode
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        self.num_layers = int(num_layers)
+        self.input_size = whole_number("input_size", input_size)
+        self.hidden_size = whole_number("hidden_size", hidden_size)
+        self.num_layers = whole_number("num_layers", num_layers)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..ops import aligned_copy, bool_mask, lengths_to_mask
 
-__all__ = ["Layer", "sequence_mask"]
+__all__ = ["Layer", "sequence_mask", "whole_number"]
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -22,6 +22,15 @@ def as_dtype(dtype):
     if name not in _DTYPES:
         raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
     return _DTYPES[name]
+
+
+def whole_number(name, value, minimum=1):
+    """value as an int if it is an integer (not a bool) >= minimum; else a ValueError naming
+    the argument (sizes of layers, batch sizes, epochs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return int(value)
 
 
 def sequence_mask(mask, lengths, B, T):

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import activations, initializers
 from ..ops import matmul
-from .base import Layer, dropout_mask
+from .base import Layer, dropout_mask, whole_number
 
 __all__ = ["Dense", "Embedding", "Dropout"]
 
@@ -17,9 +17,7 @@ class Dense(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
                  dtype="float32", name=None):
         super().__init__(name=name, dtype=dtype)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"units: expected a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = whole_number("units", units)
         self.activation = "linear" if activation is None else activation
         self._act, self._act_grad = activations.get(self.activation)
         self.use_bias = bool(use_bias)
@@ -86,10 +84,8 @@ class Embedding(Layer):
     def __init__(self, input_dim, output_dim, mask_zero=False, embeddings_initializer="uniform",
                  seed=None, dtype="float32", name=None):
         super().__init__(name=name, dtype=dtype)
-        for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{arg}: expected a positive integer, got {v!r}")
-        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.input_dim = whole_number("input_dim", input_dim)
+        self.output_dim = whole_number("output_dim", output_dim)
         self.mask_zero = bool(mask_zero)
         self.embeddings_initializer = embeddings_initializer
         initializers.get(embeddings_initializer)

@@ -9,7 +9,7 @@ uses them directly.
 import numpy as np
 
 from .. import initializers, ops
-from .base import Layer, dropout_mask, sequence_mask
+from .base import Layer, dropout_mask, sequence_mask, whole_number
 
 __all__ = ["LSTM", "GRU", "SimpleRNN"]
 
@@ -49,12 +49,10 @@ class _Recurrent(Layer):
                  zero_output_for_mask=True, reverse_output_mask=True, dtype="float32",
                  name=None):
         super().__init__(name=name, dtype=dtype)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"units: expected a positive integer, got {units!r}")
+        self.units = whole_number("units", units)
         for arg, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= float(rate) < 1.0:
                 raise ValueError(f"{arg}: expected a rate in [0, 1), got {rate!r}")
-        self.units = int(units)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
