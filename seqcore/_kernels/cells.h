@@ -605,6 +605,132 @@ static void sc_gru_tiles_v16(int active, int panels, int j0, int n, int H, const
 #undef SC_TILE
 #undef SC_TILE_EDGE
 }
+/* The GRU (reset_after=False) step's two phases as register tiles of R rows x NP full panels
+ * of 16 units (rows r..r+R-1, units j0..j0+16NP-1), each product with its pass of
+ * cells_impl.h (sc_gru1_gates_block, sc_gru1_forward_block) on the sums in registers,
+ * instead of the product into the AZR / AN workspaces and the pass over them. u: gate g of the
+ * first panel at u + g * gs, consecutive k 16 values apart, the next panel 16H values on
+ * (sc_pack_panels). Phase a (2 panels): z and r from Hp U_z, Hp U_r and AX (written back to AX
+ * as the pass leaves them), RH = r * Hp. Phase b (4 panels), once every unit of RH is in: n
+ * from RH U_n and AX's n block, then the new h of a valid row (y: h, or zero for a masked
+ * row). As the products' own tiles, up to 6 rows x 4 vectors of sums (24 accumulators: a
+ * single row still has 4 chains of multiply-adds); the sums run over k in the product's
+ * order, from zero, then are added to AX. */
+enum { SC_GRU1_A_PANELS = 2, SC_GRU1_B_PANELS = 4 };
+static inline __attribute__((always_inline)) void sc_gru1_tile_a_v16(
+        const int R, int r, int j0, int H, const float *Hp, const float *u, long gs, float *AX,
+        float *RH) {
+    enum { NP = SC_GRU1_A_PANELS };
+    __m512 acc[6][NP][2];
+    const float *a[6];
+    const long ps = (long)H * 16;        /* from one panel of a gate to the next */
+    for (int i = 0; i < R; i++) {
+        a[i] = Hp + (long)(r + i) * H;
+        for (int q = 0; q < NP; q++) acc[i][q][0] = acc[i][q][1] = _mm512_setzero_ps();
+    }
+    const float *uk = u;
+    for (int k = 0; k < H; k++, uk += 16) {
+        __m512 uv[NP][2];
+        for (int q = 0; q < NP; q++)
+            for (int g = 0; g < 2; g++) {
+                uv[q][g] = _mm512_loadu_ps(uk + q * ps + g * gs);
+                if (R == 2 || R == 3) SC_IN_REGISTER(uv[q][g]);   /* loaded once */
+            }
+        for (int i = 0; i < R; i++) {
+            __m512 ak = _mm512_set1_ps(a[i][k]);
+            for (int q = 0; q < NP; q++)
+                for (int g = 0; g < 2; g++)
+                    acc[i][q][g] = _mm512_fmadd_ps(ak, uv[q][g], acc[i][q][g]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < NP; q++) {
+            long b = r + i;
+            float *xz = AX + b * 3 * H + j0 + 16 * q, *xr = xz + H;
+            __m512 z = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xz), acc[i][q][0])); /* Zt */
+            __m512 rg = sc_sigmoid_v16(_mm512_add_ps(_mm512_loadu_ps(xr), acc[i][q][1]));/* Rt */
+            _mm512_storeu_ps(xz, z);
+            _mm512_storeu_ps(xr, rg);
+            _mm512_storeu_ps(RH + b * H + j0 + 16 * q,
+                             _mm512_mul_ps(rg, _mm512_loadu_ps(a[i] + j0 + 16 * q)));
+        }
+}
+
+static inline __attribute__((always_inline)) void sc_gru1_tile_b_v16(
+        const int R, int r, int j0, int H, const float *RH, const float *u, float *AX,
+        float *h, const unsigned char *valid, float *y) {
+    enum { NP = SC_GRU1_B_PANELS };
+    __m512 acc[6][NP];
+    const float *a[6];
+    const long ps = (long)H * 16;
+    for (int i = 0; i < R; i++) {
+        a[i] = RH + (long)(r + i) * H;
+        for (int q = 0; q < NP; q++) acc[i][q] = _mm512_setzero_ps();
+    }
+    const float *uk = u;
+    for (int k = 0; k < H; k++, uk += 16) {
+        __m512 uv[NP];
+        for (int q = 0; q < NP; q++) {
+            uv[q] = _mm512_loadu_ps(uk + q * ps);
+            if (R == 2 || R == 3) SC_IN_REGISTER(uv[q]);
+        }
+        for (int i = 0; i < R; i++) {
+            __m512 ak = _mm512_set1_ps(a[i][k]);
+            for (int q = 0; q < NP; q++) acc[i][q] = _mm512_fmadd_ps(ak, uv[q], acc[i][q]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < NP; q++) {
+            long b = r + i, o = b * H + j0 + 16 * q;
+            if (!valid[b]) {
+                if (y) _mm512_storeu_ps(y + o, _mm512_setzero_ps());
+                continue;
+            }
+            float *xz = AX + b * 3 * H + j0 + 16 * q, *xn = xz + 2 * H;
+            __m512 n = sc_tanh_v16(_mm512_add_ps(_mm512_loadu_ps(xn), acc[i][q]));   /* Nt */
+            __m512 z = _mm512_loadu_ps(xz);
+            _mm512_storeu_ps(xn, n);
+            __m512 hv = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), z), n),
+                                      _mm512_mul_ps(z, _mm512_loadu_ps(h + o)));
+            _mm512_storeu_ps(h + o, hv);
+            if (y) _mm512_storeu_ps(y + o, hv);
+        }
+}
+
+#define SC_GRU1_TILES_V16(R)                                                                  \
+    static void sc_gru1_tile##R##a_v16(int r, int j0, int H, const float *Hp, const float *u, \
+                                       long gs, float *AX, float *RH) {                       \
+        sc_gru1_tile_a_v16(R, r, j0, H, Hp, u, gs, AX, RH);                                   \
+    }                                                                                         \
+    static void sc_gru1_tile##R##b_v16(int r, int j0, int H, const float *RH, const float *u, \
+                                       float *AX, float *h, const unsigned char *valid,       \
+                                       float *y) {                                            \
+        sc_gru1_tile_b_v16(R, r, j0, H, RH, u, AX, h, valid, y);                              \
+    }
+SC_GRU1_TILES_V16(1)
+SC_GRU1_TILES_V16(2)
+SC_GRU1_TILES_V16(3)
+SC_GRU1_TILES_V16(4)
+SC_GRU1_TILES_V16(5)
+SC_GRU1_TILES_V16(6)
+#undef SC_GRU1_TILES_V16
+
+/* Phase a (phase_b 0: its SC_GRU1_A_PANELS panels) or b (SC_GRU1_B_PANELS) of the full panels
+ * from units j0 on, for rows [0, active), in register tiles of up to 6 rows (SC_TILE_ROWS_FOR).
+ * u: the first panel's gate 0 (sc_pack_panels). */
+static void sc_gru1_tiles_v16(int phase_b, int active, int j0, int H, const float *Hp,
+                              const float *u, long gs, float *AX, float *RH, float *h,
+                              const unsigned char *valid, float *y) {
+#define SC_TILE_A(R) sc_gru1_tile##R##a_v16(r, j0, H, Hp, u, gs, AX, RH)
+#define SC_TILE_B(R) sc_gru1_tile##R##b_v16(r, j0, H, RH, u + 2 * gs, AX, h, valid, y)
+    for (int r = 0, R; r < active; r += R) {
+        R = SC_TILE_ROWS_FOR(active - r);
+        if (phase_b) SC_TILE_OF_ROWS(R, SC_TILE_B);
+        else SC_TILE_OF_ROWS(R, SC_TILE_A);
+    }
+#undef SC_TILE_A
+#undef SC_TILE_B
+}
 #undef SC_TILE_OF_ROWS
 #undef SC_LD16
 #undef SC_ST16

@@ -842,6 +842,31 @@ static void SC_NAME(sc_lstm_partial_item)(int active, int p, int H, int k0, int 
     }
 }
 
+/* ==================== GRU (reset_after=False) forward step, fused ==================== */
+
+/* The full panels of units [j0, j1) (j0 a multiple of 16) of one phase of a reset-before GRU
+ * step (phase_b 0: z, r and RH; 1: n and the new h) for the rows below `active`, as far as this
+ * variant fuses them: where SC_GRU1_TILES_FULL is defined (float32 on AVX-512), each panel's
+ * product and pass in register tiles (cells.h sc_gru1_tiles_v16). Returns the first unit not
+ * done (j0 where the variant fuses nothing); the caller takes the rest, and the rows from
+ * `active` on, through the workspaces and sc_gru1_gates_block / sc_gru1_forward_block.
+ * Arguments as those and the entry's sc_gru1_forward_step. */
+static int SC_NAME(sc_gru1_fused)(int phase_b, int active, int j0, int j1, int H,
+                                  const SC_T *Hp, const SC_T *Upk, SC_T *AX, SC_T *RH, SC_T *h,
+                                  const unsigned char *valid, SC_T *y) {
+#ifdef SC_GRU1_TILES_FULL
+    const long gs = (long)((H + 15) / 16) * H * 16;      /* from one gate's panels to the next */
+    const int w = 16 * (phase_b ? SC_GRU1_B_PANELS : SC_GRU1_A_PANELS);   /* units a tile */
+    for (; j0 + w <= j1 && j0 + w <= H; j0 += w)
+        SC_GRU1_TILES_FULL(phase_b, active, j0, H, Hp, Upk + (long)j0 * H, gs, AX, RH, h,
+                           valid, y);
+#else
+    (void)phase_b; (void)active; (void)j1; (void)H; (void)Hp; (void)Upk; (void)AX; (void)RH;
+    (void)h; (void)valid; (void)y;
+#endif
+    return j0;
+}
+
 /* ====================== GRU (reset_after) forward step, fused ====================== */
 
 /* Units [j0, j1) of one GRU step (reset_after; j0 a multiple of 16) for every row, as far as
