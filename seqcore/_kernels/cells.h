@@ -656,16 +656,25 @@ static inline __attribute__((always_inline)) void sc_gru1_tile_a_v16(
         }
 }
 
-static inline __attribute__((always_inline)) void sc_gru1_tile_b_v16(
-        const int R, int r, int j0, int H, const float *RH, const float *u, float *AX,
-        float *h, const unsigned char *valid, float *y) {
+/* Sums of one gate over 4 panels (phase b of the reset-before GRU, and the simple RNN's step:
+ * cells_impl.h sc_rnn_forward_block's pass on them) for R rows of `a` (ld H). MODE: 0, the
+ * GRU's n and new h (sums from zero, then AX's n block added; Z: AX, ld 3H); 1 and 2, the
+ * RNN's tanh and relu (sums from Z's values, the pre-activations, ld H, which then hold the
+ * activations, as the unfused pass leaves them). */
+enum { SC_TILE_GRU1_N = 0, SC_TILE_RNN_TANH = 1, SC_TILE_RNN_RELU = 2 };
+static inline __attribute__((always_inline)) void sc_gate_tile_v16(
+        const int R, const int MODE, int r, int j0, int H, const float *A, const float *u,
+        float *Z, float *h, const unsigned char *valid, float *y) {
     enum { NP = SC_GRU1_B_PANELS };
+    const long ldz = MODE == SC_TILE_GRU1_N ? 3L * H : H;
     __m512 acc[6][NP];
     const float *a[6];
     const long ps = (long)H * 16;
     for (int i = 0; i < R; i++) {
-        a[i] = RH + (long)(r + i) * H;
-        for (int q = 0; q < NP; q++) acc[i][q] = _mm512_setzero_ps();
+        a[i] = A + (long)(r + i) * H;
+        for (int q = 0; q < NP; q++)
+            acc[i][q] = MODE == SC_TILE_GRU1_N
+                ? _mm512_setzero_ps() : _mm512_loadu_ps(Z + (r + i) * ldz + j0 + 16 * q);
     }
     const float *uk = u;
     for (int k = 0; k < H; k++, uk += 16) {
@@ -686,12 +695,20 @@ static inline __attribute__((always_inline)) void sc_gru1_tile_b_v16(
                 if (y) _mm512_storeu_ps(y + o, _mm512_setzero_ps());
                 continue;
             }
-            float *xz = AX + b * 3 * H + j0 + 16 * q, *xn = xz + 2 * H;
-            __m512 n = sc_tanh_v16(_mm512_add_ps(_mm512_loadu_ps(xn), acc[i][q]));   /* Nt */
-            __m512 z = _mm512_loadu_ps(xz);
-            _mm512_storeu_ps(xn, n);
-            __m512 hv = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), z), n),
-                                      _mm512_mul_ps(z, _mm512_loadu_ps(h + o)));
+            float *z = Z + b * ldz + j0 + 16 * q;
+            __m512 hv;
+            if (MODE == SC_TILE_GRU1_N) {
+                float *xn = z + 2 * H;
+                __m512 n = sc_tanh_v16(_mm512_add_ps(_mm512_loadu_ps(xn), acc[i][q]));   /* Nt */
+                __m512 zg = _mm512_loadu_ps(z);
+                _mm512_storeu_ps(xn, n);
+                hv = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), zg), n),
+                                   _mm512_mul_ps(zg, _mm512_loadu_ps(h + o)));
+            } else {
+                hv = MODE == SC_TILE_RNN_RELU ? _mm512_max_ps(acc[i][q], _mm512_setzero_ps())
+                                              : sc_tanh_v16(acc[i][q]);
+                _mm512_storeu_ps(z, hv);
+            }
             _mm512_storeu_ps(h + o, hv);
             if (y) _mm512_storeu_ps(y + o, hv);
         }
@@ -705,7 +722,17 @@ static inline __attribute__((always_inline)) void sc_gru1_tile_b_v16(
     static void sc_gru1_tile##R##b_v16(int r, int j0, int H, const float *RH, const float *u, \
                                        float *AX, float *h, const unsigned char *valid,       \
                                        float *y) {                                            \
-        sc_gru1_tile_b_v16(R, r, j0, H, RH, u, AX, h, valid, y);                              \
+        sc_gate_tile_v16(R, SC_TILE_GRU1_N, r, j0, H, RH, u, AX, h, valid, y);                \
+    }                                                                                         \
+    static void sc_rnn_tile##R##t_v16(int r, int j0, int H, const float *Hp, const float *u,  \
+                                      float *A, float *h, const unsigned char *valid,         \
+                                      float *y) {                                             \
+        sc_gate_tile_v16(R, SC_TILE_RNN_TANH, r, j0, H, Hp, u, A, h, valid, y);               \
+    }                                                                                         \
+    static void sc_rnn_tile##R##r_v16(int r, int j0, int H, const float *Hp, const float *u,  \
+                                      float *A, float *h, const unsigned char *valid,         \
+                                      float *y) {                                             \
+        sc_gate_tile_v16(R, SC_TILE_RNN_RELU, r, j0, H, Hp, u, A, h, valid, y);               \
     }
 SC_GRU1_TILES_V16(1)
 SC_GRU1_TILES_V16(2)
@@ -715,6 +742,15 @@ SC_GRU1_TILES_V16(5)
 SC_GRU1_TILES_V16(6)
 #undef SC_GRU1_TILES_V16
 
+/* Rows [0, active) in register tiles of up to 6 rows (SC_TILE_ROWS_FOR), each TILE1(R) where
+ * cond holds, else TILE0(R), R a constant in each (the variable r: the tile's first row). */
+#define SC_ROW_TILES_OF(active, cond, TILE1, TILE0)                                          \
+    for (int r = 0, R; r < (active); r += R) {                                              \
+        R = SC_TILE_ROWS_FOR((active) - r);                                                 \
+        if (cond) SC_TILE_OF_ROWS(R, TILE1);                                                \
+        else SC_TILE_OF_ROWS(R, TILE0);                                                     \
+    }
+
 /* Phase a (phase_b 0: its SC_GRU1_A_PANELS panels) or b (SC_GRU1_B_PANELS) of the full panels
  * from units j0 on, for rows [0, active), in register tiles of up to 6 rows (SC_TILE_ROWS_FOR).
  * u: the first panel's gate 0 (sc_pack_panels). */
@@ -723,14 +759,23 @@ static void sc_gru1_tiles_v16(int phase_b, int active, int j0, int H, const floa
                               const unsigned char *valid, float *y) {
 #define SC_TILE_A(R) sc_gru1_tile##R##a_v16(r, j0, H, Hp, u, gs, AX, RH)
 #define SC_TILE_B(R) sc_gru1_tile##R##b_v16(r, j0, H, RH, u + 2 * gs, AX, h, valid, y)
-    for (int r = 0, R; r < active; r += R) {
-        R = SC_TILE_ROWS_FOR(active - r);
-        if (phase_b) SC_TILE_OF_ROWS(R, SC_TILE_B);
-        else SC_TILE_OF_ROWS(R, SC_TILE_A);
-    }
+    SC_ROW_TILES_OF(active, phase_b, SC_TILE_B, SC_TILE_A)
 #undef SC_TILE_A
 #undef SC_TILE_B
 }
+
+/* The simple RNN's step (relu, else tanh) over SC_GRU1_B_PANELS full panels from units j0 on,
+ * rows [0, active), in register tiles of up to 6 rows. u: the first panel (sc_pack_panels). */
+static void sc_rnn_tiles_v16(int relu, int active, int j0, int H, const float *Hp,
+                             const float *u, float *A, float *h, const unsigned char *valid,
+                             float *y) {
+#define SC_TILE_T(R) sc_rnn_tile##R##t_v16(r, j0, H, Hp, u, A, h, valid, y)
+#define SC_TILE_R(R) sc_rnn_tile##R##r_v16(r, j0, H, Hp, u, A, h, valid, y)
+    SC_ROW_TILES_OF(active, relu, SC_TILE_R, SC_TILE_T)
+#undef SC_TILE_T
+#undef SC_TILE_R
+}
+#undef SC_ROW_TILES_OF
 #undef SC_TILE_OF_ROWS
 #undef SC_LD16
 #undef SC_ST16

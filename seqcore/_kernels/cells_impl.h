@@ -867,6 +867,24 @@ static int SC_NAME(sc_gru1_fused)(int phase_b, int active, int j0, int j1, int H
     return j0;
 }
 
+/* The full panels of units [j0, j1) (j0 a multiple of 16) of a simple RNN step for the rows
+ * below `active`, as far as this variant fuses them: where SC_RNN_TILES_FULL is defined
+ * (float32 on AVX-512), groups of SC_GRU1_B_PANELS panels in register tiles (cells.h
+ * sc_rnn_tiles_v16). Returns the first unit not done, as sc_gru1_fused. Arguments as
+ * sc_rnn_forward_block and the entry's sc_rnn_forward_step. */
+static int SC_NAME(sc_rnn_fused)(int relu, int active, int j0, int j1, int H, const SC_T *Hp,
+                                 const SC_T *Upk, SC_T *A, SC_T *h, const unsigned char *valid,
+                                 SC_T *y) {
+#ifdef SC_RNN_TILES_FULL
+    for (const int w = 16 * SC_GRU1_B_PANELS; j0 + w <= j1 && j0 + w <= H; j0 += w)
+        SC_RNN_TILES_FULL(relu, active, j0, H, Hp, Upk + (long)j0 * H, A, h, valid, y);
+#else
+    (void)relu; (void)active; (void)j1; (void)H; (void)Hp; (void)Upk; (void)A; (void)h;
+    (void)valid; (void)y;
+#endif
+    return j0;
+}
+
 /* ====================== GRU (reset_after) forward step, fused ====================== */
 
 /* Units [j0, j1) of one GRU step (reset_after; j0 a multiple of 16) for every row, as far as

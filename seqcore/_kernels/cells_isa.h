@@ -103,6 +103,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #define SC_LSTM_TILES_FULL sc_lstm_tiles_v16  /* cells.h: every panel's tiles in registers */
 #define SC_GRU_TILES_FULL sc_gru_tiles_v16    /* cells.h: the same for the GRU */
 #define SC_GRU1_TILES_FULL sc_gru1_tiles_v16  /* cells.h: and for the reset-before GRU */
+#define SC_RNN_TILES_FULL sc_rnn_tiles_v16    /* cells.h: and for the simple RNN */
 #else
 #define SC_VEC sc_v8f
 #define SC_VL 8
@@ -126,6 +127,7 @@ static void SC_CAT(sc_transpose, _f64, SC_ISA)(int rows, int cols, const double 
 #undef SC_LSTM_TILES_FULL
 #undef SC_GRU_TILES_FULL
 #undef SC_GRU1_TILES_FULL
+#undef SC_RNN_TILES_FULL
 #undef SC_GEMM_TILE_FULL
 #undef SC_LSTM_UPDATE_FULL
 
