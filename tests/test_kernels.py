@@ -90,6 +90,21 @@ def test_kernel_matches_reference_when_threads_split_the_step(variant, threads, 
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_register_tile_height_matches_reference(variant, threads, monkeypatch):
+    """The fused steps' register tiles (cells.h: the LSTM's, the GRU's, both rounds of the
+    reset-before GRU's, the simple RNN's) are compiled for each number of rows up to 6 or 8
+    and take the batch in the fewest such tiles: every batch of 1 to 8 rows, and 13 (5 + 4 +
+    4), through each of them, at H = 131 (whole groups of 2 and 4 panels, then a remainder
+    and an edge unit that the unfused path takes), masked rows and holes included."""
+    monkeypatch.setattr(ops, "_STEP_SPLIT", True)
+    with num_threads(threads):
+        for B in [1, 2, 3, 4, 5, 6, 7, 8, 13]:
+            compare_with_reference(make_problem(variant, 5, B, 6, 131, dtype=np.float32,
+                                                seed=B, mask=True, scale=0.2))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_team_barrier_whose_waiters_sleep_at_once(variant, monkeypatch):
     """The steps' barrier (cells.h sc_team_barrier) spins, then sleeps on a futex; with
     SEQCORE_BARRIER_SPINS=0 every waiter sleeps at every barrier, so the sleep and the wake
