@@ -460,6 +460,33 @@ static void sc_lstm_tiles_v16(int active, int j0, int n, int H, int K, const flo
 #undef SC_TILE_EDGE
 }
 
+/* The k loop of the GRU and RNN register tiles below: acc[(i * NP + q) * G + g] += sum over
+ * k < K of a[i][k] * (gate g of panel q at k), for rows i < R, panels q < NP and gates g < G
+ * (R, NP, G constants at each call, so that the sums stay in registers), gate g of panel q at
+ * u + q * ps + g * gs, consecutive k 16 values apart. uk steps by a pointer increment: as
+ * u + k * 16 with an int k, GCC 12 rebuilt the address each k from k (shift, sign extension,
+ * two adds: 10 instructions for 3 multiply-adds at a batch of 1). */
+static inline __attribute__((always_inline)) void sc_panel_sums_v16(
+        const int R, const int NP, const int G, int K, const float *const *a, const float *u,
+        long ps, long gs, __m512 *acc) {
+    const float *uk = u;
+    for (int k = 0; k < K; k++, uk += 16) {
+        __m512 uv[4][3];
+        for (int q = 0; q < NP; q++)
+            for (int g = 0; g < G; g++) {
+                uv[q][g] = _mm512_loadu_ps(uk + q * ps + g * gs);
+                if (R == 2 || R == 3) SC_IN_REGISTER(uv[q][g]);   /* loaded once */
+            }
+        for (int i = 0; i < R; i++) {
+            __m512 ak = _mm512_set1_ps(a[i][k]);
+            for (int q = 0; q < NP; q++)
+                for (int g = 0; g < G; g++)
+                    acc[(i * NP + q) * G + g] = _mm512_fmadd_ps(ak, uv[q][g],
+                                                                acc[(i * NP + q) * G + g]);
+        }
+    }
+}
+
 /* The GRU (reset_after) step's register tile of R rows x NP panels of 16 units (rows
  * r..r+R-1, units j0..j0+16NP-1; NP is 1, or 2 for a single row; EDGE: one edge panel, m as
  * the LSTM's tile takes them): the recurrent product of the three gates, starting from the
@@ -498,25 +525,7 @@ static inline __attribute__((always_inline)) void sc_gru_tile_v16(
             __builtin_prefetch(h + b * H + j0 + 16 * q, 1, 3);
         }
     }
-    /* uk steps by a pointer increment: as u + k * 16 with an int k, GCC 12 rebuilt the
-     * address each k from k (shift, sign extension, two adds: 10 instructions for 3
-     * multiply-adds at a batch of 1) */
-    const float *uk = u;
-    const long ps = (long)H * 16;       /* from one panel of a gate to the next */
-    for (int k = 0; k < H; k++, uk += 16) {
-        __m512 uv[2][3];
-        for (int q = 0; q < NP; q++)
-            for (int g = 0; g < 3; g++) {
-                uv[q][g] = _mm512_loadu_ps(uk + q * ps + g * gs);
-                if (R == 2 || R == 3) SC_IN_REGISTER(uv[q][g]);   /* loaded once */
-            }
-        for (int i = 0; i < R; i++) {
-            __m512 ak = _mm512_set1_ps(a[i][k]);
-            for (int q = 0; q < NP; q++)
-                for (int g = 0; g < 3; g++)
-                    acc[i * NP + q][g] = _mm512_fmadd_ps(ak, uv[q][g], acc[i * NP + q][g]);
-        }
-    }
+    sc_panel_sums_v16(R, NP, 3, H, a, u, (long)H * 16, gs, &acc[0][0]);
     for (int i = 0; i < R; i++)
         for (int q = 0; q < NP; q++) {
             long b = r + i, o = b * H + j0 + 16 * q;
@@ -623,26 +632,11 @@ static inline __attribute__((always_inline)) void sc_gru1_tile_a_v16(
     enum { NP = SC_GRU1_A_PANELS };
     __m512 acc[6][NP][2];
     const float *a[6];
-    const long ps = (long)H * 16;        /* from one panel of a gate to the next */
     for (int i = 0; i < R; i++) {
         a[i] = Hp + (long)(r + i) * H;
         for (int q = 0; q < NP; q++) acc[i][q][0] = acc[i][q][1] = _mm512_setzero_ps();
     }
-    const float *uk = u;
-    for (int k = 0; k < H; k++, uk += 16) {
-        __m512 uv[NP][2];
-        for (int q = 0; q < NP; q++)
-            for (int g = 0; g < 2; g++) {
-                uv[q][g] = _mm512_loadu_ps(uk + q * ps + g * gs);
-                if (R == 2 || R == 3) SC_IN_REGISTER(uv[q][g]);   /* loaded once */
-            }
-        for (int i = 0; i < R; i++) {
-            __m512 ak = _mm512_set1_ps(a[i][k]);
-            for (int q = 0; q < NP; q++)
-                for (int g = 0; g < 2; g++)
-                    acc[i][q][g] = _mm512_fmadd_ps(ak, uv[q][g], acc[i][q][g]);
-        }
-    }
+    sc_panel_sums_v16(R, NP, 2, H, a, u, (long)H * 16, gs, &acc[0][0][0]);
     for (int i = 0; i < R; i++)
         for (int q = 0; q < NP; q++) {
             long b = r + i;
@@ -669,25 +663,13 @@ static inline __attribute__((always_inline)) void sc_gate_tile_v16(
     const long ldz = MODE == SC_TILE_GRU1_N ? 3L * H : H;
     __m512 acc[6][NP];
     const float *a[6];
-    const long ps = (long)H * 16;
     for (int i = 0; i < R; i++) {
         a[i] = A + (long)(r + i) * H;
         for (int q = 0; q < NP; q++)
             acc[i][q] = MODE == SC_TILE_GRU1_N
                 ? _mm512_setzero_ps() : _mm512_loadu_ps(Z + (r + i) * ldz + j0 + 16 * q);
     }
-    const float *uk = u;
-    for (int k = 0; k < H; k++, uk += 16) {
-        __m512 uv[NP];
-        for (int q = 0; q < NP; q++) {
-            uv[q] = _mm512_loadu_ps(uk + q * ps);
-            if (R == 2 || R == 3) SC_IN_REGISTER(uv[q]);
-        }
-        for (int i = 0; i < R; i++) {
-            __m512 ak = _mm512_set1_ps(a[i][k]);
-            for (int q = 0; q < NP; q++) acc[i][q] = _mm512_fmadd_ps(ak, uv[q], acc[i][q]);
-        }
-    }
+    sc_panel_sums_v16(R, NP, 1, H, a, u, (long)H * 16, 0, &acc[0][0]);
     for (int i = 0; i < R; i++)
         for (int q = 0; q < NP; q++) {
             long b = r + i, o = b * H + j0 + 16 * q;
