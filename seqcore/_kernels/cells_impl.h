@@ -823,6 +823,9 @@ static void SC_NAME(sc_lstm_partial_item)(int active, int p, int H, int k0, int 
     const int j0 = p * 16, n = H - j0 < 16 ? H - j0 : 16;
     long gs, ks;
     const SC_T *u = SC_NAME(sc_lstm_item_weights)(p, H, k0, Upk, ldu, &gs, &ks);
+#ifdef SC_LSTM_TILES_FULL                /* float32 on AVX-512: in registers (cells.h) */
+    sc_lstm_partial_tiles_v16(active, j0, n, H, k1 - k0, Hp + k0, u, gs, ks, Z);
+#else
     for (int r = 0; r < active; r++) {
         const SC_T *a = Hp + (long)r * H + k0;
         SC_T *z = Z + (long)r * 4 * H + j0, zbuf[4][16];
@@ -840,6 +843,7 @@ static void SC_NAME(sc_lstm_partial_item)(int active, int p, int H, int k0, int 
             SC_NAME(sc_copy16)(z + g * H, zbuf[g], n);
         }
     }
+#endif
 }
 
 /* ==================== GRU (reset_after=False) forward step, fused ==================== */
