@@ -118,16 +118,18 @@ def test_team_barrier_whose_waiters_sleep_at_once(variant, monkeypatch):
                                                 mask=True, scale=0.1))
 
 
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
 @pytest.mark.parametrize("in_place", ["1", "0"])
 @pytest.mark.parametrize("spins", ["0", None])
-@pytest.mark.parametrize("H", [40, 48, 100, 256])
-def test_lstm_batch_of_one_steps_without_a_barrier(H, spins, in_place, monkeypatch):
-    """LSTM inference of one row on a team of two (cells_entry.h's overlapped step: each thread
-    multiplies its own part of the state first, then waits for the other's step before, with
-    no barrier; the second thread's products sum in another order): against the reference with
-    holes in the mask (a masked step keeps the state), a row of no valid step, initial states,
-    recurrent dropout, reverse, chunks of a few steps (the wait counts steps across them), both
-    layouts of U (H = 40 and 100 have an edge panel and are packed either way), waiters that
+@pytest.mark.parametrize("H", [16, 40, 48, 100, 256])
+def test_batch_of_one_steps_without_a_barrier(variant, H, spins, in_place, monkeypatch):
+    """LSTM and GRU (reset_after) inference of one row on a team of two (cells_entry.h's
+    overlapped steps: each thread multiplies its own part of the state first, then waits for
+    the other's step before, with no barrier; the second thread's products sum in another
+    order): against the reference with holes in the mask (a masked step keeps the state), a
+    row of no valid step, initial states, recurrent dropout, reverse, chunks of a few steps
+    (the wait counts steps across them), both layouts of the LSTM's U (H = 40 and 100 have an
+    edge panel and are packed either way; H = 16 leaves one thread no units), waiters that
     spin or sleep at once; and the same bits from call to call."""
     monkeypatch.setattr(ops, "_STEP_SPLIT", True)
     monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 5 * 4 * H)
@@ -140,7 +142,7 @@ def test_lstm_batch_of_one_steps_without_a_barrier(H, spins, in_place, monkeypat
             for options, mask in [(dict(initial=True, dropout=True), holes),
                                   (dict(reverse=True, initial=True), holes),
                                   (dict(), None), (dict(initial=True), np.zeros_like(holes))]:
-                p = make_problem("lstm", 11, 1, 5, H, dtype=dtype, scale=0.2, **options)
+                p = make_problem(variant, 11, 1, 5, H, dtype=dtype, scale=0.2, **options)
                 p.mask = mask
                 want, want_finals, _ = forward(reference, p)
                 got, finals, cache = forward(ops, p, training=False)

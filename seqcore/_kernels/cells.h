@@ -528,22 +528,31 @@ static inline __attribute__((always_inline)) void sc_panel_sums_v16(
  * 3 NP pieces of U and a broadcast: up to 28 of the 32 registers at R = 8). The lines of AX and
  * h that the pass will read are asked for before the product, which hides their latency behind
  * it (a training step, whose AX comes from memory, 1 thread, B = 16, H = 256: 1.03 -> 0.99x
- * the time of the unfused step). */
+ * the time of the unfused step).
+ * PART (a constant) splits the product over the state for the overlapped step
+ * (cells_entry.h): SC_GRU_WHOLE, all of it as above (k0 = 0, K = H, S unused); SC_GRU_FIRST,
+ * the sums over the K values of k from k0 on, from bh, go to S (ld 3H, AH's layout) and
+ * nothing else is done; SC_GRU_REST, the sums start from S's and run over k0..k0+K-1, then
+ * the pass. */
+enum { SC_GRU_WHOLE, SC_GRU_FIRST, SC_GRU_REST };
 static inline __attribute__((always_inline)) void sc_gru_tile_v16(
-        const int R, const int NP, const int EDGE, __mmask16 m, int r, int j0, int H,
-        const float *Hp, const float *u, long gs, const float *bh, float *AX, float *h,
-        const unsigned char *valid, float *y, float *An_store, const float *rmask,
-        float *Hp_next, float *H_next) {
+        const int R, const int NP, const int EDGE, const int PART, __mmask16 m, int r, int j0,
+        int H, int k0, int K, float *S, const float *Hp, const float *u, long gs,
+        const float *bh, float *AX, float *h, const unsigned char *valid, float *y,
+        float *An_store, const float *rmask, float *Hp_next, float *H_next) {
     __m512 acc[8][3];                   /* [i * NP + q]: row i, panel q */
     const float *a[8];
     for (int q = 0; q < NP; q++)
         for (int g = 0; g < 3; g++) {
             __m512 start = bh ? SC_LD16(bh + g * H + j0 + 16 * q) : _mm512_setzero_ps();
-            for (int i = 0; i < R; i++) acc[i * NP + q][g] = start;
+            for (int i = 0; i < R; i++)
+                acc[i * NP + q][g] = PART == SC_GRU_REST
+                    ? SC_LD16(S + (long)(r + i) * 3 * H + g * H + j0 + 16 * q) : start;
         }
     for (int i = 0; i < R; i++) {
         long b = r + i;
-        a[i] = Hp + b * H;
+        a[i] = Hp + b * H + k0;
+        if (PART == SC_GRU_FIRST) continue;     /* no pass after it */
         for (int q = 0; q < NP; q++) {
             const float *xz = AX + b * 3 * H + j0 + 16 * q;
             __builtin_prefetch(xz, 1, 3);
@@ -552,7 +561,14 @@ static inline __attribute__((always_inline)) void sc_gru_tile_v16(
             __builtin_prefetch(h + b * H + j0 + 16 * q, 1, 3);
         }
     }
-    sc_panel_sums_v16(R, NP, 3, H, a, u, (long)H * 16, gs, &acc[0][0]);
+    sc_panel_sums_v16(R, NP, 3, K, a, u + (long)k0 * 16, (long)H * 16, gs, &acc[0][0]);
+    if (PART == SC_GRU_FIRST) {
+        for (int i = 0; i < R; i++)
+            for (int q = 0; q < NP; q++)
+                for (int g = 0; g < 3; g++)
+                    SC_ST16(S + (long)(r + i) * 3 * H + g * H + j0 + 16 * q, acc[i * NP + q][g]);
+        return;
+    }
     for (int i = 0; i < R; i++)
         for (int q = 0; q < NP; q++) {
             long b = r + i, o = b * H + j0 + 16 * q;
@@ -584,8 +600,8 @@ static inline __attribute__((always_inline)) void sc_gru_tile_v16(
                      long gs, const float *bh, float *AX, float *h,                           \
                      const unsigned char *valid, float *y, float *An_store,                   \
                      const float *rmask, float *Hp_next, float *H_next) {                     \
-        sc_gru_tile_v16(R, NP, EDGE, m, r, j0, H, Hp, u, gs, bh, AX, h, valid, y, An_store,   \
-                        rmask, Hp_next, H_next);                                              \
+        sc_gru_tile_v16(R, NP, EDGE, SC_GRU_WHOLE, m, r, j0, H, 0, H, NULL, Hp, u, gs, bh, AX, \
+                        h, valid, y, An_store, rmask, Hp_next, H_next);                       \
     }
 #define SC_GRU_TILES_V16(R)                                                                   \
     SC_GRU_TILE_V16(R, 1, 0, sc_gru_tile##R##_v16)                                            \
@@ -640,6 +656,50 @@ static void sc_gru_tiles_v16(int active, int panels, int j0, int n, int H, const
 #undef SC_GRU_TILE_OF_ROWS
 #undef SC_TILE
 #undef SC_TILE_EDGE
+}
+
+/* One row's part of the overlapped GRU step (PART: SC_GRU_FIRST or SC_GRU_REST, as
+ * sc_gru_tile_v16 takes them) over the panels of units [j0, j1) (j0 a multiple of 16), two
+ * panels a tile where two are left, as sc_gru_tiles_v16 takes a single row; row r = 0. */
+#define SC_GRU_SPLIT_TILE_V16(NP, EDGE, PART, name)                                           \
+    static void name(__mmask16 m, int j0, int H, int k0, int K, float *S, const float *Hp,   \
+                     const float *u, long gs, const float *bh, float *AX, float *h,            \
+                     const unsigned char *valid, float *y, const float *rmask,                \
+                     float *Hp_next) {                                                        \
+        sc_gru_tile_v16(1, NP, EDGE, PART, m, 0, j0, H, k0, K, S, Hp, u, gs, bh, AX, h, valid, \
+                        y, NULL, rmask, Hp_next, NULL);                                       \
+    }
+SC_GRU_SPLIT_TILE_V16(1, 0, SC_GRU_FIRST, sc_gru_first1_v16)
+SC_GRU_SPLIT_TILE_V16(1, 1, SC_GRU_FIRST, sc_gru_first1e_v16)
+SC_GRU_SPLIT_TILE_V16(2, 0, SC_GRU_FIRST, sc_gru_first2_v16)
+SC_GRU_SPLIT_TILE_V16(1, 0, SC_GRU_REST, sc_gru_rest1_v16)
+SC_GRU_SPLIT_TILE_V16(1, 1, SC_GRU_REST, sc_gru_rest1e_v16)
+SC_GRU_SPLIT_TILE_V16(2, 0, SC_GRU_REST, sc_gru_rest2_v16)
+#undef SC_GRU_SPLIT_TILE_V16
+
+static void sc_gru_split_tiles_v16(int rest, int j0, int j1, int H, int k0, int K, float *S,
+                                   const float *Hp, const float *Upk, long gs,
+                                   const float *bh, float *AX, float *h,
+                                   const unsigned char *valid, float *y, const float *rmask,
+                                   float *Hp_next) {
+    for (int panels; j0 < j1; j0 += 16 * panels) {
+        const int n = j1 - j0 < 16 ? j1 - j0 : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        const float *u = Upk + (long)j0 * H;
+        panels = j0 + 32 <= j1 ? 2 : 1;
+#define SC_SPLIT_ARGS m, j0, H, k0, K, S, Hp, u, gs, bh, AX, h, valid, y, rmask, Hp_next
+        if (panels == 2) {
+            if (rest) sc_gru_rest2_v16(SC_SPLIT_ARGS);
+            else sc_gru_first2_v16(SC_SPLIT_ARGS);
+        } else if (n == 16) {
+            if (rest) sc_gru_rest1_v16(SC_SPLIT_ARGS);
+            else sc_gru_first1_v16(SC_SPLIT_ARGS);
+        } else {
+            if (rest) sc_gru_rest1e_v16(SC_SPLIT_ARGS);
+            else sc_gru_first1e_v16(SC_SPLIT_ARGS);
+        }
+#undef SC_SPLIT_ARGS
+    }
 }
 /* The GRU (reset_after=False) step's two phases as register tiles of R rows x NP full panels
  * of 16 units (rows r..r+R-1, units j0..j0+16NP-1), each product with its pass of
@@ -1194,13 +1254,13 @@ static inline void sc_team_done(sc_claims *cl, int s) {
     sc_publish(cl, &cl->done[omp_get_thread_num()].steps, s + 1);
 }
 
-/* Whether a scan's inference steps of `rows` rows run as cells_entry.h's overlapped LSTM step
- * on this team (cl: the scan's counters): a team of two on at least two processors, batches of
+/* Whether a scan's inference steps of `rows` rows run as cells_entry.h's overlapped steps
+ * (the LSTM's, the reset_after GRU's) on this team (cl: the scan's counters): a team of two on at least two processors, batches of
  * up to SC_OVERLAP_ROWS rows. (A larger team would need the rest of each thread's state in
  * two pieces; it has not been measured, and the 2-core machines this is developed on could
  * not test it.) */
 #define SC_OVERLAP_ROWS 1
-static inline int sc_lstm_overlaps(int rows, const sc_claims *cl) {
+static inline int sc_steps_overlap(int rows, const sc_claims *cl) {
     return cl && omp_get_num_threads() == 2 && cl->procs >= 2 && rows <= SC_OVERLAP_ROWS;
 }
 

@@ -46,7 +46,7 @@ cdef extern from "cells.h" nogil:
     void sc_lstm_forward_step_f64(int, int, const double*, const double*, int, double*, double*,
                                   double*, const u8*, double*, double*, const double*, double*,
                                   sc_claims*, int)
-    int sc_lstm_overlaps(int rows, const sc_claims* cl)
+    int sc_steps_overlap(int rows, const sc_claims* cl)
     void sc_lstm_forward_step_overlapped_f32(int, int, const float*, const float*, int, float*,
                                              float*, float*, const u8*, float*, const float*,
                                              float*, sc_claims*, int)
@@ -65,6 +65,12 @@ cdef extern from "cells.h" nogil:
     void sc_gru_forward_step_f64(int, int, const double*, const double*, const double*, double*,
                                  double*, double*, const u8*, double*, double*, const double*, double*, double*,
                                  sc_claims*, int)
+    void sc_gru_forward_step_overlapped_f32(int, int, const float*, const float*, const float*,
+                                            float*, float*, float*, const u8*, float*,
+                                            const float*, float*, sc_claims*, int)
+    void sc_gru_forward_step_overlapped_f64(int, int, const double*, const double*,
+                                            const double*, double*, double*, double*, const u8*,
+                                            double*, const double*, double*, sc_claims*, int)
     void sc_gru_backward_step_f32(int, int, const float*, const float*, const float*,
                                   const u8*, const float*, float*, float*, float*, float*,
                                   const float*, const float*, float*, sc_claims*, int)
@@ -203,6 +209,20 @@ cdef inline void gru_forward_step(int rows, int H, const floating* Hp,
     else:
         sc_gru_forward_step_f64(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, An_store, rmask,
                                 Hp_next, H_next, claims, s)
+
+
+cdef inline void gru_forward_step_overlapped(int rows, int H, const floating* Hp,
+                                             const floating* Upk, const floating* bh,
+                                             floating* AX, floating* AH, floating* h,
+                                             const u8* valid, floating* y,
+                                             const floating* rmask, floating* Hp_next,
+                                             sc_claims* claims, int s) noexcept nogil:
+    if floating is float:
+        sc_gru_forward_step_overlapped_f32(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, rmask,
+                                           Hp_next, claims, s)
+    else:
+        sc_gru_forward_step_overlapped_f64(rows, H, Hp, Upk, bh, AX, AH, h, valid, y, rmask,
+                                           Hp_next, claims, s)
 
 
 cdef inline void gru_backward_step(int rows, int H, const floating* A,

@@ -306,8 +306,12 @@ static int SC_ENTRY(sc_gemm_tn)(int n_threads, int M1, const SC_T *A1, int lda1,
 #define SC_RECURRENT_SET(rows, H, Hp, Upk, g, Z, ldz, zc, init)                             \
     SC_RECURRENT_PRODUCT(rows, H, Hp, Upk, g, Z, ldz, zc, init, 1)
 #define SC_RECURRENT_PRODUCT(rows, H, Hp, Upk, g, Z, ldz, zc, init, set)                    \
-    SC_BEST(sc_gemm_acc_packed)((rows), (H), (Hp), (H),                                  \
-        (Upk) + (long)(g) * (((H) + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS) * (H) * SC_PANEL_UNITS, \
+    SC_RECURRENT_RANGE(rows, H, 0, H, Hp, Upk, g, Z, ldz, zc, init, set)
+/* the same over the state's units [k0, k1) only: Hp[:, k0:k1] U_g[k0:k1, j] */
+#define SC_RECURRENT_RANGE(rows, H, k0, k1, Hp, Upk, g, Z, ldz, zc, init, set)               \
+    SC_BEST(sc_gemm_acc_packed)((rows), (k1) - (k0), (Hp) + (k0), (H),                   \
+        (Upk) + (long)(g) * (((H) + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS) * (H) * SC_PANEL_UNITS \
+              + (long)(k0) * SC_PANEL_UNITS,                                               \
         SC_PACKED(H), SC_OWN_PANELS, (Z), (ldz), (zc), (H), (init), (set), NULL, NULL)
 
 /* Rows [active, rows) of Z's columns [zc + j0, zc + j1) = init (NULL: zero): the rows past the
@@ -409,7 +413,7 @@ static void SC_ENTRY(sc_lstm_forward_step)(
  * and the items take ~4% more samples than the items did alone; the waits, ~8% of each
  * thread's samples at the barrier, are 1.5-4%. At 2 rows the partial products (row by row,
  * where the items' 2-row tile reads U once for both) made it 1.12x slower: hence one row
- * (sc_lstm_overlaps), also because the fixed split gives up the claims' rebalancing when a
+ * (sc_steps_overlap), also because the fixed split gives up the claims' rebalancing when a
  * core is slowed (cells.h sc_claims), which pays at larger batches. Arguments as
  * sc_lstm_forward_step (no training stores); cl: the scan's counters; s: the step, counted
  * from 0 in the call. The masked rows past the last valid one keep their state, each
@@ -560,6 +564,47 @@ static void SC_ENTRY(sc_gru_forward_step)(
             SC_NEXT_STATE(rows, H, h, NULL, H_next);
         }
     SC_CLAIMED_UNITS_END
+}
+
+/* The GRU's (reset_after) inference step of a single row on a team of two without the
+ * step's barrier, as sc_lstm_forward_step_overlapped: each thread takes a fixed half of the
+ * panels (its units [j0, j1)), runs their products over the state's units it wrote itself at
+ * the step before (into AH, from bh), waits until the other thread has finished the step
+ * before, adds the products over the rest of the state and runs the pass on its units. Where
+ * this CPU's variant has the GRU's register tiles (sc_gru_split_fused), both parts run there
+ * and the pass on the sums in registers; elsewhere through AH and sc_gru_forward_block.
+ * Against the claims and the barrier (Zen 4, 2 threads, paired call by call in one process,
+ * medians of 200 pairs): GRU inference (100, 1, 128, 256) 0.98-1.0x the time (three runs),
+ * (1000, 1, 8, 256) 0.967x, (100, 1, 64, 128) 0.936x, (100, 1, 128, 512) 0.98x. perf: the
+ * wait still takes ~10% of the samples (the barrier and claims took ~18%): the handover of
+ * the other thread's state, and whichever core is slower at the moment. Arguments as
+ * sc_gru_forward_step (no training stores); cl, s as the LSTM's. */
+static void SC_ENTRY(sc_gru_forward_step_overlapped)(
+        int rows, int H, const SC_T *Hp, const SC_T *Upk, const SC_T *bh, SC_T *AX,
+        SC_T *AH, SC_T *h, const unsigned char *valid, SC_T *y, const SC_T *rmask,
+        SC_T *Hp_next, sc_claims *cl, int s) {
+    int nt = omp_get_num_threads(), me = omp_get_thread_num();
+    int panels = (H + SC_PANEL_UNITS - 1) / SC_PANEL_UNITS;
+    int p0 = (int)((long)panels * me / nt), p1 = (int)((long)panels * (me + 1) / nt);
+    int j0 = p0 * SC_PANEL_UNITS, j1 = p1 * SC_PANEL_UNITS < H ? p1 * SC_PANEL_UNITS : H;
+    int active = sc_active_rows(rows, valid);
+    if (j0 < j1 && !SC_BEST(sc_gru_split_fused)(0, rows, active, j0, j1, H, j0, j1, Hp, Upk, bh,
+                                                AH, AX, h, valid, y, rmask, Hp_next))
+        for (int g = 0; g < 3; g++) {
+            SC_FILL_TAIL(active, rows, AH, 3 * H, bh, g * H);
+            SC_RECURRENT_RANGE(active, H, j0, j1, Hp, Upk, g, AH, 3 * H, g * H, bh, 1);
+        }
+    sc_team_wait(cl, s);
+    /* the rest of the state, the other thread's units, with the pass */
+    int k0 = me == 0 ? j1 : 0, k1 = me == 0 ? H : j0;
+    if (j0 < j1 && !SC_BEST(sc_gru_split_fused)(1, rows, active, j0, j1, H, k0, k1, Hp, Upk, bh,
+                                                AH, AX, h, valid, y, rmask, Hp_next)) {
+        for (int g = 0; g < 3; g++)
+            SC_RECURRENT_RANGE(active, H, k0, k1, Hp, Upk, g, AH, 3 * H, g * H, NULL, 0);
+        SC_BEST(sc_gru_forward_block)(rows, j0, j1, H, AX, AH, h, valid, y, NULL);
+        SC_NEXT_STATE(rows, H, h, rmask, Hp_next);
+    }
+    sc_team_done(cl, s);
 }
 
 /* Rounds 2s (pointwise) and 2s + 1 (dh's recurrent part), as sc_lstm_backward_step. dAH

@@ -846,6 +846,36 @@ static void SC_NAME(sc_lstm_partial_item)(int active, int p, int H, int k0, int 
 #endif
 }
 
+/* One part of the overlapped GRU step (cells_entry.h) for the units [j0, j1) (j0 a multiple
+ * of 16) of a single row: rest 0, the sums over the state's units [k0, k1) from bh into AH;
+ * rest 1, those sums plus the ones over [k0, k1) now, then the pass, in register tiles where
+ * this variant has them (cells.h sc_gru_split_tiles_v16: returns 1); else nothing is done and
+ * 0 returned. A masked row (active 0) keeps its state: y zero, Hp_next its state. */
+static int SC_NAME(sc_gru_split_fused)(
+        int rest, int rows, int active, int j0, int j1, int H, int k0, int k1, const SC_T *Hp,
+        const SC_T *Upk, const SC_T *bh, SC_T *AH, SC_T *AX, SC_T *h,
+        const unsigned char *valid, SC_T *y, const SC_T *rmask, SC_T *Hp_next) {
+#ifdef SC_GRU_TILES_FULL
+    const long gs = (long)((H + 15) / 16) * H * 16;      /* from one gate's panels to the next */
+    if (active)
+        sc_gru_split_tiles_v16(rest, j0, j1, H, k0, k1 - k0, AH, Hp, Upk, gs, bh, AX, h, valid,
+                               y, rmask, Hp_next);
+    if (rest && active < rows) {
+        long o = (long)active * H;
+        for (int b = active; b < rows; b++) SC_ZERO_UNITS(y ? y + (long)b * H : NULL, j0, j1);
+        if (Hp_next)
+            SC_NAME(sc_masked_state_block)(rows - active, j0, j1, H, h + o,
+                                           rmask ? rmask + o : NULL, Hp_next + o);
+    }
+    return 1;
+#else
+    (void)rest; (void)rows; (void)active; (void)j0; (void)j1; (void)H; (void)k0; (void)k1;
+    (void)Hp; (void)Upk; (void)bh; (void)AH; (void)AX; (void)h; (void)valid; (void)y;
+    (void)rmask; (void)Hp_next;
+    return 0;
+#endif
+}
+
 /* ==================== GRU (reset_after=False) forward step, fused ==================== */
 
 /* The full panels of units [j0, j1) (j0 a multiple of 16) of one phase of a reset-before GRU

@@ -19,8 +19,9 @@ from cython.parallel cimport parallel
 from libc.stdint cimport int64_t
 
 from .cells cimport (gru1_backward_step, gru1_forward_step, gru_backward_step,
-                     gru_forward_step, masked_state, sc_claims, sc_claims_reset,
-                     sc_ftz_enter, sc_ftz_exit, sc_team_barrier, u8)
+                     gru_forward_step, gru_forward_step_overlapped, masked_state, sc_claims,
+                     sc_claims_reset, sc_ftz_enter, sc_ftz_exit, sc_steps_overlap,
+                     sc_team_barrier, u8)
 from .scan cimport (PACK_AUTO, PACK_READY, backward_rows, chunk_steps, entering_state,
                     handed_on, input_gradient, next_state, opt, opt3, opt_vec, pack_weights,
                     pack_weights_t, project_steps, rows_left_out, skip_finished_rows,
@@ -125,7 +126,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
     U (step.pack_forward), which are then not read. Yout, y_rows, y_step as forward_training."""
     cdef int T = x.shape[0], B = x.shape[1], I = x.shape[2], H = U.shape[0]
     cdef int chunk = AX.shape[0], s0 = 0, n, t0, s, t
-    cdef bint compact
+    cdef bint compact, overlapped
     cdef long zrow
     cdef floating* ax
     cdef floating* dmask = opt(input_mask)
@@ -155,9 +156,18 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
             with parallel(num_threads=nt):
                 thread_mode = sc_ftz_enter()
                 zrow = 0
+                # a single row's steps without a barrier between them (cells_entry.h), where
+                # no thread hands outputs on after a step
+                overlapped = reset_after and Yout is None and sc_steps_overlap(B, &claims)
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
                     ax = &AX[0, 0, 0] + step_rows(compact, t, t0, B, &mask[0, 0], &zrow) * 3 * H
+                    if overlapped:
+                        gru_forward_step_overlapped(B, H, &Hp[s % 2, 0, 0], Upk, bh, ax,
+                                                    &work_a[0, 0], &h[0, 0], &mask[t, 0],
+                                                    step_outputs(Y, Yout, s, t), rmask,
+                                                    &Hp[(s + 1) % 2, 0, 0], &claims, s)
+                        continue
                     recurrent_step(reset_after, B, H, Upk, bh, &Hp[s % 2, 0, 0],
                                    ax, &h[0, 0], &mask[t, 0],
                                    step_outputs(Y, Yout, s, t), NULL, &work_a[0, 0],

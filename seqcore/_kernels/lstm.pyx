@@ -16,7 +16,7 @@ from libc.stdint cimport int64_t
 
 from .cells cimport (lstm_backward_step, lstm_forward_step, lstm_forward_step_overlapped,
                      masked_state, sc_claims, sc_claims_reset, sc_ftz_enter, sc_ftz_exit,
-                     sc_lstm_overlaps, sc_team_barrier, u8)
+                     sc_steps_overlap, sc_team_barrier, u8)
 from .scan cimport (PACK_AUTO, PACK_READY, backward_rows, chunk_steps, entering_state,
                     handed_on, input_gradient, next_state, opt, opt3, opt_vec, pack_weights,
                     pack_weights_t, project_steps, rows_left_out, skip_finished_rows,
@@ -136,7 +136,7 @@ def forward_inference(floating[:, :, ::1] x, floating[:, ::1] W, floating[:, ::1
                 zrow = 0
                 # a single row's steps without a barrier between them (cells_entry.h), where
                 # no thread hands outputs on after a step
-                overlapped = Yout is None and sc_lstm_overlaps(B, &claims)
+                overlapped = Yout is None and sc_steps_overlap(B, &claims)
                 for s in range(s0, s0 + n):
                     t = time_index(s, T, reverse)
                     z = &Z[0, 0, 0] + step_rows(compact, t, t0, B, &mask[0, 0], &zrow) * 4 * H
