@@ -658,9 +658,9 @@ static void sc_gru_tiles_v16(int active, int panels, int j0, int n, int H, const
 #undef SC_TILE_EDGE
 }
 
-/* One row's part of the overlapped GRU step (PART: SC_GRU_FIRST or SC_GRU_REST, as
- * sc_gru_tile_v16 takes them) over the panels of units [j0, j1) (j0 a multiple of 16), two
- * panels a tile where two are left, as sc_gru_tiles_v16 takes a single row; row r = 0. */
+/* One row's part of the overlapped GRU step over the panels of units [j0, j1) (j0 a multiple
+ * of 16; rest: SC_GRU_REST's part, else SC_GRU_FIRST's, as sc_gru_tile_v16 takes them; row
+ * r = 0), two panels a tile where two are left, as sc_gru_tiles_v16 takes a single row. */
 #define SC_GRU_SPLIT_TILE_V16(NP, EDGE, PART, name)                                           \
     static void name(__mmask16 m, int j0, int H, int k0, int K, float *S, const float *Hp,   \
                      const float *u, long gs, const float *bh, float *AX, float *h,            \
@@ -701,6 +701,7 @@ static void sc_gru_split_tiles_v16(int rest, int j0, int j1, int H, int k0, int 
 #undef SC_SPLIT_ARGS
     }
 }
+
 /* The GRU (reset_after=False) step's two phases as register tiles of R rows x NP full panels
  * of 16 units (rows r..r+R-1, units j0..j0+16NP-1), each product with its pass of
  * cells_impl.h (sc_gru1_gates_block, sc_gru1_forward_block) on the sums in registers,
@@ -1239,7 +1240,7 @@ static inline void sc_team_barrier(sc_claims *cl) {
     sc_wait_word(cl, generation, seen, 0);
 }
 
-/* The point-to-point wait of a step without a barrier (cells_entry.h's overlapped step): each
+/* The point-to-point wait of a step without a barrier (cells_entry.h's overlapped steps): each
  * thread counts the steps it has finished in its own cache line (sc_team_done, after its
  * writes of step s: release), and sc_team_wait(cl, s) returns once every other thread of the
  * team has finished step s - 1 (acquire: their writes of it are seen). Waiters spin, then
@@ -1255,10 +1256,10 @@ static inline void sc_team_done(sc_claims *cl, int s) {
 }
 
 /* Whether a scan's inference steps of `rows` rows run as cells_entry.h's overlapped steps
- * (the LSTM's, the reset_after GRU's) on this team (cl: the scan's counters): a team of two on at least two processors, batches of
- * up to SC_OVERLAP_ROWS rows. (A larger team would need the rest of each thread's state in
- * two pieces; it has not been measured, and the 2-core machines this is developed on could
- * not test it.) */
+ * (the LSTM's, the reset_after GRU's) on this team (cl: the scan's counters): a team of two
+ * on at least two processors, batches of up to SC_OVERLAP_ROWS rows. (A larger team would
+ * need the rest of each thread's state in two pieces; it has not been measured, and the
+ * 2-core machines this is developed on could not test it.) */
 #define SC_OVERLAP_ROWS 1
 static inline int sc_steps_overlap(int rows, const sc_claims *cl) {
     return cl && omp_get_num_threads() == 2 && cl->procs >= 2 && rows <= SC_OVERLAP_ROWS;
