@@ -435,13 +435,7 @@ static void SC_ENTRY(sc_lstm_forward_step_overlapped)(
     for (int p = p0; p < p1; p++)
         SC_BEST(sc_lstm_forward_item)(active, p, H, k0, k1, Hp, Upk, ldu, Z, 0, c, h, valid, y,
                                       NULL, rmask, Hp_next);
-    if (active < rows && lo < hi) {
-        long o = (long)active * H;
-        for (long b = active; y && b < rows; b++) SC_ZERO_UNITS(y + b * H, lo, hi);
-        if (Hp_next)
-            SC_BEST(sc_masked_state_block)(rows - active, lo, hi, H, h + o,
-                                           rmask ? rmask + o : NULL, Hp_next + o);
-    }
+    SC_BEST(sc_masked_rows_units)(rows, active, lo, hi, H, h, y, rmask, Hp_next);
     sc_team_done(cl, s);
 }
 

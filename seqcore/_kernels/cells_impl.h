@@ -289,6 +289,20 @@ static void SC_NAME(sc_masked_state_block)(
     }
 }
 
+/* Units [j0, j1) of the masked rows past the last valid one (rows [active, rows)), which a
+ * fused step's tiles leave out: they keep their state; y (may be NULL) zero, Hp_next (may be
+ * NULL) their state times rmask (may be NULL). */
+static void SC_NAME(sc_masked_rows_units)(int rows, int active, int j0, int j1, int H,
+                                          const SC_T *h, SC_T *y, const SC_T *rmask,
+                                          SC_T *Hp_next) {
+    if (active >= rows || j0 >= j1) return;
+    long o = (long)active * H;
+    for (long b = active; y && b < rows; b++) SC_ZERO_UNITS(y + b * H, j0, j1);
+    if (Hp_next)
+        SC_NAME(sc_masked_state_block)(rows - active, j0, j1, H, h + o, rmask ? rmask + o : NULL,
+                                       Hp_next + o);
+}
+
 #undef SIGMOID
 #undef TANH
 
@@ -860,13 +874,7 @@ static int SC_NAME(sc_gru_split_fused)(
     if (active)
         sc_gru_split_tiles_v16(rest, j0, j1, H, k0, k1 - k0, AH, Hp, Upk, gs, bh, AX, h, valid,
                                y, rmask, Hp_next);
-    if (rest && active < rows) {
-        long o = (long)active * H;
-        for (int b = active; b < rows; b++) SC_ZERO_UNITS(y ? y + (long)b * H : NULL, j0, j1);
-        if (Hp_next)
-            SC_NAME(sc_masked_state_block)(rows - active, j0, j1, H, h + o,
-                                           rmask ? rmask + o : NULL, Hp_next + o);
-    }
+    if (rest) SC_NAME(sc_masked_rows_units)(rows, active, j0, j1, H, h, y, rmask, Hp_next);
     return 1;
 #else
     (void)rest; (void)rows; (void)active; (void)j0; (void)j1; (void)H; (void)k0; (void)k1;
@@ -950,11 +958,8 @@ static int SC_NAME(sc_gru_forward_fused)(
         SC_T *an = An_store ? An_store + (long)b * H : NULL;
         if (bh) SC_COPY_UNITS(an, bh + 2 * H, first, j0);
         else SC_ZERO_UNITS(an, first, j0);
-        SC_ZERO_UNITS(y ? y + (long)b * H : NULL, first, j0);
     }
-    if (Hp_next)
-        SC_NAME(sc_masked_state_block)(rows - active, first, j0, H, h + o,
-                                       rmask ? rmask + o : NULL, Hp_next + o);
+    SC_NAME(sc_masked_rows_units)(rows, active, first, j0, H, h, y, rmask, Hp_next);
     if (H_next)
         SC_NAME(sc_masked_state_block)(rows - active, first, j0, H, h + o, NULL, H_next + o);
 #else
