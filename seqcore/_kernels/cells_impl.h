@@ -503,7 +503,7 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
 }
 
 /* The same product over blocks of SC_ROW_BLOCK rows x SC_PANEL_BLOCK panels x SC_K_BLOCK
- * values of k: a block's piece of packed U (up to 1024 x 256 units, 1 MiB in float32) is
+ * values of k: a block's piece of packed U (up to 1024 x 128 units, 512 KiB in float32) is
  * reused by every row tile of the block while it is still in cache, and the block's rows of A
  * stay in cache across its panel blocks, instead of every tile streaming all of U and every
  * panel streaming all of A. Measured alone (bench of this function, 1 thread, GFLOP/s): the
@@ -511,9 +511,17 @@ static void SC_NAME(sc_gemm_acc_block)(int rows, int K, const SC_T *A, int lda,
  * K 256, H 1024) 99 -> 106.5; per-step products at B = 16..64 unchanged at 110-112 (Zen 4,
  * 1 MiB L2, where blocking k as well measured no better). On Sapphire Rapids (2 MiB L2) the
  * K = 4096 product ran at 73 GFLOP/s unblocked (its 4 MiB of U per panel block from L3), 152
- * with k in blocks of 1024, 143 of 512, 109 of 2048; products of K <= 1024 are one block. */
+ * with k in blocks of 1024, 143 of 512, 109 of 2048; products of K <= 1024 are one block.
+ * Panel blocks of 8 rather than 16 (Zen 5, 1 MiB L2, where a block of 16 panels, 1 MiB of U,
+ * left no room for the rows of A): a C harness, best of 2-5, (rows, K, N) (6400, 2048, 512)
+ * 222-229 -> 228-234 GFLOP/s, (1024, 6400, 2048) 212-222 -> 226-233, (6400, 4096, 1024)
+ * 211-225 -> 227-232, smaller shapes unchanged; the training step, paired in one process
+ * (6-30 pairs), LSTM (100, 64, 512, 512) 0.988x / 0.985x the time at 1 / 2 threads,
+ * (50, 128, 1024, 1024) 0.971x / 0.980x, (100, 16, 256, 256) 0.992x, GRU (100, 64, 512, 512)
+ * 0.987x / 1.000x, (50, 128, 1024, 1024) 0.976x; inference (50, 128, 1024, 1024) 0.978x on 2
+ * threads, (100, 64, 512, 512) and (100, 16, 256, 256) 1.003x. */
 #define SC_ROW_BLOCK 256
-#define SC_PANEL_BLOCK 16
+#define SC_PANEL_BLOCK 8
 #ifndef SC_K_BLOCK
 #define SC_K_BLOCK 1024
 #endif
